@@ -1,0 +1,61 @@
+"""Exit statuses (SPEC.md section 4) and the exceptions library code raises.
+
+Only ``cli.py`` turns these into process exits and messages; every other module raises.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    RUNTIME_ERROR = 1
+    USAGE = 2
+    CONNECT_FAILED = 3
+    TOKEN_REJECTED = 4
+    FORBIDDEN = 5
+    CONNECTION_LOST = 6
+    NOT_ACKNOWLEDGED = 7
+    SIGINT = 130
+    SIGTERM = 143
+
+
+class MkstreamError(Exception):
+    """An error with a one-line message and the exit status it means."""
+
+    exit_code: ExitCode = ExitCode.RUNTIME_ERROR
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UsageError(MkstreamError):
+    exit_code = ExitCode.USAGE
+
+
+class ConnectFailed(MkstreamError):
+    exit_code = ExitCode.CONNECT_FAILED
+
+
+class TokenRejected(MkstreamError):
+    exit_code = ExitCode.TOKEN_REJECTED
+
+
+class Forbidden(MkstreamError):
+    exit_code = ExitCode.FORBIDDEN
+
+
+class ConnectionLost(MkstreamError):
+    exit_code = ExitCode.CONNECTION_LOST
+
+
+class NotAcknowledged(MkstreamError):
+    exit_code = ExitCode.NOT_ACKNOWLEDGED
+
+
+class OutputError(MkstreamError):
+    """Writing a record failed for a reason other than the reader going away."""
+
+    exit_code = ExitCode.RUNTIME_ERROR
