@@ -70,7 +70,7 @@ def parse_client_frame(text: str) -> ClientMessage:
         raise BadFrame(f"not JSON: {exc}") from None
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise BadFrame("not an object with a string type")
-    kind = CLIENT_TYPE_ALIASES.get(frame["type"], frame["type"])
+    kind = CLIENT_TYPE_ALIASES.get(frame["type"]) or frame["type"]
     return ClientMessage(kind, frame.get("body"))
 
 

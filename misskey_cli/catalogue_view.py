@@ -1,0 +1,46 @@
+"""``mkstream channels``: the catalogue as a table, a detail page, or JSON. Pure text building."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from misskey_cli.channels import Channel
+
+
+def channel_table(channels: list[Channel]) -> str:
+    rows = [("CHANNEL", "LOGIN", "PARAMS", "WHAT")]
+    for c in channels:
+        params = ",".join(p.name + ("*" if p.required else "") for p in c.params) or "-"
+        login = "moderator" if c.moderator_only else ("yes" if c.needs_login else "no")
+        rows.append((c.name, login, params, c.summary))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3] for row in rows]
+    lines.append("")
+    lines.append("* = required param. 'mkstream channels NAME' shows params, events and an example.")
+    return "\n".join(lines)
+
+
+def channel_detail(c: Channel) -> str:
+    lines = [f"{c.name}: {c.summary}", ""]
+    login = "a moderator's token" if c.moderator_only else ("a token (logged-in user)" if c.needs_login
+                                                          else "nothing (works anonymously)")
+    lines.append(f"needs:     {login}")
+    if c.shareable:
+        lines.append("shareable: connected at most once per socket (a second connect is ignored)")
+    lines.append("params:" + ("    none" if not c.params else ""))
+    for p in c.params:
+        flags = "required" if p.required else f"default {json.dumps(p.default)}" if p.default is not None else ""
+        lines.append(f"  {p.name:<12} {p.type:<7} {p.summary}{' (' + flags + ')' if flags else ''}")
+    lines.append("events:    " + ", ".join(c.events))
+    if c.accepts:
+        accepts = ", ".join(t + (" (changes state: needs --force)" if t in c.side_effects else "") for t in c.accepts)
+        lines.append("accepts:   " + accepts + "  (mkstream send)")
+    if c.example:
+        lines.append("")
+        lines.append("example:   " + c.example)
+    return "\n".join(lines)
+
+
+def catalogue_json(channels: list[Channel]) -> str:
+    return json.dumps([asdict(c) for c in channels], ensure_ascii=False, indent=2)

@@ -1,0 +1,584 @@
+"""The command line: click definitions only. Parses, builds a plan, calls the library, reports.
+
+Anything typed as a string is converted by a ``click.ParamType`` whose ``convert`` calls a pure
+function, so bad input exits 2 before any connection. Library errors (``MkstreamError``) become
+one line on stderr and their exit status here, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from misskey_cli import __version__
+from misskey_cli.channels import (
+    CATALOGUE,
+    CHANNELS,
+    ChannelSpec,
+    SpecError,
+    check_connection,
+    check_send,
+    parse_channel_spec,
+    parse_param_assignment,
+    parse_param_value,
+)
+from misskey_cli.config import (
+    AUTH_MODES,
+    Redactor,
+    Target,
+    parse_host,
+    parse_proxy,
+    read_token_file,
+)
+from misskey_cli.errors import ExitCode, MkstreamError, UsageError
+from misskey_cli.output import COLOR_MODES, FORMATS
+from misskey_cli.timeparse import parse_duration
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+# ----- parameter types ------------------------------------------------------------------------
+
+
+class DurationType(click.ParamType):
+    name = "duration"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class ChannelSpecType(click.ParamType):
+    name = "channel"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> ChannelSpec:
+        if isinstance(value, ChannelSpec):
+            return value
+        try:
+            return parse_channel_spec(value)
+        except SpecError as exc:
+            self.fail(str(exc), param, ctx)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        if "?" in incomplete:
+            name, _, query = incomplete.partition("?")
+            channel = CATALOGUE.get(name.partition(":")[0])
+            if channel is None:
+                return []
+            done, _, last = query.rpartition("&")
+            prefix = f"{name}?{done + '&' if done else ''}"
+            return [CompletionItem(f"{prefix}{p.name}=", help=p.summary) for p in channel.params
+                    if p.name.startswith(last)]
+        return [CompletionItem(c.name, help=c.summary) for c in CHANNELS if c.name.startswith(incomplete)]
+
+
+class ParamAssignmentType(click.ParamType):
+    name = "key=value"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_param_assignment(value)
+        except SpecError as exc:
+            self.fail(str(exc), param, ctx)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        named = [spec.channel for spec in ctx.params.get("channels") or ()]
+        channel_name = ctx.params.get("channel")
+        if isinstance(channel_name, ChannelSpec):
+            named.append(channel_name.channel)
+        seen: dict[str, str] = {}
+        for name in named:
+            channel = CATALOGUE.get(name)
+            for p in channel.params if channel else ():
+                seen.setdefault(p.name, p.summary)
+        return [CompletionItem(f"{k}=", help=v) for k, v in seen.items() if k.startswith(incomplete)]
+
+
+class JsonType(click.ParamType):
+    name = "json"
+
+    def __init__(self, want_object: bool = False) -> None:
+        self.want_object = want_object
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            parsed = json.loads(value)
+        except ValueError as exc:
+            self.fail(f"{value!r} is not JSON: {exc.args[0]}", param, ctx)
+        if self.want_object and not isinstance(parsed, dict):
+            self.fail(f"{value!r} must be a JSON object", param, ctx)
+        return parsed
+
+
+class StyleType(click.ParamType):
+    name = "style"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from misskey_cli.output import check_style
+
+        try:
+            return check_style(value)
+        except UsageError as exc:
+            self.fail(exc.message.replace("unknown --style ", "unknown style "), param, ctx)
+
+    def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from click.shell_completion import CompletionItem
+
+        from misskey_cli.output import style_names
+
+        return [CompletionItem(name) for name in style_names() if name.startswith(incomplete)]
+
+
+class HostType(click.ParamType):
+    name = "host"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            return parse_host(value)
+        except UsageError as exc:
+            self.fail(exc.message, param, ctx)
+
+
+DURATION = DurationType()
+
+
+# ----- option bundles -------------------------------------------------------------------------
+
+
+def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--host", type=HostType(), envvar="MISSKEY_HOST", metavar="HOST",
+                     help="Server: misskey.example, host:port, or an http(s)/ws(s) URL. [env: MISSKEY_HOST]"),
+        click.option("--token", envvar="MISSKEY_TOKEN", metavar="TOKEN", show_envvar=False,
+                     help="Access token (absent: anonymous). [env: MISSKEY_TOKEN]"),
+        click.option("--token-file", metavar="PATH", type=click.Path(dir_okay=False, allow_dash=True),
+                     help="Read the token from a file ('-' = stdin)."),
+        click.option("--auth", type=click.Choice(AUTH_MODES), default="query", show_default=True,
+                     help="Send the token as ?i= (documented form) or an Authorization: Bearer header."),
+        click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate."),
+        click.option("--ca-file", metavar="PATH", type=click.Path(exists=True, dir_okay=False),
+                     help="Verify TLS against this CA bundle."),
+        click.option("--proxy", metavar="URL", help="HTTP or SOCKS proxy (default: https_proxy, honouring no_proxy)."),
+        click.option("--demo", is_flag=True,
+                     help="Start the built-in simulator on a free loopback port and stream from it "
+                          "(logged in as its demo user; --host and --token are ignored)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--format", "fmt", type=click.Choice(FORMATS),
+                     help="pretty (indented, coloured), ndjson (one compact line), raw (bytes as received). "
+                          "Default: pretty on a terminal, else ndjson."),
+        click.option("--pretty", "fmt", flag_value="pretty", help="Same as --format pretty."),
+        click.option("--ndjson", "fmt", flag_value="ndjson", help="Same as --format ndjson."),
+        click.option("--color", type=click.Choice(COLOR_MODES), default="auto", show_default=True,
+                     help="Colour pretty output (auto honours NO_COLOR and FORCE_COLOR)."),
+        click.option("--style", type=StyleType(), default="monokai", show_default=True,
+                     help="Pygments colour style."),
+        click.option("--jq", "filters", multiple=True, metavar="FILTER",
+                     help="jq filter; repeat to chain (f1 | f2). A filter may emit 0..n records per frame."),
+        click.option("--arg", "jq_args", nargs=2, multiple=True, metavar="NAME VALUE",
+                     help="Bind $NAME to a string in the filters."),
+        click.option("--argjson", "jq_argjson", nargs=2, multiple=True, metavar="NAME JSON",
+                     help="Bind $NAME to a JSON value in the filters."),
+        click.option("-r", "--raw-output", is_flag=True, help="Write jq string results without quotes."),
+        click.option("--timestamps", is_flag=True, help='Add "ts" (receive time, RFC 3339 UTC) as the first key.'),
+        click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False, writable=True),
+                     help="Append records to FILE instead of stdout."),
+        click.option("-q", "--quiet", is_flag=True, help="No notices on stderr (errors still)."),
+        click.option("-v", "--verbose", is_flag=True, help="Connection diagnostics on stderr."),
+        click.option("--stats", is_flag=True, help="On exit, print frame and record counts to stderr."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("-n", "--count", type=click.IntRange(min=1), metavar="N", help="Stop after N records."),
+        click.option("--duration", type=DURATION, metavar="D", help="Stop after D (30s, 5m, 1h)."),
+        click.option("--idle-timeout", type=DURATION, metavar="D", help="Stop when no frame arrives for D."),
+        click.option("--no-reconnect", is_flag=True, help="Do not reconnect when the connection is lost."),
+        click.option("--max-retries", type=click.IntRange(min=0), metavar="N",
+                     help="Give up after N failed reconnects in a row (default: never). "
+                          "Given, it also retries the first connection."),
+        click.option("--reconnect-delay", type=DURATION, default=0.5, show_default=True, metavar="D",
+                     help="First reconnect delay; doubles (with jitter) up to 30s."),
+        click.option("--ping-interval", type=DURATION, default=30.0, show_default=True, metavar="D",
+                     help="Send a WebSocket ping this often."),
+        click.option("--ping-timeout", type=DURATION, default=60.0, show_default=True, metavar="D",
+                     help="Reconnect when nothing (no frame, no pong) arrives for this long."),
+        click.option("--ack-timeout", type=DURATION, default=5.0, show_default=True, metavar="D",
+                     help="Warn when a channel is not acknowledged within D."),
+        click.option("--require-ack", is_flag=True, help="An unacknowledged channel is fatal (exit 7)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+# ----- notices --------------------------------------------------------------------------------
+
+
+class Notices:
+    """Every line mkstream writes to stderr, redacted."""
+
+    def __init__(self, quiet: bool = False, verbose: bool = False, token: str | None = None) -> None:
+        self.quiet = quiet
+        self.verbose = verbose
+        self.redact = Redactor(token)
+
+    def warn(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(self.redact(f"mkstream: warning: {message}"), err=True)
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(self.redact(f"mkstream: {message}"), err=True)
+
+    def debug(self, message: str) -> None:
+        if self.verbose:
+            click.echo(self.redact(f"mkstream: {message}"), err=True)
+
+    def error(self, message: str) -> None:
+        click.echo(self.redact(f"mkstream: error: {message}"), err=True)
+
+
+# ----- the group ------------------------------------------------------------------------------
+
+
+@click.group(context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
+  mkstream connect localTimeline --demo
+  mkstream connect localTimeline homeTimeline --host misskey.example --token-file ~/.mk-token
+  mkstream connect 'hashtag?q=misskey' --ndjson --jq .body.body.text -r
+
+Run 'mkstream COMMAND --help' for a command's options.""")
+@click.version_option(__version__, "-V", "--version", prog_name="mkstream")
+def main() -> None:
+    """Watch and debug the Misskey streaming API.
+
+    Opens the WebSocket, connects channels and note captures, and writes every frame the server
+    sends, optionally through jq, as coloured JSON on a terminal or NDJSON in a pipe.
+    """
+
+
+def build_connections(specs: tuple[ChannelSpec, ...], assignments: tuple[tuple[str, str], ...],
+                      params_json: dict[str, Any] | None, logged_in: bool,
+                      notices: Notices) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """Type params per channel (-p applies to every channel) and validate against the catalogue."""
+    result = []
+    for spec in specs:
+        params: dict[str, Any] = dict(params_json or {})
+        try:
+            for key, text in assignments:
+                params[key] = parse_param_value(spec.channel, key, text)
+            params.update(spec.params)
+            for warning in check_connection(spec.channel, params, logged_in):
+                notices.warn(warning)
+        except SpecError as exc:
+            raise UsageError(str(exc)) from None
+        result.append((spec.channel, spec.connection_id, params))
+    return result
+
+
+def resolve_target(host: Any, token: str | None, token_file: str | None, auth: str, insecure: bool,
+                   ca_file: str | None, proxy: str | None) -> Target:
+    if token_file:
+        token = read_token_file(token_file)
+    if host is None:
+        raise UsageError("no server given: use --host misskey.example (or set MISSKEY_HOST), or --demo")
+    if proxy:
+        parse_proxy(proxy)
+    return Target(host, token or None, auth, insecure, ca_file, proxy)
+
+
+def stream_command(f: Callable[..., Any]) -> Callable[..., Any]:
+    return server_options(output_options(run_options(f)))
+
+
+def execute(plan_builder: Callable[[Notices, bool], Any], kw: dict[str, Any]) -> None:
+    """Shared body of every streaming command: resolve, validate, connect, stream, exit."""
+    notices = Notices(kw["quiet"], kw["verbose"], kw.get("token"))
+    try:
+        sys.exit(_execute(plan_builder, kw, notices))
+    except MkstreamError as exc:
+        notices.error(exc.message)
+        sys.exit(exc.exit_code)
+
+
+def _execute(plan_builder: Callable[[Notices, bool], Any], kw: dict[str, Any], notices: Notices) -> int:
+    from contextlib import ExitStack
+
+    from misskey_cli.output import (
+        OutputOptions,
+        Renderer,
+        Writer,
+        decide_color,
+        decide_format,
+    )
+    from misskey_cli.session import Session, SessionOptions
+    from misskey_cli.stream import Stream
+
+    with ExitStack() as stack:
+        if kw["token_file"] and not kw["demo"]:
+            kw["token"] = read_token_file(kw["token_file"])
+            kw["token_file"] = None
+            notices.redact = Redactor(kw["token"])
+        fmt = decide_format(kw["fmt"], kw["output"] is None and sys.stdout.isatty())
+        if fmt == "raw" and (kw["filters"] or kw["timestamps"]):
+            raise UsageError("--format raw writes frames byte for byte: it cannot be combined with --jq or --timestamps")
+        if kw["raw_output"] and not kw["filters"]:
+            raise UsageError("-r/--raw-output applies to --jq results: add a --jq filter")
+        args: dict[str, Any] = {name: value for name, value in kw["jq_args"]}
+        for name, text in kw["jq_argjson"]:
+            try:
+                args[name] = json.loads(text)
+            except ValueError as exc:
+                raise UsageError(f"--argjson {name}: {text!r} is not JSON: {exc.args[0]}") from None
+        color = decide_color(kw["color"], kw["output"] is None and sys.stdout.isatty(), os.environ)
+        renderer = None if fmt == "raw" else Renderer(OutputOptions(
+            fmt, color, kw["style"], tuple(kw["filters"]), args, kw["raw_output"], kw["timestamps"]))
+
+        if kw["demo"]:
+            from misskey_cli.config import Endpoint
+            from misskey_cli.simulator import DEMO_TOKEN, Simulator
+
+            sim = stack.enter_context(Simulator(rate=4.0, ticks=True))
+            target = Target(Endpoint("ws", sim.host_port, "/streaming"), DEMO_TOKEN)
+            notices.debug(f"demo simulator listening on {sim.url}")
+        else:
+            target = resolve_target(kw["host"], kw["token"], None, kw["auth"], kw["insecure"],
+                                    kw["ca_file"], kw["proxy"])
+        plan = plan_builder(notices, bool(target.token))
+        plan.count, plan.duration, plan.idle_timeout = kw["count"], kw["duration"], kw["idle_timeout"]
+        plan.raw, plan.stats = fmt == "raw", kw["stats"]
+
+        options = SessionOptions(
+            ping_interval=kw["ping_interval"], ping_timeout=kw["ping_timeout"], ack_timeout=kw["ack_timeout"],
+            require_ack=kw["require_ack"], reconnect=not kw["no_reconnect"], max_retries=kw["max_retries"],
+            retries_given=kw["max_retries"] is not None, reconnect_delay=kw["reconnect_delay"])
+        writer = stack.enter_context(_closing(Writer.open_append(kw["output"]) if kw["output"]
+                                              else Writer(1, "stdout")))
+        session = Session(target, options, notices.warn, notices.info, notices.debug)
+        notices.debug(f"streaming from {target.display_url()}")
+        try:
+            return Stream(plan, session, renderer, writer, notices.warn, notices.info).run()
+        except MkstreamError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the one place that turns any crash into exit 1
+            if kw["verbose"]:
+                click.echo(notices.redact(traceback.format_exc()), err=True, nl=False)
+            raise MkstreamError(f"unexpected {type(exc).__name__}: {exc}") from None
+
+
+class _closing:
+    def __init__(self, writer: Any) -> None:
+        self.writer = writer
+
+    def __enter__(self) -> Any:
+        return self.writer
+
+    def __exit__(self, *exc: object) -> None:
+        self.writer.close()
+
+
+# ----- commands -------------------------------------------------------------------------------
+
+
+@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
+  mkstream connect localTimeline --demo -n 3 --ndjson | jq -r .body.body.text
+  mkstream connect 'hashtag?q=misskey,fediverse' homeTimeline --host misskey.example --token-file ~/.mk-token
+  mkstream connect main --stdin --jq 'select(.body.type == "notification")'""")
+@click.argument("channels", nargs=-1, type=ChannelSpecType(), metavar="CHANNEL...")
+@click.option("-p", "--param", "assignments", multiple=True, type=ParamAssignmentType(), metavar="KEY=VALUE",
+              help="A channel param, applied to every channel named (typed by the channel catalogue).")
+@click.option("--params", "params_json", type=JsonType(want_object=True), metavar="JSON",
+              help="All params as one JSON object.")
+@click.option("--capture", "captures", multiple=True, metavar="NOTE_ID", help="Also capture this note (subNote).")
+@click.option("--stdin", "stdin_commands", is_flag=True,
+              help="Read live commands from stdin: connect CHANNEL[:ID][?k=v], disconnect ID, sub NOTE_ID, "
+                   "unsub NOTE_ID, send ID TYPE [BODY_JSON], or a raw JSON frame.")
+@stream_command
+def connect(channels, assignments, params_json, captures, stdin_commands, **kw):
+    """Connect channels on one socket and write every frame they deliver.
+
+    CHANNEL is a name (localTimeline), optionally with a connection id and params in query form:
+    'userList:work?listId=9abc&withFiles=true', 'hashtag?q=misskey' (q also takes [["a","b"]]
+    lists, a,b for OR and a+b for AND). Repeated channels get ids NAME-2, NAME-3. Run
+    'mkstream channels' for the catalogue.
+    """
+    if not channels and not captures and not stdin_commands:
+        raise click.UsageError("name at least one CHANNEL (or use --capture or --stdin); see 'mkstream channels'")
+
+    def plan(notices: Notices, logged_in: bool) -> Any:
+        from misskey_cli.stream import Plan
+
+        return Plan(build_connections(channels, assignments, params_json, logged_in, notices),
+                    list(captures), stdin_commands=stdin_commands)
+
+    execute(plan, kw)
+
+
+@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
+  mkstream capture 9xyzabcdef012345 --host misskey.example
+  mkstream capture 9xyz... 9abc... --jq 'select(.body.type == "reacted") | .body.body.reaction' -r""")
+@click.argument("note_ids", nargs=-1, required=True, metavar="NOTE_ID...")
+@click.option("--stdin", "stdin_commands", is_flag=True, help="Read live commands from stdin (see connect --help).")
+@stream_command
+def capture(note_ids, stdin_commands, **kw):
+    """Capture notes and write their noteUpdated events (reactions, votes, deletion)."""
+
+    def plan(notices: Notices, logged_in: bool) -> Any:
+        from misskey_cli.stream import Plan
+
+        return Plan(captures=list(dict.fromkeys(note_ids)), stdin_commands=stdin_commands)
+
+    execute(plan, kw)
+
+
+@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
+  mkstream send queueStats requestLog '{"id":"a","length":10}' -n 1 --demo
+  mkstream send serverStats requestLog '{"id":"a","length":50}' -n 1 --host misskey.example""")
+@click.argument("channel", type=ChannelSpecType())
+@click.argument("message_type", metavar="TYPE")
+@click.argument("body", type=JsonType(), required=False, metavar="[BODY_JSON]")
+@click.option("-p", "--param", "assignments", multiple=True, type=ParamAssignmentType(), metavar="KEY=VALUE",
+              help="A channel param (typed by the channel catalogue).")
+@click.option("--params", "params_json", type=JsonType(want_object=True), metavar="JSON",
+              help="All params as one JSON object.")
+@click.option("--force", is_flag=True, help="Send a message that changes state on the server (chat read, reversi moves).")
+@stream_command
+def send(channel, message_type, body, assignments, params_json, force, **kw):
+    """Connect CHANNEL, send it one message, and write what arrives.
+
+    The message is {"type":"channel","body":{"id":ID,"type":TYPE,"body":BODY}}; BODY defaults to {}.
+    Use -n, --duration or --idle-timeout to say when to stop.
+    """
+
+    def plan(notices: Notices, logged_in: bool) -> Any:
+        from misskey_cli.stream import Plan
+
+        try:
+            for warning in check_send(channel.channel, message_type, force):
+                notices.warn(warning)
+        except SpecError as exc:
+            raise UsageError(str(exc)) from None
+        connections = build_connections((channel,), assignments, params_json, logged_in, notices)
+        cid = channel.connection_id or channel.channel
+        return Plan(connections, sends=[(cid, message_type, {} if body is None else body)])
+
+    execute(plan, kw)
+
+
+@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
+  mkstream channels
+  mkstream channels hashtag
+  mkstream channels --json | jq -r '.[].name'""")
+@click.argument("name", required=False, type=ChannelSpecType(), metavar="[CHANNEL]")
+@click.option("--json", "as_json", is_flag=True, help="The catalogue as JSON.")
+def channels(name, as_json):
+    """List the channels a Misskey server offers, or show one in detail."""
+    from misskey_cli.catalogue_view import catalogue_json, channel_detail, channel_table
+
+    if name is not None and name.channel not in CATALOGUE:
+        from misskey_cli.channels import did_you_mean
+
+        raise click.BadParameter(f"unknown channel {name.channel}{did_you_mean(name.channel, list(CATALOGUE))}",
+                                 param_hint="CHANNEL")
+    selected = [CATALOGUE[name.channel]] if name is not None else list(CHANNELS)
+    if as_json:
+        click.echo(catalogue_json(selected))
+    elif name is not None:
+        click.echo(channel_detail(selected[0]))
+    else:
+        click.echo(channel_table(selected))
+
+
+@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
+  mkstream serve --port 3000 --rate 5
+  mkstream connect localTimeline --host http://127.0.0.1:3000
+  mkstream serve --token secret=alice & mkstream connect main --host http://127.0.0.1:3000 --token secret""")
+@click.option("--host", "bind_host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535), help="Port (0 = any free).")
+@click.option("--rate", default=2.0, show_default=True, type=click.FloatRange(min=0), metavar="NOTES_PER_S",
+              help="Generated timeline notes per second.")
+@click.option("--token", "tokens", multiple=True, metavar="TOKEN[=USER]",
+              help="Accept this token (as USER, default user1, user2...). Default tokens are listed on start.")
+@click.option("--suspended-token", "suspended", multiple=True, metavar="TOKEN",
+              help="A token whose account is suspended (handshake answered 403).")
+def serve(bind_host, port, rate, tokens, suspended):
+    """Run the built-in Misskey-compatible streaming simulator."""
+    from misskey_cli.simulator import DEFAULT_TOKENS
+    from misskey_cli.simulator import serve as run_server
+
+    table = dict(DEFAULT_TOKENS)
+    for n, item in enumerate(tokens, 1):
+        token, _, user = item.partition("=")
+        if not token:
+            raise click.BadParameter(f"{item!r}: expected TOKEN or TOKEN=USER", param_hint="--token")
+        table[token] = user or f"user{n}"
+
+    def ready(url: str) -> None:
+        http = url.replace("ws://", "http://").removesuffix("/streaming")
+        click.echo(f"mkstream: simulator listening on {url} (connect with --host {http})", err=True)
+        click.echo(f"mkstream: users: {', '.join(sorted(set(table.values())))}", err=True)
+
+    try:
+        run_server(bind_host, port, rate, table, tuple(suspended), ready)
+    except OSError as exc:
+        click.echo(f"mkstream: error: cannot listen on {bind_host}:{port}: {exc.strerror or exc}", err=True)
+        sys.exit(ExitCode.CONNECT_FAILED)
+    except KeyboardInterrupt:
+        sys.exit(ExitCode.SIGINT)
+
+
+@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
+  mkstream completion bash > ~/.local/share/bash-completion/completions/mkstream
+  mkstream completion zsh > ~/.zfunc/_mkstream
+  mkstream completion fish > ~/.config/fish/completions/mkstream.fish""")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell):
+    """Print the shell completion script for bash, zsh or fish."""
+    click.echo(completion_script(shell), nl=False)
+
+
+def completion_script(shell: str) -> str:
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    assert cls is not None
+    return cls(main, {}, "mkstream", "_MKSTREAM_COMPLETE").source() + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

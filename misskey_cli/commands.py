@@ -1,0 +1,101 @@
+"""The ``--stdin`` command language: one line, one command, parsed without side effects.
+
+``connect CHANNEL[:ID][?params]``, ``disconnect ID``, ``sub NOTE_ID``, ``unsub NOTE_ID``,
+``send ID TYPE [BODY_JSON]``, or a raw JSON frame sent as is. Blank lines and ``#`` comments are
+ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from misskey_cli.channels import ChannelSpec, SpecError, parse_channel_spec
+
+
+class CommandError(ValueError):
+    """A line that is not a command; the message says what would be."""
+
+
+@dataclass(frozen=True)
+class Connect:
+    spec: ChannelSpec
+
+
+@dataclass(frozen=True)
+class Disconnect:
+    connection_id: str
+
+
+@dataclass(frozen=True)
+class Sub:
+    note_id: str
+
+
+@dataclass(frozen=True)
+class Unsub:
+    note_id: str
+
+
+@dataclass(frozen=True)
+class Send:
+    connection_id: str
+    message_type: str
+    body: Any
+
+
+@dataclass(frozen=True)
+class RawFrame:
+    text: str
+
+
+Command = Connect | Disconnect | Sub | Unsub | Send | RawFrame
+
+USAGE = ("commands: connect CHANNEL[:ID][?k=v], disconnect ID, sub NOTE_ID, unsub NOTE_ID, "
+         "send ID TYPE [BODY_JSON], or a JSON frame")
+
+
+def parse_body(text: str | None) -> Any:
+    """A message body given as JSON; absent means ``{}`` (the server drops a missing body)."""
+    if text is None or not text.strip():
+        return {}
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise CommandError(f"body is not JSON: {exc.args[0]}") from None
+
+
+def parse_command(line: str) -> Command | None:
+    text = line.strip()
+    if not text or text.startswith("#"):
+        return None
+    if text.startswith(("{", "[")):
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise CommandError(f"not a JSON frame: {exc.args[0]}") from None
+        if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+            raise CommandError('a raw frame must be a JSON object with a string "type"')
+        return RawFrame(text)
+    word, _, rest = text.partition(" ")
+    rest = rest.strip()
+    if word == "connect":
+        if not rest:
+            raise CommandError("usage: connect CHANNEL[:ID][?key=value&...]")
+        try:
+            return Connect(parse_channel_spec(rest))
+        except SpecError as exc:
+            raise CommandError(str(exc)) from None
+    if word in ("disconnect", "sub", "unsub"):
+        if not rest or " " in rest:
+            raise CommandError(f"usage: {word} {'ID' if word == 'disconnect' else 'NOTE_ID'}")
+        if word == "disconnect":
+            return Disconnect(rest)
+        return Sub(rest) if word == "sub" else Unsub(rest)
+    if word == "send":
+        parts = rest.split(None, 2)
+        if len(parts) < 2:
+            raise CommandError("usage: send ID TYPE [BODY_JSON]")
+        return Send(parts[0], parts[1], parse_body(parts[2] if len(parts) == 3 else None))
+    raise CommandError(f"unknown command {word!r}; {USAGE}")

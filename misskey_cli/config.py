@@ -1,0 +1,148 @@
+"""Where to connect and as whom: host forms, the token, the streaming URL, and redaction.
+
+Pure apart from reading a token file. Every string mkstream prints that could carry the token
+goes through ``Redactor`` first: URLs show ``i=***`` and the token itself never appears.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import sys
+from dataclasses import dataclass, field
+from urllib.parse import quote, urlsplit
+
+from misskey_cli.errors import UsageError
+
+AUTH_MODES = ("query", "header")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A streaming endpoint without credentials: ``ws(s)://host[:port]/path``."""
+
+    scheme: str
+    netloc: str
+    path: str
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.netloc}{self.path}"
+
+
+def parse_host(text: str) -> Endpoint:
+    """Accept ``misskey.example``, ``host:3000``, and http(s)/ws(s) URLs.
+
+    A bare host means TLS (wss); ``http``/``ws`` mean plain. A URL with no path (or ``/``) gets
+    ``/streaming``; any other path is kept, for servers behind a prefixing reverse proxy.
+    """
+    raw = text.strip()
+    if not raw:
+        raise UsageError("no host given: use --host misskey.example (or set MISSKEY_HOST), or --demo")
+    if "://" not in raw:
+        raw = "wss://" + raw
+    parts = urlsplit(raw)
+    scheme = {"https": "wss", "wss": "wss", "http": "ws", "ws": "ws"}.get(parts.scheme.lower())
+    if scheme is None:
+        raise UsageError(f"bad host {text!r}: the scheme must be https, wss, http or ws")
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"bad host {text!r}: the port is not a number from 0 to 65535") from None
+    hostname = parts.hostname
+    if not hostname or re.search(r"[\s/@]", parts.netloc) or parts.username or parts.password:
+        raise UsageError(f"bad host {text!r}: expected a host name like misskey.example or localhost:3000")
+    netloc = f"[{hostname}]" if ":" in hostname else hostname
+    if port is not None:
+        netloc += f":{port}"
+    path = parts.path if parts.path not in ("", "/") else "/streaming"
+    if parts.query and "i=" in parts.query:
+        raise UsageError("put the token in --token, --token-file or MISSKEY_TOKEN, not in the host URL")
+    return Endpoint(scheme, netloc, path)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything needed to open the socket."""
+
+    endpoint: Endpoint
+    token: str | None = None
+    auth: str = "query"
+    insecure: bool = False
+    ca_file: str | None = None
+    proxy: str | None = None
+    extra_headers: tuple[str, ...] = field(default=())
+
+    def url(self) -> str:
+        """The URL to dial; with ``--auth query`` it carries the token (never print it: see display_url)."""
+        if self.token and self.auth == "query":
+            return f"{self.endpoint.url}?i={quote(self.token, safe='')}"
+        return self.endpoint.url
+
+    def display_url(self) -> str:
+        if self.token and self.auth == "query":
+            return f"{self.endpoint.url}?i=***"
+        return self.endpoint.url
+
+    def headers(self) -> list[str]:
+        headers = list(self.extra_headers)
+        if self.token and self.auth == "header":
+            headers.append(f"Authorization: Bearer {self.token}")
+        return headers
+
+
+class Redactor:
+    """Removes the token (and any ``i=`` query value) from text meant for humans."""
+
+    def __init__(self, token: str | None) -> None:
+        self.secrets = [s for s in {token, quote(token, safe="")} if s] if token else []
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return re.sub(r"([?&]i=)[^&\s'\"]+", r"\1***", text)
+
+
+def read_token_file(path: str, stdin_text: str | None = None) -> str:
+    """Read a token from a file (``-`` = stdin), trailing newline stripped."""
+    if path == "-":
+        text = stdin_text if stdin_text is not None else sys.stdin.read()
+    else:
+        try:
+            with open(os.path.expanduser(path), encoding="utf-8") as handle:
+                text = handle.read()
+        except OSError as exc:
+            raise UsageError(f"cannot read token file {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"token file {path} is not UTF-8 text") from None
+    token = text.strip()
+    if not token:
+        raise UsageError(f"token file {path} is empty")
+    if any(ch.isspace() for ch in token):
+        raise UsageError(f"token file {path} holds more than one word: it should hold only the token")
+    return token
+
+
+def loose_permissions(path: str) -> bool:
+    """True when a secrets file is readable by group or others."""
+    try:
+        mode = os.stat(os.path.expanduser(path)).st_mode
+    except OSError:
+        return False
+    return bool(mode & (stat.S_IRGRP | stat.S_IROTH))
+
+
+def parse_proxy(url: str) -> tuple[str, int, str]:
+    """``http://host:port`` (or socks5://...) into (host, port, type) for websocket-client."""
+    parts = urlsplit(url if "://" in url else "http://" + url)
+    kinds = {"http": "http", "https": "http", "socks4": "socks4", "socks4a": "socks4a",
+             "socks5": "socks5", "socks5h": "socks5h"}
+    kind = kinds.get(parts.scheme.lower())
+    if kind is None or not parts.hostname:
+        raise UsageError(f"bad proxy {url!r}: expected http://host:port or socks5://host:port")
+    try:
+        port = parts.port or (1080 if kind.startswith("socks") else 8080)
+    except ValueError:
+        raise UsageError(f"bad proxy {url!r}: the port is not a number") from None
+    return parts.hostname, port, kind
