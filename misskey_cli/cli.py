@@ -382,7 +382,7 @@ def _execute(plan_builder: Callable[[Notices, bool], Any], kw: dict[str, Any], n
             require_ack=kw["require_ack"], reconnect=not kw["no_reconnect"], max_retries=kw["max_retries"],
             retries_given=kw["max_retries"] is not None, reconnect_delay=kw["reconnect_delay"])
         writer = stack.enter_context(_closing(Writer.open_append(kw["output"]) if kw["output"]
-                                              else Writer(1, "stdout")))
+                                              else Writer.for_stdout()))
         session = Session(target, options, notices.warn, notices.info, notices.debug)
         notices.debug(f"streaming from {target.display_url()}")
         try:

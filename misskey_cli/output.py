@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -177,10 +178,21 @@ class ReaderGone(Exception):
 class Writer:
     """Writes each record with one unbuffered write, so it leaves at once."""
 
-    def __init__(self, fd: int, label: str, owns: bool = False) -> None:
+    def __init__(self, fd: int, label: str, owns: bool = False, stream: BinaryIO | None = None) -> None:
         self.fd = fd
         self.label = label
         self.owns = owns
+        self.stream = stream
+
+    @classmethod
+    def for_stdout(cls) -> Writer:
+        """Write to file descriptor 1 directly, or to ``sys.stdout`` when it has none (a test harness)."""
+        try:
+            fd = sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):
+            return cls(-1, "stdout", stream=sys.stdout.buffer)
+        sys.stdout.flush()
+        return cls(fd, "stdout")
 
     @classmethod
     def open_append(cls, path: str) -> Writer:
@@ -191,11 +203,24 @@ class Writer:
         return cls(fd, path, owns=True)
 
     def write(self, data: bytes) -> None:
+        if self.stream is not None:
+            self._write_stream(data)
+            return
         try:
             written = os.write(self.fd, data)
             while written < len(data):
                 data = data[written:]
                 written = os.write(self.fd, data)
+        except BrokenPipeError:
+            raise ReaderGone() from None
+        except OSError as exc:
+            raise OutputError(f"cannot write to {self.label}: {exc.strerror or exc}") from None
+
+    def _write_stream(self, data: bytes) -> None:
+        assert self.stream is not None
+        try:
+            self.stream.write(data)
+            self.stream.flush()
         except BrokenPipeError:
             raise ReaderGone() from None
         except OSError as exc:

@@ -1,0 +1,68 @@
+"""Host forms, URLs, token files and redaction (pure, table-driven)."""
+
+from __future__ import annotations
+
+import pytest
+
+from misskey_cli.config import Redactor, Target, parse_host, read_token_file
+from misskey_cli.errors import UsageError
+
+
+@pytest.mark.parametrize(("text", "url"), [
+    ("misskey.example", "wss://misskey.example/streaming"),
+    ("localhost:3000", "wss://localhost:3000/streaming"),
+    ("https://misskey.example", "wss://misskey.example/streaming"),
+    ("https://misskey.example/", "wss://misskey.example/streaming"),
+    ("http://127.0.0.1:3000", "ws://127.0.0.1:3000/streaming"),
+    ("ws://127.0.0.1:3000/streaming", "ws://127.0.0.1:3000/streaming"),
+    ("wss://misskey.example/prefix/streaming", "wss://misskey.example/prefix/streaming"),
+    ("HTTPS://Misskey.Example", "wss://misskey.example/streaming"),
+    ("http://[::1]:3000", "ws://[::1]:3000/streaming"),
+])
+def test_host_forms(text, url):
+    assert parse_host(text).url == url
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("", "no host"),
+    ("ftp://misskey.example", "scheme"),
+    ("misskey.example:99999", "port"),
+    ("misskey.example:abc", "port"),
+    ("https://user:pw@misskey.example", "host name"),
+    ("https://misskey.example/streaming?i=secret", "not in the host URL"),
+])
+def test_bad_hosts(text, message):
+    with pytest.raises(UsageError, match=message):
+        parse_host(text)
+
+
+def test_query_auth_url_carries_token_but_display_url_does_not():
+    target = Target(parse_host("misskey.example"), "s3cr3t/+=", "query")
+    assert target.url() == "wss://misskey.example/streaming?i=s3cr3t%2F%2B%3D"
+    assert target.display_url() == "wss://misskey.example/streaming?i=***"
+    assert target.headers() == []
+
+
+def test_header_auth_keeps_token_out_of_url():
+    target = Target(parse_host("misskey.example"), "s3cr3t", "header")
+    assert "s3cr3t" not in target.url()
+    assert target.headers() == ["Authorization: Bearer s3cr3t"]
+
+
+def test_redactor_removes_token_and_query_values():
+    redact = Redactor("s3cr3t/+=")
+    assert redact("token s3cr3t/+= and s3cr3t%2F%2B%3D") == "token *** and ***"
+    assert redact("wss://h/streaming?i=other&x=1") == "wss://h/streaming?i=***&x=1"
+    assert Redactor(None)("nothing to hide") == "nothing to hide"
+
+
+def test_token_file(tmp_path):
+    path = tmp_path / "token"
+    path.write_text("abc123\n")
+    assert read_token_file(str(path)) == "abc123"
+    assert read_token_file("-", stdin_text="fromstdin\n") == "fromstdin"
+    path.write_text("\n")
+    with pytest.raises(UsageError, match="empty"):
+        read_token_file(str(path))
+    with pytest.raises(UsageError, match="cannot read token file"):
+        read_token_file(str(tmp_path / "missing"))

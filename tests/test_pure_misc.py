@@ -1,0 +1,78 @@
+"""The --stdin command language, durations and protocol helpers (pure, table-driven)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from misskey_cli import commands, protocol
+from misskey_cli.timeparse import parse_duration
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("", None),
+    ("# a comment", None),
+    ("disconnect localTimeline", commands.Disconnect("localTimeline")),
+    ("sub 9abc", commands.Sub("9abc")),
+    ("unsub 9abc", commands.Unsub("9abc")),
+    ("send qs requestLog", commands.Send("qs", "requestLog", {})),
+    ('send qs requestLog {"id":"a","length":3}', commands.Send("qs", "requestLog", {"id": "a", "length": 3})),
+    ('{"type":"subNote","body":{"id":"x"}}', commands.RawFrame('{"type":"subNote","body":{"id":"x"}}')),
+])
+def test_parse_command(line, expected):
+    assert commands.parse_command(line) == expected
+
+
+def test_parse_connect_command():
+    command = commands.parse_command("connect hashtag:tags?q=misskey")
+    assert isinstance(command, commands.Connect)
+    assert (command.spec.channel, command.spec.connection_id, command.spec.params) == ("hashtag", "tags", {"q": [["misskey"]]})
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("connect", "usage: connect"),
+    ("connect local timeline", "bad channel spec"),
+    ("disconnect", "usage: disconnect"),
+    ("send qs", "usage: send"),
+    ("send qs requestLog {bad", "not JSON"),
+    ("frobnicate x", "unknown command"),
+    ("{not json", "not a JSON frame"),
+    ("[1,2]", "JSON object"),
+])
+def test_bad_commands(line, message):
+    with pytest.raises(commands.CommandError, match=message):
+        commands.parse_command(line)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("30", 30.0), ("1.5", 1.5), ("30s", 30.0), ("5m", 300.0), ("1h", 3600.0), ("1h30m", 5400.0),
+    ("500ms", 0.5), ("2d", 172800.0), (" 10S ", 10.0),
+])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "5x", "m5", "-1", "nan", "inf", "5m30"])
+def test_bad_durations(text):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(text)
+
+
+def test_frame_builders():
+    assert json.loads(protocol.connect_frame("hashtag", "h", {"q": [["a"]]})) == {
+        "type": "connect", "body": {"channel": "hashtag", "id": "h", "params": {"q": [["a"]]}, "pong": True}}
+    assert json.loads(protocol.channel_message_frame("qs", "requestLog", {})) == {
+        "type": "channel", "body": {"id": "qs", "type": "requestLog", "body": {}}}
+    assert protocol.sub_note_frame("ノート") == '{"type":"subNote","body":{"id":"ノート"}}'
+
+
+@pytest.mark.parametrize(("frame", "problem"), [
+    ({"type": "channel", "body": None}, None),
+    ({"type": "somethingNew"}, None),
+    ([1, 2], "a JSON array, not an object"),
+    ("text", "a JSON string, not an object"),
+    ({"body": {}}, 'an object without a string "type"'),
+])
+def test_shape_problems(frame, problem):
+    assert protocol.describe_shape_problem(frame) == problem
