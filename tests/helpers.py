@@ -1,0 +1,62 @@
+"""Running the real CLI: in-process through click's CliRunner, or as a child process.
+
+Child processes are for what an in-process run cannot show: signals, stdin commands, real pipes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from click.testing import CliRunner, Result
+
+from misskey_cli.cli import main
+
+# Every streaming test run also carries a limit, so a broken run fails instead of hanging.
+SAFETY = ("--duration", "60s")
+
+
+def run_cli(*args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+    runner = CliRunner()
+    return runner.invoke(main, list(args), input=input, env=env, catch_exceptions=False)
+
+
+def records(result: Result) -> list[Any]:
+    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+
+def in_background(fn: Callable[[], Any]) -> threading.Thread:
+    """Run a feeder beside the CLI; its exception is re-raised by ``join_ok``."""
+    errors: list[BaseException] = []
+
+    def wrapper() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # noqa: BLE001 - reported by join_ok
+            errors.append(exc)
+
+    thread = threading.Thread(target=wrapper, daemon=True)
+    thread.errors = errors  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def join_ok(thread: threading.Thread, timeout: float = 30.0) -> None:
+    thread.join(timeout)
+    assert not thread.is_alive(), "feeder thread did not finish"
+    errors = thread.errors  # type: ignore[attr-defined]
+    if errors:
+        raise errors[0]
+
+
+def spawn(*args: str, env: dict[str, str] | None = None, stdin: int | None = subprocess.DEVNULL,
+          stdout: int | None = subprocess.PIPE) -> subprocess.Popen[bytes]:
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.Popen([sys.executable, "-m", "misskey_cli", *args], stdin=stdin, stdout=stdout,
+                            stderr=subprocess.PIPE, env=full_env)
