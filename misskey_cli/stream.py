@@ -17,7 +17,7 @@ from types import FrameType
 from typing import Any
 
 from misskey_cli import commands, protocol
-from misskey_cli.channels import SpecError, check_connection, did_you_mean
+from misskey_cli.channels import SpecError, check_connection, check_send, did_you_mean
 from misskey_cli.errors import ExitCode, MkstreamError, UsageError
 from misskey_cli.output import JqRuntimeError, ReaderGone, Renderer, Writer, loads
 from misskey_cli.session import Received, ServerClosed, Session
@@ -235,9 +235,17 @@ class Stream:
         elif isinstance(command, commands.Unsub):
             session.remove_capture(command.note_id)
         elif isinstance(command, commands.Send):
-            if command.connection_id not in session.connections:
+            conn = session.connections.get(command.connection_id)
+            if conn is None:
                 hint = did_you_mean(command.connection_id, list(session.connections))
                 raise UsageError(f"no channel connection with id {command.connection_id}{hint}")
+            try:
+                warnings = check_send(conn.channel, command.message_type, force=False)
+            except SpecError as exc:
+                raise UsageError(f"{exc}".replace("add --force to send it anyway",
+                                                  "send it as a raw JSON frame if you mean it")) from None
+            for warning in warnings:
+                self.warn(warning)
             session.send_to_channel(command.connection_id, command.message_type, command.body)
         else:
             session.send_text(command.text)

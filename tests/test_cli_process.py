@@ -78,6 +78,9 @@ def test_stdin_commands_change_the_stream_live(sim):
     say("sub n1")
     sim.wait_for_client_frame(lambda f: f == {"type": "subNote", "body": {"id": "n1"}})
     say('send queueStats requestLog {"id":"x","length":2}')
+    say("connect chatUser:chat?otherId=u1")
+    sim.wait_for_subscription("chatUser")
+    say("send chat read")
     say("frobnicate")
     say("send nosuchid requestLog")
     say('{"type":"readNotification"}')
@@ -92,6 +95,8 @@ def test_stdin_commands_change_the_stream_live(sim):
     statslog = [json.loads(line) for line in out.splitlines()]
     assert [r["body"]["type"] for r in statslog] == ["statsLog"]
     assert "stdin: unknown command 'frobnicate'" in err
+    assert "chatUser message read changes state on the server; send it as a raw JSON frame" in err
+    assert not [f for f in sim.client_frames() if f.get("type") == "channel" and f["body"]["type"] == "read"]
     assert "stdin: no channel connection with id nosuchid" in err
     connect = sim.wait_for_client_frame(lambda f: f.get("type") == "connect")
     assert connect["body"] == {"channel": "localTimeline", "id": "ltl", "params": {"withFiles": False}, "pong": True}
