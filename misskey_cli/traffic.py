@@ -1,0 +1,888 @@
+"""Realistic Misskey traffic for the simulator: notes, notifications, note events, stats.
+
+Owns the shapes of everything the simulator sends that carries content: note objects (same keys
+in the same order as a real Misskey 2025.x server packs them, see tests/fixtures/frames.jsonl),
+``main`` channel events, ``noteUpdated`` payloads, ``serverStats``/``queueStats`` samples and
+broadcasts. Pure: no I/O; randomness comes from one seeded ``random.Random`` and time from an
+injected clock, so a seed and a fake clock reproduce a run exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import time
+import unicodedata
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+# ---------------------------------------------------------------------------------------------
+# Ids and timestamps
+
+AIDX_EPOCH_MS = 946684800000  # 2000-01-01T00:00:00Z, the origin of Misskey's aid/aidx ids
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+_COUNTER_SPAN = 36 ** 4
+
+
+def base36(value: int, width: int) -> str:
+    digits = []
+    for _ in range(width):
+        value, digit = divmod(value, 36)
+        digits.append(_B36[digit])
+    return "".join(reversed(digits))
+
+
+def aidx(ms: int, node: str, counter: int) -> str:
+    """A 16-character aidx id: 8 chars of time since 2000, 4 of node, 4 of counter."""
+    return base36(max(ms - AIDX_EPOCH_MS, 0), 8) + node + base36(counter % _COUNTER_SPAN, 4)
+
+
+def aidx_ms(note_id: str) -> int:
+    """The epoch milliseconds an aidx id was made at."""
+    return int(note_id[:8], 36) + AIDX_EPOCH_MS
+
+
+def iso(ms: int) -> str:
+    """ISO 8601 UTC with milliseconds, as Misskey writes ``createdAt``."""
+    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+class IdGenerator:
+    """Monotonic aidx ids for things made now, and plausible ids for things made earlier."""
+
+    def __init__(self, rng: random.Random, clock: Callable[[], float]) -> None:
+        self._rng = rng
+        self._clock = clock
+        self.node = "".join(rng.choice(_B36) for _ in range(4))
+        self._last_ms = 0
+        self._counter = 0
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    def next(self) -> tuple[str, int]:
+        """A new id and its time; ids sort in the order they were made, like the real ones."""
+        ms = max(self.now_ms(), self._last_ms)
+        if ms == self._last_ms:
+            self._counter += 1
+            if self._counter >= _COUNTER_SPAN:
+                ms += 1
+                self._counter = 0
+        else:
+            self._counter = 0
+        self._last_ms = ms
+        return aidx(ms, self.node, self._counter), ms
+
+    def at(self, ms: int) -> str:
+        return aidx(ms, self.node, self._rng.randrange(_COUNTER_SPAN))
+
+
+def stable_id(seed_text: str, ms: int) -> str:
+    """A fixed aidx id for a fixed thing (a user, a role): the same in every run."""
+    digest = hashlib.sha256(seed_text.encode()).digest()
+    node = "".join(_B36[b % 36] for b in digest[:4])
+    counter = int.from_bytes(digest[4:8], "big")
+    return aidx(ms, node, counter)
+
+
+# ---------------------------------------------------------------------------------------------
+# Users
+
+@dataclass(frozen=True)
+class Instance:
+    host: str
+    name: str
+    software: str
+    version: str
+    theme_color: str
+
+
+INSTANCES = {
+    "misskey.example.jp": Instance("misskey.example.jp", "みすきーのさーばー", "misskey", "2025.10.2", "#86b300"),
+    "mastodon.example.social": Instance("mastodon.example.social", "Example Social", "mastodon", "4.4.3", "#6364ff"),
+    "sharkey.example.net": Instance("sharkey.example.net", "Sharkey Example", "sharkey", "2025.4.3", "#9bbd3e"),
+    "pleroma.example.org": Instance("pleroma.example.org", "Pleroma Example", "pleroma", "2.7.0", "#1ca4e2"),
+}
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    username: str
+    name: str | None
+    host: str | None = None
+    is_bot: bool = False
+    is_cat: bool = False
+    followed: bool = True  # followed by every simulated account (drives homeTimeline)
+    avatar_blurhash: str | None = None
+    badge_roles: tuple[tuple[str, str], ...] = ()  # (name, icon path)
+    online_status: str = "online"
+
+    @property
+    def acct(self) -> str:
+        return self.username if self.host is None else f"{self.username}@{self.host}"
+
+    def lite(self, base_url: str) -> dict[str, Any]:
+        """The ``UserLite`` object embedded in notes and notifications."""
+        host_port = base_url.split("://", 1)[-1]
+        if self.host is None:
+            avatar = f"{base_url}/identicon/{self.username}@{host_port}"
+        else:
+            remote = f"https://{self.host}/files/avatar-{self.username}.webp"
+            avatar = f"{base_url}/proxy/avatar.webp?url={quote(remote, safe='')}&avatar=1"
+        lite: dict[str, Any] = {
+            "id": self.id,
+            "name": self.name,
+            "username": self.username,
+            "host": self.host,
+            "avatarUrl": avatar,
+            "avatarBlurhash": self.avatar_blurhash,
+            "avatarDecorations": [],
+            "isBot": self.is_bot,
+            "isCat": self.is_cat,
+        }
+        if self.host is not None:
+            inst = INSTANCES.get(self.host)
+            if inst is not None:
+                lite["instance"] = {
+                    "name": inst.name,
+                    "softwareName": inst.software,
+                    "softwareVersion": inst.version,
+                    "iconUrl": f"https://{inst.host}/static-assets/icons/192.png",
+                    "faviconUrl": f"https://{inst.host}/favicon.ico",
+                    "themeColor": inst.theme_color,
+                }
+        lite["emojis"] = {}
+        lite["onlineStatus"] = "unknown" if self.host is not None else self.online_status
+        lite["badgeRoles"] = [
+            {"name": name, "iconUrl": f"{base_url}{icon}", "displayOrder": 0} for name, icon in self.badge_roles
+        ]
+        return lite
+
+
+_USER_EPOCH = 1_700_000_000_000  # late 2023: when the simulated accounts "signed up"
+
+
+def make_user(username: str, name: str | None, host: str | None = None, **flags: Any) -> User:
+    digest = hashlib.sha256(f"{username}@{host}".encode()).digest()
+    created = _USER_EPOCH + int.from_bytes(digest[:4], "big") % (400 * 86_400_000)
+    return User(stable_id(f"user:{username}@{host}", created), username, name, host, **flags)
+
+
+_BLURHASH = "e0BMQ3?JkC?Jof?JN4WFN5WFofWFa#WFa#?JN5WFN5WFofWFa#WFa#"
+
+# Accounts with tokens get these profiles (looked up by username; others get a plain profile).
+KNOWN_ACCOUNTS: dict[str, dict[str, Any]] = {
+    "alice": {"name": "アリス Alice :blobcat:", "badge_roles": (("explorer", "/static-assets/badges/info.png"),)},
+    "bob": {"name": "ボブ Bob 🐈", "is_bot": True, "is_cat": True, "avatar_blurhash": _BLURHASH},
+    "admin": {"name": None},
+    "demo": {"name": "デモ Demo 🧪"},
+}
+
+_BADGE = (("ねこ部", "/static-assets/badges/info.png"),)
+_BLURHASHES = (
+    "eKO2?U%2Tw=w]~RBVZRi};RPxuwH%3s8tLOtxZ%gixI.ENa0NZIVt6",
+    "e9Cj3f.8~q9F%MofM{WBt7t7~qxut7WBj[M{j[ayofj[%MRjRjfQt7",
+    "eRKd]aM{00?b~q%M%MM{M{WB-;WBRjt7M{~qt7RjRjIUt7t7j[ofWB",
+    _BLURHASH,
+)
+
+CAST: tuple[User, ...] = (
+    make_user("mikan", "みかん🍊", is_cat=True, avatar_blurhash=_BLURHASHES[0], badge_roles=_BADGE),
+    make_user("sora", "そら", online_status="active", avatar_blurhash=_BLURHASHES[1]),
+    make_user("kuma", "くまさん :blobcat:", followed=False, avatar_blurhash=_BLURHASHES[2]),
+    make_user("hanako", "花子 🌸", avatar_blurhash=_BLURHASHES[3], badge_roles=_BADGE),
+    make_user("taro", "太郎 🍣", followed=False, online_status="offline"),
+    make_user("emma", "Emma", avatar_blurhash=_BLURHASHES[1]),
+    make_user("noah", "Noah ☕", followed=False, avatar_blurhash=_BLURHASHES[2]),
+    make_user("weatherbot", "お天気ボット ☀️", is_bot=True, avatar_blurhash=_BLURHASHES[0]),
+    make_user("yuki", "ゆき❄️", is_cat=True, followed=False, avatar_blurhash=_BLURHASHES[3]),
+    make_user("nekomimi", "ねこみみ", "misskey.example.jp", is_cat=True, avatar_blurhash=_BLURHASHES[0]),
+    make_user("alex", "Alex", "mastodon.example.social", avatar_blurhash=_BLURHASHES[2]),
+    make_user("riko", "りこ", "sharkey.example.net", followed=False, avatar_blurhash=_BLURHASHES[1]),
+    make_user("sam", "Sam 🌈", "pleroma.example.org", followed=False),
+    make_user("technews", "Tech News", "mastodon.example.social", is_bot=True, followed=False,
+              avatar_blurhash=_BLURHASHES[3]),
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Text corpus
+
+JAPANESE = (
+    "おはようございます☀️ 今日もいちにち頑張りましょう",
+    "お昼はラーメンにしました🍜 とんこつ最高",
+    "ねこがキーボードの上で寝ている…どうしよう🐈",
+    "新しいテーマ作ってみた！ダークモードで目に優しい感じ🌙",
+    "今日はとても良い天気ですね☀️🌸 散歩してきます",
+    "電車が遅延してて草",
+    "コーヒー3杯目☕☕☕ まだ眠い",
+    "週末は京都に行ってきました⛩️ 紅葉がきれいだった🍁",
+    "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。",
+    "雨の日はおうちでゲーム🎮",
+    "やっとビルド通った……🎉 CIさんありがとう",
+    "きょうの晩ごはん: カレー🍛 あしたもカレー",
+    "ストリーミングAPIのテスト中です。ちゃんと届いてるかな？👀",
+    "寒くなってきたので鍋の季節ですね🍲",
+    "ぷりん食べたい🍮",
+    "締め切り前の謎の掃除欲",
+    "初めての投稿です！よろしくお願いします🙇",
+    "ｶﾀｶﾅ半角と全角ＡＢＣのテスト ①②③ 𠮷野家",
+    "今夜は流れ星が見えるらしい🌠 みんなで見よう",
+    "桜が咲き始めました🌸 もうすぐ春ですね",
+)
+
+ENGLISH = (
+    "Good morning, fediverse! ☀️",
+    "Just shipped a new release. Changelog in the thread 🚀",
+    "Anyone else's cat sitting on the keyboard right now? 🐈",
+    "Coffee first, code later ☕",
+    "The build is green for the first time this week 🎉",
+    "Reading about WebSocket keepalives. Ping frames are underrated.",
+    "It's raining again. Perfect weather for refactoring.",
+    "Hot take: tabs for indentation, spaces for alignment.",
+    "Trying out a new keyboard layout, typing is slow but fun ⌨️",
+    "Today I learned that Misskey ids are base36 timestamps.",
+    "Lunch: homemade ramen 🍜 turned out surprisingly good",
+    "Weekend plans: hiking, then absolutely nothing 🏔️",
+    "Does anyone have a good recipe for pudding? 🍮",
+    "Finally fixed that flaky test. It was a race condition, of course.",
+    "Sunset from the office window today 🌇",
+)
+
+MIXED = (
+    "今日のTIL: jq の --arg が便利すぎる 🛠️",
+    "Misskeyのストリーミングを見てる。notes are flowing 🌊",
+    "ランチは sushi 🍣 at the new place near the station",
+    "Working from cafe today ☕ 作業がはかどる",
+    "@{mention} さん、こんにちは！ Nice to meet you 👋",
+)
+
+MFM = (
+    "**太字** と <i>italic</i> と ~~取り消し~~ と `code` のテスト",
+    "$[tada 🎉 リリースしました 🎉]",
+    "$[x2 でかい] $[spin くるくる] $[shake ぶるぶる]",
+    "<center>中央寄せ ✨</center>\n> 引用もできる",
+    "```python\nprint('こんにちは、Misskey')\n```\nコードブロックも使えます",
+    "$[rainbow にじいろ🌈] $[sparkle きらきら]",
+    "[リンク](https://misskey-hub.net/) <plain>**not bold**</plain> :blobcat:",
+)
+
+CW_PAIRS = (
+    ("ネタバレ注意 ⚠️ spoiler", "最終回、まさかの展開でした…😭"),
+    ("飯テロ 🍖", "深夜のラーメン🍜 背徳の味"),
+    ("long post", "I wrote a long thread about streaming APIs. TL;DR: answer your pings."),
+    ("愚痴", "月曜日がまた来る"),
+)
+
+HASHTAGS = ("misskey", "fediverse", "python", "ねこ", "今日のごはん", "photography", "テスト", "music")
+
+POLLS = (
+    ("好きな食べ物は？ 🍽️", ("🍣 すし", "🍜 ラーメン", "🍛 カレー")),
+    ("Tabs or spaces?", ("tabs", "spaces")),
+    ("朝型？夜型？", ("朝 🌅", "夜 🌙", "どっちでもない")),
+    ("Best editor?", ("vim", "emacs", "VS Code", "nano")),
+    ("犬派？猫派？", ("🐕 犬", "🐈 猫")),
+)
+
+REPLIES = (
+    "わかる〜", "それな", "すごい！👏", "おつかれさまです🍵", "Nice! 🎉", "I agree 👍",
+    "草", "かわいい🥰", "Congrats! 🎊", "ありがとうございます🙏", "Same here 😅",
+)
+
+QUOTES = ("これは良い", "Worth reading 👀", "なるほど🤔", "みんな見て", "lol this")
+
+FILE_COMMENTS = ("代替テキスト / alt text 🖼️", "ねこの写真", "夕焼け", None, None, "screenshot of the build log")
+
+ACHIEVEMENTS = ("notes1", "login3", "iLoveMisskey", "followers10", "client30min", "markedAsCat")
+
+UNICODE_REACTIONS = ("👍", "❤", "😆", "🎉", "🤔", "😮", "🙏", "🍮", "✨", "👀")
+LOCAL_CUSTOM_EMOJIS = ("blobcat", "blobcatheart", "kawaii", "igyo")
+REMOTE_CUSTOM_EMOJIS = (("ablobcatnod", "misskey.example.jp"), ("neko_thinking", "sharkey.example.net"))
+
+_TAG_RE = re.compile(r"#([^\s#.,!?、。！？「」『』()（）\[\]{}<>'\"]+)")
+_MENTION_RE = re.compile(r"@([A-Za-z0-9_]+)(?:@([A-Za-z0-9.-]+))?")
+
+NOTE_KEYS = (
+    "id", "createdAt", "userId", "user", "text", "cw", "visibility", "localOnly", "reactionAcceptance",
+    "visibleUserIds", "renoteCount", "repliesCount", "reactionCount", "reactions", "reactionEmojis",
+    "reactionAndUserPairCache", "emojis", "tags", "fileIds", "files", "replyId", "renoteId", "channelId",
+    "channel", "mentions", "hasPoll", "uri", "url", "clippedCount", "reply", "renote", "poll", "myReaction",
+)
+_KEY_RANK = {key: rank for rank, key in enumerate(NOTE_KEYS)}
+
+NOTE_KINDS = (
+    "plain", "cw", "mfm", "hashtags", "mention", "reply", "self_reply", "pure_renote", "quote", "files",
+    "file_only", "poll", "long",
+)
+_KIND_WEIGHTS = (30, 4, 5, 7, 4, 6, 5, 10, 4, 7, 2, 5, 2)
+# The opening notes of a run are ordinary notes with text, so `-n 3 | jq .body.body.text` shows text.
+ORDINARY_KINDS = ("plain", "hashtags", "mention", "mfm", "poll")
+ORDINARY_OPENING = 5
+
+
+def normalize_tag(tag: str) -> str:
+    """Misskey's normalizeForSearch: NFKC, lower case."""
+    return unicodedata.normalize("NFKC", tag).lower()
+
+
+def extract_tags(text: str | None) -> list[str]:
+    found: list[str] = []
+    for match in _TAG_RE.finditer(text or ""):
+        tag = normalize_tag(match.group(1))
+        if tag not in found:
+            found.append(tag)
+    return found
+
+
+def order_note(note: dict[str, Any]) -> dict[str, Any]:
+    """The note with its keys in the server's order (unknown keys last, in their order)."""
+    return dict(sorted(note.items(), key=lambda item: _KEY_RANK.get(item[0], len(NOTE_KEYS))))
+
+
+def strip_pair_cache(note: dict[str, Any]) -> dict[str, Any]:
+    """The note as notifications, mentions and antennas carry it: no reactionAndUserPairCache."""
+    out = {k: v for k, v in note.items() if k != "reactionAndUserPairCache"}
+    for key in ("reply", "renote"):
+        if isinstance(out.get(key), dict):
+            out[key] = strip_pair_cache(out[key])
+    return out
+
+
+def is_pure_renote(note: dict[str, Any]) -> bool:
+    return (note.get("renoteId") is not None and note.get("text") is None and not note.get("fileIds")
+            and note.get("poll") is None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The generator
+
+@dataclass
+class _CaptureState:
+    reactions: dict[str, str] = field(default_factory=dict)  # userId -> reaction
+    choices: int = 0
+    deleted: bool = False
+
+
+@dataclass
+class NoteRequest:
+    """What a note should look like to be delivered on a given connection."""
+
+    kind: str | None = None
+    author: User | None = None
+    remote: bool | None = None  # None: sometimes remote (globalTimeline-style)
+    visibility: str = "public"
+    channel_id: str | None = None
+    tags: tuple[str, ...] = ()
+    with_files: bool = False
+    no_pure_renote: bool = False
+
+
+class Traffic:
+    """Seeded generator of everything with content the simulator sends."""
+
+    def __init__(self, seed: int | None = None, base_url: str = "http://127.0.0.1:3000",
+                 clock: Callable[[], float] = time.time) -> None:
+        self.rng = random.Random(seed)
+        self.base_url = base_url
+        self.ids = IdGenerator(self.rng, clock)
+        self.notes_made = 0
+        self._accounts: dict[str, User] = {}
+        self._known: dict[str, dict[str, Any]] = {}
+        self._captures: dict[str, _CaptureState] = {}
+        self._server_log_state = {"cpu": 0.05, "mem": 900_000_000}
+        self._queue_state = {"deliver": 0, "inbox": 0}
+        self.cast = CAST
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    def account(self, username: str) -> User:
+        """The local account a token logs in as (stable id, profile from KNOWN_ACCOUNTS)."""
+        user = self._accounts.get(username)
+        if user is None:
+            profile = dict(KNOWN_ACCOUNTS.get(username, {"name": username}))
+            name = profile.pop("name", username)
+            user = make_user(username, name, **profile)
+            self._accounts[username] = user
+        return user
+
+    def authors(self) -> list[User]:
+        return list(self.cast) + list(self._accounts.values())
+
+    def find_user(self, username: str, host: str | None = None) -> User | None:
+        for user in self.authors():
+            if user.username == username and user.host == host:
+                return user
+        return None
+
+    def follows(self, viewer: User, author_id: str) -> bool:
+        """Every account follows itself, every other account and the cast members marked followed."""
+        if author_id == viewer.id:
+            return True
+        if any(a.id == author_id for a in self._accounts.values()):
+            return True
+        return any(u.id == author_id and u.followed for u in self.cast)
+
+    # -- pieces -----------------------------------------------------------------------------
+
+    def _uuid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def _custom_emoji_url(self, name: str, host: str | None = None) -> str:
+        digest = uuid.UUID(bytes=hashlib.md5(f"{name}@{host}".encode()).digest(), version=4)
+        if host is None:
+            return f"{self.base_url}/files/{digest}"
+        return f"https://{host}/files/{digest}.webp"
+
+    def _blurhash(self) -> str:
+        alphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~"
+        return "e" + "".join(self.rng.choice(alphabet) for _ in range(53))
+
+    def _pick_author(self, remote: bool | None, exclude: str | None = None) -> User:
+        pool = [u for u in self.authors() if u.id != exclude]
+        if remote is True:
+            pool = [u for u in pool if u.host is not None]
+        elif remote is False or self.rng.random() < 0.6:
+            pool = [u for u in pool if u.host is None]
+        return self.rng.choice(pool)
+
+    def _text(self, author: User) -> str:
+        corpus: tuple[str, ...]
+        if author.host is not None and author.host.startswith("mastodon"):
+            corpus = ENGLISH
+        else:
+            corpus = self.rng.choice((JAPANESE, JAPANESE, ENGLISH, MIXED))
+        text = self.rng.choice(corpus)
+        if "{mention}" in text:
+            other = self._pick_author(None, exclude=author.id)
+            text = text.replace("{mention}", other.acct)
+        if self.rng.random() < 0.15:
+            text += " :" + self.rng.choice(LOCAL_CUSTOM_EMOJIS) + ":"
+        return text
+
+    def mentions_in(self, text: str | None) -> list[str]:
+        """Ids of the known users ``@name`` or ``@name@host`` in the text mentions."""
+        ids: list[str] = []
+        for match in _MENTION_RE.finditer(text or ""):
+            user = self.find_user(match.group(1), match.group(2))
+            if user is not None and user.id not in ids:
+                ids.append(user.id)
+        return ids
+
+    def _files(self, author: User, created_ms: int, count: int) -> list[dict[str, Any]]:
+        files = []
+        for index in range(count):
+            width, height = self.rng.choice(((1920, 1080), (1080, 1350), (800, 600), (4032, 3024), (512, 512)))
+            kind, ext = self.rng.choice((("image/jpeg", "jpg"), ("image/png", "png"), ("image/webp", "webp")))
+            file_ms = created_ms - self.rng.randrange(500, 60_000)
+            url = (f"{self.base_url}/files/{self._uuid()}" if author.host is None
+                   else f"https://{author.host}/files/{self._uuid()}.{ext}")
+            files.append({
+                "id": self.ids.at(file_ms),
+                "createdAt": iso(file_ms),
+                "name": f"{self.rng.choice(('IMG', 'photo', 'screenshot', 'neko'))}_{index + 1:04d}.{ext}",
+                "type": kind,
+                "md5": f"{self.rng.getrandbits(128):032x}",
+                "size": self.rng.randrange(40_000, 3_000_000),
+                "isSensitive": self.rng.random() < 0.1,
+                "blurhash": self._blurhash(),
+                "properties": {"width": width, "height": height},
+                "url": url,
+                "thumbnailUrl": (f"{self.base_url}/files/thumbnail-{self._uuid()}" if author.host is None
+                                 else f"{self.base_url}/proxy/static.webp?url={quote(url, safe='')}&static=1"),
+                "comment": self.rng.choice(FILE_COMMENTS),
+                "folderId": None,
+                "folder": None,
+                "userId": author.id,
+                "user": None,
+            })
+        return files
+
+    def _reactions(self, count: int) -> tuple[dict[str, int], dict[str, str], list[str]]:
+        """(reactions, reactionEmojis, reactionAndUserPairCache) for a note with reactions."""
+        reactions: dict[str, int] = {}
+        emojis: dict[str, str] = {}
+        pairs: list[str] = []
+        users = self.authors()
+        for _ in range(count):
+            roll = self.rng.random()
+            if roll < 0.65:
+                key = pair = self.rng.choice(UNICODE_REACTIONS)
+            elif roll < 0.9:
+                name = self.rng.choice(LOCAL_CUSTOM_EMOJIS)
+                key, pair = f":{name}@.:", f":{name}:"
+            else:
+                name, host = self.rng.choice(REMOTE_CUSTOM_EMOJIS)
+                key = pair = f":{name}@{host}:"
+                emojis[f"{name}@{host}"] = self._custom_emoji_url(name, host)
+            reactions[key] = reactions.get(key, 0) + 1
+            if len(pairs) < 16:
+                pairs.append(f"{self.rng.choice(users).id}/{pair}")
+        return reactions, emojis, pairs
+
+    def _poll(self, created_ms: int) -> dict[str, Any]:
+        question, choices = self.rng.choice(POLLS)
+        expires = None if self.rng.random() < 0.5 else iso(created_ms + self.rng.choice((3_600_000, 86_400_000)))
+        return {
+            "question": question,
+            "multiple": self.rng.random() < 0.3,
+            "expiresAt": expires,
+            "choices": [{"text": c, "votes": 0, "isVoted": False} for c in choices],
+        }
+
+    def channel_object(self, channel_id: str) -> dict[str, Any]:
+        digest = hashlib.sha256(channel_id.encode()).digest()
+        names = ("ねこ部", "Misskey開発", "今日のごはん", "photography", "雑談")
+        colors = ("#86b300", "#e64980", "#1c7ed6", "#f59f00")
+        return {
+            "id": channel_id,
+            "name": names[digest[0] % len(names)],
+            "color": colors[digest[1] % len(colors)],
+            "isSensitive": False,
+            "allowRenoteToExternal": True,
+            "userId": self.cast[digest[2] % len(self.cast)].id,
+        }
+
+    def pack(self, *, note_id: str, created_ms: int, author: User, text: str | None, cw: str | None = None,
+             visibility: str = "public", local_only: bool = False, reaction_acceptance: str | None = None,
+             visible_user_ids: list[str] | None = None, renote_count: int = 0, replies_count: int = 0,
+             reaction_total: int = 0, files: list[dict[str, Any]] | None = None,
+             reply: dict[str, Any] | None = None, renote: dict[str, Any] | None = None,
+             channel: dict[str, Any] | None = None, poll: dict[str, Any] | None = None,
+             detail: bool = True) -> dict[str, Any]:
+        """A note object in the server's key order (``detail`` adds clippedCount, reply, renote, poll)."""
+        reactions, reaction_emojis, pairs = self._reactions(reaction_total)
+        files = files or []
+        note: dict[str, Any] = {
+            "id": note_id,
+            "createdAt": iso(created_ms),
+            "userId": author.id,
+            "user": author.lite(self.base_url),
+            "text": text,
+            "cw": cw,
+            "visibility": visibility,
+            "localOnly": local_only,
+            "reactionAcceptance": reaction_acceptance,
+        }
+        if visibility == "specified":
+            note["visibleUserIds"] = list(visible_user_ids or [])
+        note["renoteCount"] = renote_count
+        note["repliesCount"] = replies_count
+        note["reactionCount"] = sum(reactions.values())
+        note["reactions"] = reactions
+        note["reactionEmojis"] = reaction_emojis
+        note["reactionAndUserPairCache"] = pairs
+        if author.host is not None:
+            note["emojis"] = {}
+        tags = extract_tags(text)
+        if tags:
+            note["tags"] = tags
+        note["fileIds"] = [f["id"] for f in files]
+        note["files"] = files
+        note["replyId"] = reply["id"] if reply else None
+        note["renoteId"] = renote["id"] if renote else None
+        if channel is not None:
+            note["channelId"] = channel["id"]
+            note["channel"] = channel
+        mentions = self.mentions_in(text)
+        for user_id in visible_user_ids or []:
+            if user_id not in mentions:
+                mentions.append(user_id)
+        if mentions:
+            note["mentions"] = mentions
+        if poll is not None:
+            note["hasPoll"] = True
+        if author.host is not None:
+            if author.host.startswith(("mastodon", "pleroma")):
+                status = str(110_000_000_000_000_000 + created_ms)
+                note["uri"] = f"https://{author.host}/users/{author.username}/statuses/{status}"
+                note["url"] = f"https://{author.host}/@{author.username}/{status}"
+            else:
+                note["uri"] = f"https://{author.host}/notes/{note_id}"
+                note["url"] = f"https://{author.host}/notes/{note_id}"
+        if detail:
+            note["clippedCount"] = 0
+            if reply is not None:
+                note["reply"] = reply
+            if renote is not None:
+                note["renote"] = renote
+            if poll is not None:
+                note["poll"] = {k: v for k, v in poll.items() if k != "question"}
+        return note
+
+    def older_note(self, author: User | None = None, *, now_ms: int | None = None, detail: bool = True,
+                   with_text: bool = True) -> dict[str, Any]:
+        """A note posted a while ago (the target of a reply or renote), with some reactions."""
+        author = author or self._pick_author(None)
+        now = now_ms if now_ms is not None else self.ids.now_ms()
+        created = now - self.rng.randrange(60_000, 3 * 86_400_000)
+        kind = self.rng.choice(("plain", "plain", "plain", "cw", "files", "hashtags"))
+        text: str | None = self._text(author) if with_text else None
+        cw = None
+        files = None
+        if kind == "cw":
+            cw, text = self.rng.choice(CW_PAIRS)
+        elif kind == "files":
+            files = self._files(author, created, self.rng.randint(1, 2))
+        elif kind == "hashtags":
+            text = f"{text} #{self.rng.choice(HASHTAGS)}"
+        return self.pack(
+            note_id=self.ids.at(created), created_ms=created, author=author, text=text, cw=cw, files=files,
+            renote_count=self.rng.randrange(0, 6), replies_count=self.rng.randrange(0, 4),
+            reaction_total=self.rng.choice((0, 1, 2, 3, 5, 8, 13)), detail=detail,
+        )
+
+    # -- notes ------------------------------------------------------------------------------
+
+    def note(self, request: NoteRequest | None = None) -> dict[str, Any]:
+        """A fresh note (id made now) shaped by the request; counts toward the opening rule."""
+        req = request or NoteRequest()
+        kind = req.kind
+        if kind is None:
+            if self.notes_made < ORDINARY_OPENING:
+                kind = self.rng.choice(ORDINARY_KINDS)
+            else:
+                kind = self.rng.choices(NOTE_KINDS, weights=_KIND_WEIGHTS)[0]
+            if req.no_pure_renote and kind == "pure_renote":
+                kind = "quote"
+            if req.channel_id is not None and kind in ("pure_renote", "quote"):
+                kind = "plain"
+        if req.tags and kind not in ("hashtags", "files"):
+            kind = "hashtags"
+        if req.with_files and kind not in ("files", "file_only"):
+            kind = "files"
+        if self.notes_made < ORDINARY_OPENING and kind == "file_only" and req.kind is None:
+            kind = "files"
+        if self.notes_made < ORDINARY_OPENING and kind == "pure_renote" and req.kind is None:
+            kind = "plain"
+        self.notes_made += 1
+
+        author = req.author or self._pick_author(req.remote)
+        note_id, created = self.ids.next()
+        text: str | None = self._text(author)
+        cw: str | None = None
+        files: list[dict[str, Any]] | None = None
+        reply = renote = poll = None
+        reaction_acceptance = self.rng.choice((None, None, None, None, "likeOnlyForRemote", "nonSensitiveOnly"))
+        tags = list(req.tags)
+        if kind == "cw":
+            cw, text = self.rng.choice(CW_PAIRS)
+        elif kind == "mfm":
+            text = self.rng.choice(MFM)
+        elif kind == "hashtags":
+            if not tags:
+                tags = self.rng.sample(HASHTAGS, self.rng.randint(1, 2))
+        elif kind == "mention":
+            other = self._pick_author(None, exclude=author.id)
+            text = f"@{other.acct} {self.rng.choice(REPLIES)}"
+        elif kind in ("reply", "self_reply"):
+            target = author if kind == "self_reply" else self._pick_author(None, exclude=author.id)
+            reply = self.older_note(target, now_ms=created, detail=False)
+            reply_text = self.rng.choice(REPLIES)
+            text = reply_text if kind == "self_reply" else f"@{target.acct} {reply_text}"
+        elif kind == "pure_renote":
+            text = None
+            renote = self.older_note(self._pick_author(None, exclude=author.id), now_ms=created)
+            renote["renoteCount"] += 1
+        elif kind == "quote":
+            text = self.rng.choice(QUOTES)
+            renote = self.older_note(self._pick_author(None, exclude=author.id), now_ms=created)
+        elif kind in ("files", "file_only"):
+            files = self._files(author, created, self.rng.randint(1, 4))
+            if kind == "file_only":
+                text = None
+        elif kind == "poll":
+            poll = self._poll(created)
+            text = poll["question"]
+        elif kind == "long":
+            text = "\n\n".join(self.rng.sample(JAPANESE + ENGLISH, 12))
+        if tags and text is not None:
+            text = text + " " + " ".join(f"#{t}" for t in tags)
+        elif tags:
+            text = " ".join(f"#{t}" for t in tags)
+        channel = self.channel_object(req.channel_id) if req.channel_id is not None else None
+        visible_user_ids = None
+        if req.visibility == "specified":
+            visible_user_ids = [self._pick_author(False, exclude=author.id).id]
+        note = self.pack(
+            note_id=note_id, created_ms=created, author=author, text=text, cw=cw,
+            visibility=req.visibility, local_only=channel is not None,
+            reaction_acceptance=reaction_acceptance, visible_user_ids=visible_user_ids,
+            files=files, reply=reply, renote=renote, channel=channel, poll=poll,
+        )
+        self.remember(note)
+        return note
+
+    def note_for(self, channel: str, params: dict[str, Any], viewer: User | None) -> dict[str, Any]:
+        """A fresh note that a connection of ``channel`` with ``params`` would receive."""
+        req = NoteRequest(with_files=params.get("withFiles") is True,
+                          no_pure_renote=params.get("withRenotes") is False)
+        if channel in ("localTimeline", "hybridTimeline"):
+            req.remote = False
+        elif channel == "homeTimeline":
+            followed = [u for u in self.authors() if viewer is None or self.follows(viewer, u.id)]
+            req.author = self.rng.choice(followed)
+            req.visibility = self.rng.choice(("public", "public", "public", "home", "followers"))
+        elif channel == "hashtag":
+            q = params.get("q")
+            if isinstance(q, list) and q:
+                group = self.rng.choice(q)
+                if isinstance(group, list):
+                    req.tags = tuple(str(t) for t in group)
+        elif channel == "channel":
+            channel_id = params.get("channelId")
+            if isinstance(channel_id, str):
+                req.channel_id = channel_id
+                req.remote = False
+        return self.note(req)
+
+    def remember(self, note: dict[str, Any]) -> None:
+        """Keep a posted note so later note events can match it (poll votes need its poll)."""
+        self._known[note["id"]] = note
+        if len(self._known) > 2000:
+            del self._known[next(iter(self._known))]
+
+    def huge_note(self, size_bytes: int) -> dict[str, Any]:
+        """A valid note whose JSON is about ``size_bytes`` long (for frame-size tests)."""
+        note = self.note(NoteRequest(kind="plain", remote=False))
+        filler = "巨大なノート huge note 🐘 "
+        base = len(json.dumps(note, ensure_ascii=False).encode())
+        unit = len(filler.encode())
+        note["text"] = filler * max(1, (size_bytes - base) // unit)
+        return note
+
+    # -- note events (noteUpdated) ----------------------------------------------------------
+
+    def reacted_body(self, user_id: str, custom: bool) -> dict[str, Any]:
+        if custom:
+            name = self.rng.choice(LOCAL_CUSTOM_EMOJIS)
+            return {"reaction": f":{name}@.:", "emoji": {"name": f"{name}@.", "url": self._custom_emoji_url(name)},
+                    "userId": user_id}
+        return {"reaction": self.rng.choice(UNICODE_REACTIONS), "emoji": None, "userId": user_id}
+
+    def note_event(self, note_id: str) -> tuple[str, dict[str, Any]] | None:
+        """The next plausible event on a captured note, or None once the note is deleted."""
+        state = self._captures.setdefault(note_id, _CaptureState())
+        if state.deleted:
+            return None
+        note = self._known.get(note_id)
+        poll = note.get("poll") if note else None
+        users = [u.id for u in self.authors()]
+        roll = self.rng.random()
+        if isinstance(poll, dict) and roll < 0.3:
+            return "pollVoted", {"choice": self.rng.randrange(len(poll.get("choices") or [0, 1])),
+                                 "userId": self.rng.choice(users)}
+        fresh = [u for u in users if u not in state.reactions]
+        if state.reactions and (roll < 0.45 or not fresh):
+            user_id = self.rng.choice(sorted(state.reactions))
+            reaction = state.reactions.pop(user_id)
+            return "unreacted", {"reaction": reaction, "userId": user_id}
+        if roll > 0.985:
+            state.deleted = True
+            return "deleted", {"deletedAt": iso(self.ids.now_ms())}
+        user_id = self.rng.choice(fresh)
+        body = self.reacted_body(user_id, custom=self.rng.random() < 0.3)
+        state.reactions[user_id] = body["reaction"]
+        return "reacted", body
+
+    # -- main channel -----------------------------------------------------------------------
+
+    def _notification(self, kind: str, **rest: Any) -> dict[str, Any]:
+        notification_id, ms = self.ids.next()
+        return {"id": notification_id, "createdAt": iso(ms), "type": kind, **rest}
+
+    def main_events(self, viewer: User) -> list[tuple[str, Any]]:
+        """One burst of ``main`` events for ``viewer``: (event type, body) pairs, as a server sends them."""
+        other = self._pick_author(None, exclude=viewer.id)
+        other_lite = other.lite(self.base_url)
+        kind = self.rng.choices(
+            ("reaction", "follow", "mention", "reply", "renote", "quote", "app", "achievementEarned"),
+            weights=(30, 10, 12, 12, 10, 5, 3, 2))[0]
+        events: list[tuple[str, Any]] = []
+        if kind == "reaction":
+            mine = strip_pair_cache(self.older_note(viewer))
+            body = self.reacted_body(other.id, custom=self.rng.random() < 0.3)
+            reaction = body["reaction"].replace("@.:", ":")
+            events.append(("notification", self._notification(
+                "reaction", userId=other.id, user=other_lite, note=mine, reaction=reaction)))
+        elif kind == "follow":
+            events.append(("followed", other_lite))
+            events.append(("notification", self._notification("follow", userId=other.id, user=other_lite)))
+        elif kind in ("mention", "reply", "renote", "quote"):
+            if kind == "mention":
+                note = self.note(NoteRequest(kind="plain", author=other))
+                note["text"] = f"@{viewer.username} {note['text']}"
+                note["mentions"] = [viewer.id]
+                note = order_note(note)
+                events.append(("mention", strip_pair_cache(note)))
+            else:
+                target = self.older_note(viewer, detail=kind != "reply")
+                note_id, created = self.ids.next()
+                text = None if kind == "renote" else self.rng.choice(REPLIES if kind == "reply" else QUOTES)
+                if kind == "reply":
+                    text = f"@{viewer.username} {text}"
+                note = self.pack(note_id=note_id, created_ms=created, author=other, text=text,
+                                 reply=target if kind == "reply" else None,
+                                 renote=target if kind != "reply" else None)
+                self.remember(note)
+                events.append(("reply" if kind == "reply" else "renote", note))
+            events.append(("notification", self._notification(
+                kind, userId=other.id, user=other_lite, note=strip_pair_cache(note))))
+        elif kind == "app":
+            events.append(("notification", self._notification(
+                "app", body=self.rng.choice(("ビルドが完了しました ✅", "Your export is ready 📦")),
+                header=self.rng.choice(("CI bot", "mkstream demo")), icon=None)))
+        else:
+            events.append(("notification", self._notification(
+                "achievementEarned", achievement=self.rng.choice(ACHIEVEMENTS))))
+        if self.rng.random() < 0.3:
+            events.append(("unreadNotification", events[-1][1]))
+        return events
+
+    # -- stats and broadcasts ---------------------------------------------------------------
+
+    def server_stats(self) -> dict[str, Any]:
+        state = self._server_log_state
+        state["cpu"] = min(1.0, max(0.0, state["cpu"] + self.rng.uniform(-0.03, 0.03)))
+        state["mem"] = int(min(4e9, max(5e8, state["mem"] + self.rng.randrange(-20_000_000, 20_000_000))))
+        mem = int(state["mem"])
+        return {
+            "cpu": round(state["cpu"], 2),
+            "mem": {"used": mem, "active": mem - self.rng.randrange(0, 50_000_000)},
+            "net": {"rx": round(self.rng.uniform(0, 20_000), 1), "tx": round(self.rng.uniform(0, 40_000), 1)},
+            "fs": {"r": round(self.rng.uniform(0, 5), 1), "w": round(self.rng.uniform(0, 12), 1)},
+        }
+
+    def queue_stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for queue in ("deliver", "inbox"):
+            level = max(0, self._queue_state[queue] + self.rng.randint(-3, 3))
+            self._queue_state[queue] = level
+            out[queue] = {"activeSincePrevTick": self.rng.randint(0, 12), "active": min(level, 4),
+                          "waiting": level, "delayed": self.rng.choice((0, 0, 0, 1, 2))}
+        return out
+
+    def broadcast(self) -> tuple[str, dict[str, Any]]:
+        """An occasional broadcast every socket receives (emojiAdded or announcementCreated)."""
+        item_id, ms = self.ids.next()
+        if self.rng.random() < 0.5:
+            name = self.rng.choice(("blobcat_wave", "nekomimi_party", "misskey_logo", "ramen"))
+            return "emojiAdded", {"emoji": {
+                "id": item_id, "aliases": [name.split("_")[0]], "name": name, "category": "追加 new",
+                "host": None, "url": self._custom_emoji_url(name), "license": "CC0", "isSensitive": False,
+                "localOnly": False, "roleIdsThatCanBeUsedThisEmojiAsReaction": [],
+            }}
+        return "announcementCreated", {"announcement": {
+            "id": item_id, "createdAt": iso(ms), "updatedAt": None,
+            "title": self.rng.choice(("メンテナンスのお知らせ 🛠️", "New emoji pack 🎉")),
+            "text": self.rng.choice(("明日の午前3時からメンテナンスを行います。", "Check out the new custom emoji!")),
+            "imageUrl": None, "icon": self.rng.choice(("info", "warning")), "display": "normal",
+            "forYou": False, "needConfirmationToRead": False, "silence": False,
+        }}
