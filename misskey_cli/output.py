@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,57 +178,119 @@ class ReaderGone(Exception):
 
 
 class Writer:
-    """Writes each record with one unbuffered write, so it leaves at once."""
+    """The only code that writes records: each one is handed to a writer thread that writes it at once.
 
-    def __init__(self, fd: int, label: str, owns: bool = False, stream: BinaryIO | None = None) -> None:
+    The thread is what keeps a slow or paused reader (``| less``, a full pipe, a stalled disk) from
+    stalling the socket: the event loop goes on receiving frames and answering pings while the
+    records queue up in memory, so the server never drops mkstream for not reading and nothing is
+    lost. Write errors surface on the next ``write`` or at ``finish``.
+    """
+
+    BACKLOG_WARNING = 64 * 1024 * 1024
+
+    def __init__(self, fd: int, label: str, owns: bool = False, stream: BinaryIO | None = None,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.fd = fd
         self.label = label
         self.owns = owns
         self.stream = stream
+        self.warn = warn
+        self.error: Exception | None = None
+        self.backlog = 0
+        self._warned = False
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        # Readable once a write has failed, so the event loop learns of it without waiting for a frame.
+        self.failed_fd, self._failed_signal = os.pipe()
 
     @classmethod
-    def for_stdout(cls) -> Writer:
+    def for_stdout(cls, warn: Callable[[str], None] | None = None) -> Writer:
         """Write to file descriptor 1 directly, or to ``sys.stdout`` when it has none (a test harness)."""
         try:
             fd = sys.stdout.fileno()
         except (AttributeError, OSError, ValueError):
-            return cls(-1, "stdout", stream=sys.stdout.buffer)
+            return cls(-1, "stdout", stream=sys.stdout.buffer, warn=warn)
         sys.stdout.flush()
-        return cls(fd, "stdout")
+        return cls(fd, "stdout", warn=warn)
 
     @classmethod
-    def open_append(cls, path: str) -> Writer:
+    def open_append(cls, path: str, warn: Callable[[str], None] | None = None) -> Writer:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise UsageError(f"cannot open output file {path}: {exc.strerror or exc}") from None
-        return cls(fd, path, owns=True)
+        return cls(fd, path, owns=True, warn=warn)
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
 
     def write(self, data: bytes) -> None:
-        if self.stream is not None:
-            self._write_stream(data)
-            return
-        try:
-            written = os.write(self.fd, data)
-            while written < len(data):
-                data = data[written:]
-                written = os.write(self.fd, data)
-        except BrokenPipeError:
-            raise ReaderGone() from None
-        except OSError as exc:
-            raise OutputError(f"cannot write to {self.label}: {exc.strerror or exc}") from None
+        if self.error is not None:
+            raise self.error
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._drain, name="mkstream-writer", daemon=True)
+            self._thread.start()
+        self.backlog += len(data)
+        if self.backlog > self.BACKLOG_WARNING and not self._warned and self.warn is not None:
+            self._warned = True
+            self.warn(f"{self.label} is not keeping up: {self.backlog // (1024 * 1024)} MB of records waiting "
+                      "in memory (nothing is dropped)")
+        self._queue.put(data)
 
-    def _write_stream(self, data: bytes) -> None:
-        assert self.stream is not None
+    def finish(self) -> None:
+        """Wait until every record is written; raise the write error if there was one."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        if self.error is not None:
+            raise self.error
+
+    def _drain(self) -> None:
+        get, get_nowait, write = self._queue.get, self._queue.get_nowait, self._write
+        while True:
+            item = get()
+            if item is None:
+                return
+            batch = [item]
+            # Records that queued up while the last write ran go out in one system call.
+            try:
+                while len(batch) < 1024:
+                    more = get_nowait()
+                    if more is None:
+                        write(b"".join(batch))
+                        return
+                    batch.append(more)
+            except queue.Empty:
+                pass
+            data = batch[0] if len(batch) == 1 else b"".join(batch)
+            if self.error is None:
+                write(data)
+            self.backlog -= len(data)
+
+    def _write(self, data: bytes) -> None:
         try:
-            self.stream.write(data)
-            self.stream.flush()
+            if self.stream is not None:
+                self.stream.write(data)
+                self.stream.flush()
+                return
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
         except BrokenPipeError:
-            raise ReaderGone() from None
+            self.error = ReaderGone()
         except OSError as exc:
-            raise OutputError(f"cannot write to {self.label}: {exc.strerror or exc}") from None
+            self.error = OutputError(f"cannot write to {self.label}: {exc.strerror or exc}")
+        else:
+            return
+        os.write(self._failed_signal, b"!")
 
     def close(self) -> None:
+        for fd in (self.failed_fd, self._failed_signal):
+            if fd >= 0:
+                os.close(fd)
+        self.failed_fd = self._failed_signal = -1
         if self.owns:
             os.close(self.fd)
             self.owns = False

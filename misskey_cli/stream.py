@@ -75,6 +75,28 @@ class Stream:
     def run(self) -> ExitCode:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
         try:
+            code = self._until_end()
+            try:
+                self.writer.finish()  # every record received is written before mkstream exits
+            except ReaderGone:
+                _silence_stdout()
+            except KeyboardInterrupt:
+                return ExitCode.SIGINT
+            except Terminated:
+                return ExitCode.SIGTERM
+            return code
+        except BaseException:
+            self.session.abort()
+            raise
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            if self.stats.bad_frames > BAD_FRAMES_SHOWN:
+                self.warn(f"{self.stats.bad_frames} bad frames skipped in all (the first {BAD_FRAMES_SHOWN} shown)")
+            if self.plan.stats:
+                self.info(self.stats.report(self.session))
+
+    def _until_end(self) -> ExitCode:
+        try:
             return self._run()
         except KeyboardInterrupt:
             self._leave()
@@ -89,15 +111,6 @@ class Stream:
         except ServerClosed as exc:
             self.info(f"{exc.message}; not reconnecting (--no-reconnect)")
             return ExitCode.OK
-        except BaseException:
-            self.session.abort()
-            raise
-        finally:
-            signal.signal(signal.SIGTERM, previous)
-            if self.stats.bad_frames > BAD_FRAMES_SHOWN:
-                self.warn(f"{self.stats.bad_frames} bad frames skipped in all (the first {BAD_FRAMES_SHOWN} shown)")
-            if self.plan.stats:
-                self.info(self.stats.report(self.session))
 
     def _leave(self) -> None:
         """Clean disconnect; a second Ctrl-C while leaving exits at once."""
@@ -114,7 +127,9 @@ class Stream:
         session.open()
         for cid, message_type, body in self.plan.sends:
             session.send_to_channel(cid, message_type, body)
-        watch = [0] if self.plan.stdin_commands else []
+        watch = [self.writer.failed_fd]
+        if self.plan.stdin_commands:
+            watch.append(0)
         start = time.monotonic()
         end = start + self.plan.duration if self.plan.duration is not None else None
         last_frame = start
@@ -132,8 +147,10 @@ class Stream:
                 session.close()
                 return ExitCode.OK
             if isinstance(event, int):
-                if not self._read_stdin():
-                    watch = []
+                if event == self.writer.failed_fd:
+                    self.writer.raise_error()
+                elif not self._read_stdin():
+                    watch.remove(0)
                 continue
             last_frame = time.monotonic()
             if self._handle(event):
@@ -235,12 +252,12 @@ class Stream:
         elif isinstance(command, commands.Unsub):
             session.remove_capture(command.note_id)
         elif isinstance(command, commands.Send):
-            conn = session.connections.get(command.connection_id)
-            if conn is None:
+            target = session.connections.get(command.connection_id)
+            if target is None:
                 hint = did_you_mean(command.connection_id, list(session.connections))
                 raise UsageError(f"no channel connection with id {command.connection_id}{hint}")
             try:
-                warnings = check_send(conn.channel, command.message_type, force=False)
+                warnings = check_send(target.channel, command.message_type, force=False)
             except SpecError as exc:
                 raise UsageError(f"{exc}".replace("add --force to send it anyway",
                                                   "send it as a raw JSON frame if you mean it")) from None

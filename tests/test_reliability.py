@@ -268,3 +268,24 @@ def test_full_disk_is_a_one_line_error(sim):
     join_ok(feeder)
     assert result.exit_code == ExitCode.RUNTIME_ERROR
     assert result.stderr.strip() == "mkstream: error: cannot write to /dev/full: No space left on device"
+
+
+def test_a_paused_reader_loses_nothing_and_the_socket_stays_alive():
+    from misskey_cli.simulator import Simulator
+
+    # The server drops a client that does not answer its pings; a blocked stdout must not make
+    # mkstream stop reading the socket.
+    with Simulator(ping_interval=0.05, ping_timeout=0.5) as sim:
+        proc = spawn("connect", "localTimeline", *host(sim), "--ndjson", "--jq", ".body.body.text", "-r")
+        sim.wait_for_subscription("localTimeline")
+        texts = [f"note {n} " + "あ" * 500 for n in range(200)]  # ~300 KB: far more than a pipe holds
+        for text in texts:
+            sim.post_note(text=text)
+        pongs = sim.pongs
+        sim.wait_for_pongs(pongs + 20)  # ten times the server's patience, with nobody reading stdout
+        assert sim.sockets_opened == 1 and sim.open_sockets == 1
+        reader = LineReader(proc)
+        reader.until(lambda line: line == texts[-1])
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+        assert reader.lines == texts
