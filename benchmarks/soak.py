@@ -1,0 +1,172 @@
+"""Soak: mkstream against the simulator with a random fault every few seconds, counting every frame.
+
+    python benchmarks/soak.py                   # 2 minutes
+    python benchmarks/soak.py --minutes 10 --rate 500
+
+A sender numbers every frame (``seq``) and sends it on the live socket only, remembering which
+socket carried it. A fault injector drops TCP, closes with 1000/1001/1011/4000, freezes the peer
+(half-open) or restarts the server, at random every ``--fault-every`` seconds on average.
+mkstream's output is the sequence numbers it wrote. At the end the script prints:
+
+- frames sent while connected, records written, reconnects;
+- duplicates: a seq written twice;
+- losses: a seq missing while a later frame of the same socket arrived, or missing before a
+  clean close (nothing may be lost on a socket that closed properly);
+- in flight at an abrupt fault: the tail of a socket that died without a close frame (TCP
+  drop, freeze, server restart), which no client can receive: reported, not counted as lost.
+
+Exit status 0 when there are no losses and no duplicates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from misskey_cli.simulator import Simulator
+
+FAULTS = ("drop", "close-1000", "close-1001", "close-1011", "close-4000", "freeze", "restart")
+ABRUPT = {"drop", "freeze", "restart"}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=2.0)
+    parser.add_argument("--rate", type=float, default=200.0, help="frames per second")
+    parser.add_argument("--fault-every", type=float, default=3.0, help="mean seconds between faults")
+    parser.add_argument("--seed", type=int, default=None)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+
+    sim = Simulator(ping_interval=1.0, ping_timeout=3.0).start()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "misskey_cli", "connect", "localTimeline", "--host", f"http://{sim.host_port}",
+         "--ndjson", "--jq", ".body.seq", "--reconnect-delay", "0.1", "--ping-interval", "0.5",
+         "--ping-timeout", "1.5"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    written: list[int] = []
+
+    def read_output() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            written.append(int(line))
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
+
+    sent_on: dict[int, int] = {}  # seq -> socket index
+    fault_of: dict[int, str] = {}  # socket index -> the fault that ended it
+    lock = threading.Lock()
+    stop = threading.Event()
+    end = time.monotonic() + args.minutes * 60
+
+    def send() -> None:
+        seq = 0
+        interval = 1.0 / args.rate
+        next_at = time.monotonic()
+        while not stop.is_set():
+            live = sim.connections()
+            with lock:
+                sockets = [index for index, channel, _, _ in live if channel == "localTimeline"]
+                if sockets:
+                    seq += 1
+                    frame = {"type": "channel", "body": {"id": "localTimeline", "type": "note", "seq": seq}}
+                    if sim.inject(frame, socket=sockets[-1]):
+                        sent_on[seq] = sockets[-1]
+                    else:
+                        seq -= 1
+            next_at += interval
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    injected: list[str] = []
+
+    def inject_faults() -> None:
+        while time.monotonic() < end:
+            time.sleep(rng.expovariate(1.0 / args.fault_every))
+            if time.monotonic() >= end:
+                break
+            fault = rng.choice(FAULTS)
+            injected.append(fault)
+            with lock:  # no frame is sent while a fault is being applied, so its socket is known
+                live = [index for index, channel, _, _ in sim.connections() if channel == "localTimeline"]
+                for index in live:
+                    fault_of[index] = fault
+                if fault == "drop":
+                    sim.drop_all()
+                elif fault == "freeze":
+                    sim.freeze_all()
+                elif fault == "restart":
+                    sim.stop()
+                    sim.start()
+                else:
+                    sim.close_all(int(fault.split("-")[1]))
+            print(f"  {time.strftime('%H:%M:%S')} fault: {fault}", flush=True)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    faults = threading.Thread(target=inject_faults, daemon=True)
+    faults.start()
+    faults.join()
+    stop.set()
+    sender.join()
+    # Let the last frames arrive: wait until the output stops growing.
+    settled = -1
+    while settled != len(written):
+        settled = len(written)
+        time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    reader.join(timeout=10)
+    sim.stop()
+
+    counts = Counter(written)
+    duplicates = sum(n - 1 for n in counts.values() if n > 1)
+    received = set(counts)
+    by_socket: dict[int, list[int]] = {}
+    for seq, index in sorted(sent_on.items()):
+        by_socket.setdefault(index, []).append(seq)
+    losses, in_flight = 0, 0
+    for index, seqs in by_socket.items():
+        got = [s for s in seqs if s in received]
+        last = max(got) if got else 0
+        missing = [s for s in seqs if s not in received]
+        gaps = [s for s in missing if s < last]
+        tail = [s for s in missing if s > last]
+        losses += len(gaps)
+        if fault_of.get(index) in ABRUPT:
+            in_flight += len(tail)
+        else:
+            losses += len(tail)
+    order_ok = written == sorted(written)
+    reconnects = err.decode().count("reconnecting in")
+
+    print()
+    print(f"duration             {args.minutes:g} min, {len(injected)} faults ({len(fault_of)} on a live stream), rate {args.rate:g}/s")
+    print(f"frames sent          {len(sent_on)} (while connected)")
+    print(f"records written      {len(written)}")
+    print(f"reconnects           {reconnects}")
+    print(f"duplicates           {duplicates}")
+    print(f"losses               {losses}")
+    print(f"in flight at abrupt faults (undeliverable, not losses): {in_flight}")
+    print(f"in order             {'yes' if order_ok else 'NO'}")
+    print(f"mkstream exit        {proc.returncode}")
+    ok = duplicates == 0 and losses == 0 and order_ok and proc.returncode == 143
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
