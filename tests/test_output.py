@@ -40,7 +40,7 @@ def test_ndjson_is_compact_utf8_without_escapes():
 def test_timestamps_come_first():
     [record] = render(format="ndjson", timestamps=True)
     value = json.loads(record)
-    assert list(value)[0] == "ts" and value["ts"] == "2026-11-27T19:48:42.184Z"
+    assert next(iter(value)) == "ts" and value["ts"] == "2026-11-27T19:48:42.184Z"
     assert {k: v for k, v in value.items() if k != "ts"} == NOTE
 
 
