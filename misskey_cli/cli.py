@@ -18,6 +18,7 @@ import click
 
 from misskey_cli import __version__
 from misskey_cli.channels import (
+    BOOL,
     CATALOGUE,
     CHANNELS,
     ChannelSpec,
@@ -72,16 +73,41 @@ class ChannelSpecType(click.ParamType):
     def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
         from click.shell_completion import CompletionItem
 
+        # Shells strip an open quote before click sees the word; a direct caller may not.
+        quote = incomplete[:1] if incomplete[:1] in ("'", '"') else ""
+        incomplete = incomplete[len(quote):]
         if "?" in incomplete:
             name, _, query = incomplete.partition("?")
             channel = CATALOGUE.get(name.partition(":")[0])
-            if channel is None:
-                return []
             done, _, last = query.rpartition("&")
-            prefix = f"{name}?{done + '&' if done else ''}"
-            return [CompletionItem(f"{prefix}{p.name}=", help=p.summary) for p in channel.params
-                    if p.name.startswith(last)]
-        return [CompletionItem(c.name, help=c.summary) for c in CHANNELS if c.name.startswith(incomplete)]
+            prefix = f"{quote}{name}?{done + '&' if done else ''}"
+            return param_completions(channel.params if channel else (), last, prefix)
+        return [CompletionItem(quote + c.name, help=c.summary) for c in CHANNELS if c.name.startswith(incomplete)]
+
+
+def param_completions(params: Any, last: str, prefix: str = "") -> list[Any]:
+    """``KEY=`` for the params a word could start, or ``KEY=true|false`` once a boolean's ``=`` is typed."""
+    from click.shell_completion import CompletionItem
+
+    if "=" in last:
+        key, _, partial = last.partition("=")
+        found = [p for p in params if p.name == key and p.type == BOOL]
+        return [CompletionItem(f"{prefix}{key}={value}") for value in ("true", "false")
+                if found and value.startswith(partial)]
+    return [CompletionItem(f"{prefix}{p.name}=", help=p.summary) for p in params if p.name.startswith(last)]
+
+
+def channels_on_the_line(ctx: click.Context) -> list[str]:
+    """Catalogue channels named so far: parsed arguments, or words left over when parsing stopped early."""
+    specs = list(ctx.params.get("channels") or ())
+    if isinstance(ctx.params.get("channel"), ChannelSpec):
+        specs.append(ctx.params["channel"])
+    for word in ctx.args:  # e.g. `connect localTimeline -p <TAB>`: the unfinished -p stops the parser
+        try:
+            specs.append(parse_channel_spec(word))
+        except SpecError:
+            pass
+    return [name for name in dict.fromkeys(spec.channel for spec in specs) if name in CATALOGUE]
 
 
 class ParamAssignmentType(click.ParamType):
@@ -96,18 +122,11 @@ class ParamAssignmentType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
-        from click.shell_completion import CompletionItem
-
-        named = [spec.channel for spec in ctx.params.get("channels") or ()]
-        channel_name = ctx.params.get("channel")
-        if isinstance(channel_name, ChannelSpec):
-            named.append(channel_name.channel)
-        seen: dict[str, str] = {}
-        for name in named:
-            channel = CATALOGUE.get(name)
-            for p in channel.params if channel else ():
-                seen.setdefault(p.name, p.summary)
-        return [CompletionItem(f"{k}=", help=v) for k, v in seen.items() if k.startswith(incomplete)]
+        params: dict[str, Any] = {}
+        for name in channels_on_the_line(ctx):
+            for p in CATALOGUE[name].params:
+                params.setdefault(p.name, p)
+        return param_completions(list(params.values()), incomplete)
 
 
 class JsonType(click.ParamType):
@@ -577,7 +596,7 @@ def completion_script(shell: str) -> str:
 
     cls = get_completion_class(shell)
     assert cls is not None
-    return cls(main, {}, "mkstream", "_MKSTREAM_COMPLETE").source() + "\n"
+    return cls(main, {}, "mkstream", "_MKSTREAM_COMPLETE").source()
 
 
 if __name__ == "__main__":  # pragma: no cover
