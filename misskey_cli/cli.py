@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from misskey_cli import __version__
 from misskey_cli.channels import (
@@ -33,6 +34,7 @@ from misskey_cli.config import (
     AUTH_MODES,
     Redactor,
     Target,
+    loose_permissions,
     parse_host,
     parse_proxy,
     read_token_file,
@@ -179,11 +181,86 @@ class HostType(click.ParamType):
 DURATION = DurationType()
 
 
+# ----- config profiles --------------------------------------------------------------------------
+
+# Profile keys whose click parameter has another name.
+PROFILE_PARAMS = {"format": "fmt"}
+_META = "mkstream.profile."
+
+
+def profile_callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Eager callback of --config and --profile: once both are seen, the profile becomes click's
+    ``default_map``, so click resolves flag > environment > profile > built-in default."""
+    ctx.meta[_META + str(param.name)] = value
+    if ctx.resilient_parsing or not all(_META + name in ctx.meta for name in ("config", "profile")):
+        return value
+    try:
+        ctx.default_map = {**(ctx.default_map or {}), **profile_defaults(ctx)}
+    except UsageError as exc:
+        click.echo(f"mkstream: error: {exc.message}", err=True)
+        ctx.exit(exc.exit_code)
+    return value
+
+
+def profile_defaults(ctx: click.Context) -> dict[str, Any]:
+    """Load the config and the chosen profile, check its values with the options' own types."""
+    from misskey_cli.profiles import default_config_path, load_config
+
+    path, name = ctx.meta[_META + "config"], ctx.meta[_META + "profile"]
+    if path is None:
+        path = default_config_path(os.environ)
+        if not os.path.exists(path):
+            if name:
+                raise UsageError(f"no config file at {path}, so no profile {name!r} "
+                                 "(see 'mkstream profiles --help' for the format)")
+            return {}
+    config = load_config(path)
+    warnings = ctx.meta.setdefault("mkstream.warnings", [])
+    if config.holds_token and loose_permissions(path):
+        warnings.append(f"config file {path} holds a token and is readable by others: chmod 600 {path}")
+    profile = config.select(name)
+    if profile is None:
+        return {}
+    params: dict[str | None, click.Parameter] = {}
+    for p in ctx.command.params:
+        params.setdefault(p.name, p)  # --format, not the --pretty/--ndjson flags that share its name
+    defaults = {}
+    for key, value in profile.values.items():
+        param = params[PROFILE_PARAMS.get(key, key)]
+        try:
+            param.type.convert(value, param, ctx)
+        except click.BadParameter as exc:
+            raise UsageError(f"{config.where(profile, key)}: {key} = {value!r}: {exc.message}") from None
+        defaults[str(param.name)] = value
+    return defaults
+
+
+def complete_profiles(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    from click.shell_completion import CompletionItem
+
+    from misskey_cli.profiles import default_config_path, profile_hosts
+
+    path = ctx.meta.get(_META + "config") or default_config_path(os.environ)
+    return [CompletionItem(name, help=host) for name, host in profile_hosts(path).items()
+            if name.startswith(incomplete)]
+
+
+def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--config", metavar="PATH", type=click.Path(dir_okay=False), expose_value=False,
+                        is_eager=True, callback=profile_callback,
+                        help="Config file (default: $XDG_CONFIG_HOME/mkstream/config.toml).")(f)
+
+
 # ----- option bundles -------------------------------------------------------------------------
 
-
 def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
+    options: list[Callable[[Any], Any]] = [
+        click.option("--profile", envvar="MKSTREAM_PROFILE", metavar="NAME", expose_value=False, is_eager=True,
+                     callback=profile_callback, shell_complete=complete_profiles,
+                     help="Use this [profiles.NAME] of the config file for host, token and output defaults; "
+                          "flags and env win over it (default: its default_profile; see 'mkstream profiles'). "
+                          "[env: MKSTREAM_PROFILE]"),
+        config_option,
         click.option("--host", type=HostType(), envvar="MISSKEY_HOST", metavar="HOST",
                      help="Server: misskey.example, host:port, or an http(s)/ws(s) URL. [env: MISSKEY_HOST]"),
         click.option("--token", envvar="MISSKEY_TOKEN", metavar="TOKEN", show_envvar=False,
@@ -223,7 +300,7 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--argjson", "jq_argjson", nargs=2, multiple=True, metavar="NAME JSON",
                      help="Bind $NAME to a JSON value in the filters."),
         click.option("-r", "--raw-output", is_flag=True, help="Write jq string results without quotes."),
-        click.option("--timestamps", is_flag=True, help='Add "ts" (receive time, RFC 3339 UTC) as the first key.'),
+        click.option("--timestamps/--no-timestamps", help='Add "ts" (receive time, RFC 3339 UTC) as the first key.'),
         click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False, writable=True),
                      help="Append records to FILE instead of stdout."),
         click.option("-q", "--quiet", is_flag=True, help="No notices on stderr (errors still)."),
@@ -342,6 +419,14 @@ def stream_command(f: Callable[..., Any]) -> Callable[..., Any]:
 def execute(plan_builder: Callable[[Notices, bool], Any], kw: dict[str, Any]) -> None:
     """Shared body of every streaming command: resolve, validate, connect, stream, exit."""
     notices = Notices(kw["quiet"], kw["verbose"], kw.get("token"))
+    ctx = click.get_current_context()
+    for warning in ctx.meta.get("mkstream.warnings", ()):
+        notices.warn(warning)
+    # A token from the flag or the environment beats a token_file from the profile.
+    explicit = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    if (kw["token"] and ctx.get_parameter_source("token") in explicit
+            and ctx.get_parameter_source("token_file") is ParameterSource.DEFAULT_MAP):
+        kw["token_file"] = None
     try:
         sys.exit(_execute(plan_builder, kw, notices))
     except MkstreamError as exc:
@@ -364,6 +449,8 @@ def _execute(plan_builder: Callable[[Notices, bool], Any], kw: dict[str, Any], n
 
     with ExitStack() as stack:
         if kw["token_file"] and not kw["demo"]:
+            if kw["token_file"] != "-" and loose_permissions(kw["token_file"]):
+                notices.warn(f"token file {kw['token_file']} is readable by others: chmod 600 {kw['token_file']}")
             kw["token"] = read_token_file(kw["token_file"])
             kw["token_file"] = None
             notices.redact = Redactor(kw["token"])
@@ -539,6 +626,50 @@ def channels(name, as_json):
         click.echo(channel_detail(selected[0]))
     else:
         click.echo(channel_table(selected))
+
+
+@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
+  mkstream profiles
+  mkstream connect homeTimeline --profile work
+  MKSTREAM_PROFILE=local mkstream connect localTimeline --ndjson""")
+@click.option("--config", "config_path", metavar="PATH", type=click.Path(dir_okay=False),
+              help="Config file (default: $XDG_CONFIG_HOME/mkstream/config.toml).")
+def profiles(config_path):
+    """List the config file's profiles: name, host, auth mode and where the token comes from.
+
+    A profile names a server and the defaults to use with it; pick one with --profile NAME
+    (or MKSTREAM_PROFILE), or set default_profile. Flags and environment variables win over the
+    profile. The token itself is never shown. The file is TOML:
+
+    \b
+      default_profile = "work"
+      [profiles.work]
+      host = "misskey.example"
+      token_file = "~/.config/mkstream/work.token"   # or: token = "..."
+      format = "ndjson"                              # pretty, ndjson, raw
+      [profiles.local]
+      host = "http://localhost:3000"
+      timestamps = true
+
+    Keys: host, token or token_file, auth, ca_file, proxy, format, color, style, timestamps.
+    Keep a file that holds a token private (chmod 600): mkstream warns when others can read it.
+    """
+    from misskey_cli.profiles import default_config_path, load_config, profile_table
+
+    path = config_path or default_config_path(os.environ)
+    if config_path is None and not os.path.exists(path):
+        click.echo(f"mkstream: no config file at {path}; 'mkstream profiles --help' shows the format", err=True)
+        return
+    try:
+        config = load_config(path)
+    except UsageError as exc:
+        click.echo(f"mkstream: error: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    if config.holds_token and loose_permissions(path):
+        click.echo(f"mkstream: warning: config file {path} holds a token and is readable by others: "
+                   f"chmod 600 {path}", err=True)
+    click.echo(profile_table(config))
 
 
 @main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b

@@ -56,7 +56,9 @@ def test_committed_scripts_are_what_the_code_generates(shell):
 
 @pytest.mark.parametrize(("words", "incomplete", "expected"), [
     ((), "c", ["capture", "channels", "completion", "connect"]),
+    ((), "pro", ["profiles"]),
     (("connect",), "--to", ["--token", "--token-file"]),
+    (("connect",), "--no-t", ["--no-timestamps"]),
     (("connect",), "loc", ["localTimeline"]),
     (("connect",), "user", ["userList"]),
     (("connect", "localTimeline"), "hash", ["hashtag"]),
@@ -113,6 +115,20 @@ def test_zsh_and_fish_show_the_channel_description(shell, line):
     env = {"_MKSTREAM_COMPLETE": f"{shell}_complete", "COMP_WORDS": "mkstream connect localT"}
     env["COMP_CWORD"] = "2" if shell == "zsh" else "localT"  # fish passes the word itself
     assert as_mkstream(env).stdout.strip() == line
+
+
+def test_profile_names_come_from_the_config_file(tmp_path, monkeypatch):
+    config = tmp_path / "xdg" / "mkstream" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('[profiles.work]\nhost = "misskey.example"\n[profiles.local]\nhost = "localhost:3000"\n'
+                      '[profiles.wiki]\n')
+    assert complete("connect", "--profile", incomplete="w") == ["work", "wiki"]
+    assert [i.help for i in items("connect", "--profile", incomplete="")] == ["misskey.example", "localhost:3000", ""]
+    other = tmp_path / "other.toml"
+    other.write_text("[profiles.elsewhere]\n")
+    assert complete("send", "--config", str(other), "--profile", incomplete="") == ["elsewhere"]
+    config.write_text("not toml [")
+    assert complete("connect", "--profile", incomplete="") == []  # a broken file completes nothing, quietly
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
