@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -120,55 +121,142 @@ def loads(data: bytes) -> Any:
         raise ValueError(f"not JSON ({exc.args[0].split(':')[0]})") from None
 
 
+_PATH_FILTER = re.compile(r"^\s*((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*$")
+_SAFE_INT = 2**53
+
+
+def simple_path(filters: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The keys of a chain of plain path filters (``.body`` ``.body.text``), or None for anything else."""
+    keys: list[str] = []
+    for f in filters:
+        match = _PATH_FILTER.match(f)
+        if match is None:
+            return None
+        keys.extend(match[1][1:].split("."))
+    return tuple(keys)
+
+
 class Renderer:
-    """Frames to records for one set of output options."""
+    """Frames to records for one set of output options.
+
+    ``render`` is the general path. ``plain`` is set when a record is just the encoded frame (no
+    jq, no timestamps), so the caller can call ``encode`` directly.
+    """
 
     def __init__(self, options: OutputOptions) -> None:
         self.options = options
         self.program = compile_filters(options.filters, options.args) if options.filters else None
-        self._highlight: Callable[[str], str] | None = None
-        if options.format == "pretty" and options.color:
-            self._highlight = make_highlighter(options.style)
+        # Plain path filters are evaluated on the decoded frame: jq would convert it to its own
+        # values and back for every frame. Anything the shortcut cannot answer exactly goes to jq.
+        self.path = simple_path(options.filters) if options.filters else None
         if options.format == "pretty":
-            self._encode: Callable[[Any], bytes] = self._pretty
+            self.encode: Callable[[Any], bytes] = make_colourer(options.style) if options.color else _pretty
         else:
-            self._encode = _ndjson
+            self.encode = _ndjson
+        self.plain = self.program is None and not options.timestamps
 
-    def render(self, frame: Any, received_at: float) -> list[bytes]:
+    def render(self, frame: Any, received_at: float, data: bytes = b"") -> list[bytes]:
+        """Records for one decoded frame; ``data`` is its text as received, when at hand."""
         if self.options.timestamps:
             frame = {"ts": rfc3339(received_at), **frame}
+            data = b""
         if self.program is None:
-            return [self._encode(frame)]
+            return [self.encode(frame)]
+        if self.path is not None:
+            value = frame
+            for key in self.path:
+                if type(value) is dict:
+                    value = value.get(key)
+                elif value is not None:
+                    break  # an error: jq words it
+            else:
+                kind = type(value)
+                if value is None or kind is str or kind is bool or kind is float or (
+                        kind is int and -_SAFE_INT < value < _SAFE_INT):
+                    return [self._encode_result(value)]
         try:
-            values = self.program.input_value(frame).all()
+            text = data.decode("utf-8") if data else dumps_compact(frame).decode("utf-8")
+            values = self.program.input_text(text).all()
         except ValueError as exc:
             raise JqRuntimeError(str(exc).splitlines()[0] if str(exc) else "jq error") from None
-        if self.options.raw_output:
-            return [v.encode("utf-8") + b"\n" if isinstance(v, str) else self._encode(v) for v in values]
-        return [self._encode(v) for v in values]
+        return [self._encode_result(v) for v in values]
 
-    def _pretty(self, value: Any) -> bytes:
-        text = json.dumps(value, indent=2, ensure_ascii=False)
-        if self._highlight is not None:
-            return self._highlight(text).encode("utf-8")
-        return text.encode("utf-8") + b"\n"
+    def _encode_result(self, value: Any) -> bytes:
+        if self.options.raw_output and type(value) is str:
+            return value.encode("utf-8") + b"\n"
+        return self.encode(value)
 
 
 def _ndjson(value: Any) -> bytes:
-    return dumps_compact(value) + b"\n"
+    try:
+        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
+    except (TypeError, orjson.JSONEncodeError):
+        return dumps_compact(value) + b"\n"
 
 
-def make_highlighter(style: str) -> Callable[[str], str]:
-    from pygments import highlight
+def _pretty(value: Any) -> bytes:
+    return json.dumps(value, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+
+
+def make_colourer(style: str) -> Callable[[Any], bytes]:
+    """Indented JSON in the pygments style's terminal colours, written straight from the value.
+
+    The text is ``json.dumps(value, indent=2)``'s; each token gets the colour pygments' terminal
+    formatter gives the JSON lexer's token of that kind. Lexing the text again would cost ten
+    times as much per record.
+    """
     from pygments.formatters import Terminal256Formatter, TerminalTrueColorFormatter
-    from pygments.lexers.data import JsonLexer
+    from pygments.token import Keyword, Name, Number, Punctuation, String, _TokenType
 
-    lexer = JsonLexer()
     truecolor = os.environ.get("COLORTERM", "").lower() in ("truecolor", "24bit")
     formatter = (TerminalTrueColorFormatter if truecolor else Terminal256Formatter)(style=style)
 
-    def colour(text: str) -> str:
-        return highlight(text, lexer, formatter)
+    def paint(ttype: _TokenType | None) -> Callable[[str], str]:
+        while ttype is not None and str(ttype) not in formatter.style_string:
+            ttype = ttype.parent
+        if ttype is None:
+            return lambda text: text
+        on, off = formatter.style_string[str(ttype)]
+        return lambda text: on + text + off
+
+    key, string, integer, floating, constant, punct = (
+        paint(t) for t in (Name.Tag, String.Double, Number.Integer, Number.Float, Keyword.Constant, Punctuation))
+    open_obj, close_obj, open_arr, close_arr = punct("{"), punct("}"), punct("["), punct("]")
+    empty_obj, empty_arr, comma, colon = punct("{}"), punct("[]"), punct(","), punct(":") + " "
+    literals = {True: constant("true"), False: constant("false"), None: constant("null")}
+    dump = json.dumps
+
+    def walk(value: Any, pad: str, out: list[str]) -> None:
+        kind = type(value)
+        if kind is str:
+            out.append(string(dump(value, ensure_ascii=False)))
+        elif kind is dict or kind is list:
+            if not value:
+                out.append(empty_obj if kind is dict else empty_arr)
+                return
+            inner = pad + "  "
+            out.append(open_obj if kind is dict else open_arr)
+            separator = "\n" + inner
+            for n, item in enumerate(value.items() if kind is dict else value):
+                out.append(separator if n == 0 else comma + separator)
+                if kind is dict:
+                    out.append(key(dump(str(item[0]), ensure_ascii=False)))
+                    out.append(colon)
+                    item = item[1]
+                walk(item, inner, out)
+            out.append("\n" + pad + (close_obj if kind is dict else close_arr))
+        elif value is None or kind is bool:
+            out.append(literals[value])
+        elif kind is int:
+            out.append(integer(dump(value)))
+        else:
+            out.append(floating(dump(value)))
+
+    def colour(value: Any) -> bytes:
+        out: list[str] = []
+        walk(value, "", out)
+        out.append("\n")
+        return "".join(out).encode("utf-8")
 
     return colour
 

@@ -17,11 +17,11 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import websocket
 
-from misskey_cli import protocol
+from misskey_cli import protocol, wsframes
 from misskey_cli.channels import CATALOGUE
 from misskey_cli.config import Redactor, Target, parse_proxy
 from misskey_cli.errors import (
@@ -34,10 +34,7 @@ from misskey_cli.errors import (
     UsageError,
 )
 
-OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
-OPCODE_BINARY = websocket.ABNF.OPCODE_BINARY
-OPCODE_CLOSE = websocket.ABNF.OPCODE_CLOSE
-OPCODE_PONG = websocket.ABNF.OPCODE_PONG
+RECV_SIZE = 1 << 20
 
 
 @dataclass
@@ -64,8 +61,7 @@ class Connection:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Received:
+class Received(NamedTuple):
     """A data frame as it came off the wire (text is not yet decoded: that is validation)."""
 
     data: bytes
@@ -100,6 +96,8 @@ class Session:
         self._up_since = 0.0
         self._last_heard = 0.0
         self._next_ping = 0.0
+        self.parser = wsframes.FrameParser()
+        self._pending_loss: tuple[str, bool] | None = None
 
     # ----- desired state ------------------------------------------------------------------
 
@@ -161,9 +159,16 @@ class Session:
 
     # ----- the event loop -------------------------------------------------------------------
 
-    def next(self, deadline: float | None, watch: list[int]) -> Received | int | None:
-        """Wait for the next data frame, a readable fd from ``watch``, or ``deadline`` (monotonic)."""
+    def next(self, deadline: float | None, watch: list[int]) -> list[Received] | int | None:
+        """Wait for data frames, a readable fd from ``watch``, or ``deadline`` (monotonic).
+
+        Returns every data frame that has arrived (at least one), the readable fd, or None.
+        """
         while True:
+            if self._pending_loss is not None:
+                reason, clean = self._pending_loss
+                self._pending_loss = None
+                self._lost(reason, clean)
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 return None
@@ -198,32 +203,46 @@ class Session:
             else:
                 ready, _, _ = select.select([sock_fd, *watch], [], [], max(0.0, wake - time.monotonic()))
             if sock_fd in ready:
-                frame = self._receive()
-                if frame is not None:
-                    return frame
+                frames = self._read(sock)
+                if frames:
+                    return frames
                 continue
             if ready:
                 return ready[0]
 
-    def _receive(self) -> Received | None:
-        assert self.ws is not None
+    def _read(self, sock: socket.socket) -> list[Received]:
+        """One ``recv``: every whole message it completes. Control frames are handled here."""
         try:
-            opcode, frame = self.ws.recv_data_frame(control_frame=True)
-        except websocket.WebSocketConnectionClosedException:
-            self._lost("the server closed the connection without a close frame")
-            return None
-        except (OSError, websocket.WebSocketException) as exc:
+            chunk = sock.recv(RECV_SIZE)
+        except (OSError, ValueError) as exc:
             self._lost(self.redact(describe_socket_error(exc)))
-            return None
-        now = time.monotonic()
-        self._last_heard = now
-        if opcode == OPCODE_TEXT or opcode == OPCODE_BINARY:
-            return Received(frame.data, opcode == OPCODE_BINARY, time.time())
-        if opcode == OPCODE_CLOSE:
-            code, reason = close_status(frame.data)
-            self._lost(f"the server closed the connection (code {code}{', ' + reason if reason else ''})",
-                       clean=True)
-        return None
+            return []
+        if not chunk:
+            self._lost("the server closed the connection without a close frame")
+            return []
+        self._last_heard = time.monotonic()
+        try:
+            messages = self.parser.feed(chunk)
+        except wsframes.FramingError as exc:
+            self._lost(f"broken WebSocket framing ({exc})")
+            return []
+        at = time.time()
+        frames = []
+        for opcode, payload in messages:
+            if opcode == wsframes.OP_TEXT:
+                frames.append(Received(payload, False, at))
+            elif opcode == wsframes.OP_BINARY:
+                frames.append(Received(payload, True, at))
+            elif opcode == wsframes.OP_PING:
+                self._pong(payload)
+            elif opcode == wsframes.OP_CLOSE:
+                code, reason = wsframes.close_status(payload)
+                self._answer_close(code)
+                # The frames that came before the close are returned first; the loss is handled next.
+                self._pending_loss = (f"the server closed the connection (code {code}{', ' + reason if reason else ''})",
+                                      True)
+                break
+        return frames
 
     def note_ack(self, connection_id: str) -> bool:
         """Record a ``connected`` frame; True when it answers a connect this session sent."""
@@ -302,6 +321,7 @@ class Session:
             self._failed(self.redact(describe_socket_error(exc)), fatal_first=is_permanent(exc))
             return
         self.ws = ws
+        self.parser = wsframes.FrameParser()
         now = time.monotonic()
         self._up_since = now
         self._last_heard = now
@@ -386,6 +406,20 @@ class Session:
             # The read side notices the dead socket and reconnects; the connect replays the state.
             self._debug(f"send failed: {self.redact(describe_socket_error(exc))}")
 
+    def _pong(self, payload: bytes) -> None:
+        assert self.ws is not None
+        try:
+            self.ws.pong(payload)
+        except (OSError, websocket.WebSocketException) as exc:
+            self._debug(f"pong failed: {self.redact(describe_socket_error(exc))}")
+
+    def _answer_close(self, code: int) -> None:
+        assert self.ws is not None
+        try:
+            self.ws.send_close(code if code not in (1005, 1006, 1015) else websocket.STATUS_NORMAL)
+        except (OSError, websocket.WebSocketException):
+            pass
+
     def _ping(self, now: float) -> None:
         assert self.ws is not None
         self._next_ping = now + self.options.ping_interval
@@ -406,11 +440,24 @@ class Session:
                 ws.send(protocol.disconnect_frame(cid))
             for note_id in self.captures:
                 ws.send(protocol.unsub_note_frame(note_id))
-            ws.close(status=websocket.STATUS_NORMAL, timeout=2)
-        except (OSError, websocket.WebSocketException):
+            ws.send_close(websocket.STATUS_NORMAL)
+            if self._pending_loss is None:  # else the server's close frame is already here
+                self._await_close_reply(ws, time.monotonic() + 2.0)
+        except (OSError, websocket.WebSocketException, wsframes.FramingError):
             pass
         finally:
             ws.shutdown()
+
+    def _await_close_reply(self, ws: websocket.WebSocket, deadline: float) -> None:
+        """Read until the server answers the close (frames still arriving are dropped: we are leaving)."""
+        sock = ws.sock
+        while sock is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
+                return
+            chunk = sock.recv(RECV_SIZE)
+            if not chunk or any(op == wsframes.OP_CLOSE for op, _ in self.parser.feed(chunk)):
+                return
 
     def abort(self) -> None:
         ws = self.ws
@@ -421,12 +468,6 @@ class Session:
 
 class ServerClosed(MkstreamError):
     """The server closed the socket with a close frame and reconnecting is off: a normal end."""
-
-
-def close_status(data: bytes) -> tuple[int, str]:
-    if len(data) < 2:
-        return 1005, ""
-    return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")
 
 
 def is_permanent(exc: BaseException) -> bool:

@@ -159,52 +159,61 @@ class Stream:
 
     # ----- frames -------------------------------------------------------------------------------
 
-    def _handle(self, received: Received) -> bool:
-        """Process one frame; True when the record count has been reached."""
-        data = received.data
-        if received.binary:
-            self.stats.frames["(binary)"] += 1
-            self._bad(f"binary frame of {len(data)} bytes", data)
-            return self._raw_anyway(data)
-        try:
-            frame = loads(data)
-        except ValueError as exc:
-            self.stats.frames["(not JSON)"] += 1
-            self._bad(str(exc), data)
-            return self._raw_anyway(data)
-        problem = protocol.describe_shape_problem(frame)
-        if problem is not None:
-            self.stats.frames["(bad shape)"] += 1
-            self._bad(problem, data)
-            return self._raw_anyway(data)
-        kind = frame["type"]
-        self.stats.frames[kind] += 1
-        if kind == "connected":
-            cid = protocol.ack_id(frame)
-            if cid is not None and self.session.note_ack(cid):
-                return False  # mkstream asked for this ack itself: it is not the user's data
-        if self.renderer is None:
-            return self._emit(data + b"\n")
-        try:
-            records = self.renderer.render(frame, received.at)
-        except JqRuntimeError as exc:
-            self.stats.jq_errors += 1
-            self.warn(f"jq error, frame skipped: {exc}")
-            return False
-        for record in records:
-            if self._emit(record):
-                return True
-        return False
+    def _handle(self, batch: list[Received]) -> bool:
+        """Validate, count and render every frame of a batch; write its records with one write.
 
-    def _emit(self, record: bytes) -> bool:
-        self.writer.write(record)
-        self.stats.records += 1
-        return self.plan.count is not None and self.stats.records >= self.plan.count
+        True when the record count has been reached (records past it are not written).
+        """
+        out: list[bytes] = []
+        renderer = self.renderer
+        encode = renderer.encode if renderer is not None and renderer.plain else None
+        kinds = self.stats.frames
+        limit = self.plan.count
+        done = False
+        for data, binary, at in batch:
+            if binary:
+                kinds["(binary)"] += 1
+                self._bad(f"binary frame of {len(data)} bytes", data, out)
+            else:
+                try:
+                    frame = loads(data)
+                except ValueError as exc:
+                    kinds["(not JSON)"] += 1
+                    self._bad(str(exc), data, out)
+                else:
+                    kind = frame.get("type") if type(frame) is dict else None
+                    if type(kind) is not str:
+                        kinds["(bad shape)"] += 1
+                        self._bad(protocol.describe_shape_problem(frame) or "unexpected shape", data, out)
+                    else:
+                        kinds[kind] += 1
+                        if kind == "connected" and self._own_ack(frame):
+                            continue
+                        if encode is not None:
+                            out.append(encode(frame))
+                        elif renderer is None:
+                            out.append(data + b"\n")
+                        else:
+                            try:
+                                out.extend(renderer.render(frame, at, data))
+                            except JqRuntimeError as exc:
+                                self.stats.jq_errors += 1
+                                self.warn(f"jq error, frame skipped: {exc}")
+            if limit is not None and self.stats.records + len(out) >= limit:
+                del out[limit - self.stats.records:]
+                done = True
+                break
+        if out:
+            self.stats.records += len(out)
+            self.writer.write(out[0] if len(out) == 1 else b"".join(out))
+        return done
 
-    def _raw_anyway(self, data: bytes) -> bool:
-        return self._emit(data + b"\n") if self.plan.raw else False
+    def _own_ack(self, frame: dict[str, Any]) -> bool:
+        """A ``connected`` frame mkstream asked for itself: bookkeeping, not the user's data."""
+        cid = protocol.ack_id(frame)
+        return cid is not None and self.session.note_ack(cid)
 
-    def _bad(self, reason: str, data: bytes) -> None:
+    def _bad(self, reason: str, data: bytes, out: list[bytes]) -> None:
         self.stats.bad_frames += 1
         if self.stats.bad_frames <= BAD_FRAMES_SHOWN:
             snippet = data[:120].decode("utf-8", "replace")
@@ -212,6 +221,8 @@ class Stream:
             self.warn(f"bad frame skipped ({reason}): {snippet!r}{more}")
             if self.stats.bad_frames == BAD_FRAMES_SHOWN:
                 self.warn("further bad frames are only counted")
+        if self.plan.raw:
+            out.append(data + b"\n")  # raw output is byte for byte, whatever the bytes
 
     # ----- stdin commands -----------------------------------------------------------------------
 

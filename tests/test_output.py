@@ -131,3 +131,48 @@ def test_decide_format(requested, tty, expected):
 ])
 def test_decide_color(mode, tty, env, expected):
     assert decide_color(mode, tty, env) is expected
+
+
+PATH_CASES = [
+    {"type": "channel", "body": {"id": "l", "type": "note", "body": {"text": "あ", "n": 3, "f": 0.5, "b": True}}},
+    {"type": "channel", "body": {"id": "l", "type": "note", "body": {"text": None}}},
+    {"type": "channel", "body": {"id": "l", "type": "note", "body": None}},
+    {"type": "channel", "body": {"id": "l", "type": "fileDeleted", "body": "au2xv3yg4uqb0006"}},
+    {"type": "channel", "body": {"id": "l", "type": "statsLog", "body": [1, 2]}},
+    {"type": "channel", "body": {"id": "l", "type": "note", "body": {"text": {"nested": [1, 2.5]}}}},
+    {"type": "channel", "body": {"id": "l", "type": "note", "body": {"text": 2**60}}},
+    {"type": "emojiAdded"},
+]
+
+
+@pytest.mark.parametrize("frame", PATH_CASES)
+@pytest.mark.parametrize("filters", [(".body.body.text",), (".body", ".body.text"), (".type",), (".body.body.n",),
+                                     (".body.body.f",), (".body.body.b",), (".missing.deeper",)])
+@pytest.mark.parametrize("raw", [False, True])
+def test_path_shortcut_answers_exactly_as_jq(frame, filters, raw):
+    fast = Renderer(OutputOptions(format="ndjson", filters=filters, raw_output=raw))
+    assert fast.path is not None
+    # The same filter written so that it is not a plain path goes through jq itself.
+    slow = Renderer(OutputOptions(format="ndjson", filters=(*filters, "(.)"), raw_output=raw))
+    assert slow.path is None
+    data = json.dumps(frame, ensure_ascii=False).encode()
+    try:
+        expected = slow.render(frame, 0.0, data)
+    except JqRuntimeError as exc:
+        with pytest.raises(JqRuntimeError) as caught:
+            fast.render(frame, 0.0, data)
+        assert str(caught.value) == str(exc)
+    else:
+        assert fast.render(frame, 0.0, data) == expected
+
+
+def test_colourer_uses_the_pygments_style_colours():
+    from pygments.formatters import Terminal256Formatter
+
+    codes = Terminal256Formatter(style="monokai").style_string
+    [record] = render(format="pretty", color=True, style="monokai")
+    text = record.decode()
+    key_on, _ = codes["Token.Name.Tag"]
+    string_on, _ = codes["Token.Literal.String.Double"]
+    assert key_on + '"type"' in text and string_on + '"channel"' in text
+    assert ANSI.sub("", text) == json.dumps(NOTE, indent=2, ensure_ascii=False) + "\n"
