@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from dataclasses import asdict
 
 from misskey_cli.channels import Channel
+
+WIDTH = 100
 
 
 def channel_table(channels: list[Channel]) -> str:
@@ -31,14 +34,19 @@ def channel_detail(c: Channel) -> str:
     lines.append("params:" + ("    none" if not c.params else ""))
     for p in c.params:
         flags = "required" if p.required else f"default {json.dumps(p.default)}" if p.default is not None else ""
-        lines.append(f"  {p.name:<12} {p.type:<7} {p.summary}{' (' + flags + ')' if flags else ''}")
-    lines.append("events:    " + ", ".join(c.events))
+        text = f"{p.summary}{' (' + flags + ')' if flags else ''}"
+        lines += textwrap.wrap(text, WIDTH, initial_indent=f"  {p.name:<12} {p.type:<7} ",
+                               subsequent_indent=" " * 23)
+    lines += textwrap.wrap(", ".join(c.events), WIDTH, initial_indent="events:    ", subsequent_indent=" " * 11)
     if c.accepts:
-        accepts = ", ".join(t + (" (changes state: needs --force)" if t in c.side_effects else "") for t in c.accepts)
-        lines.append("accepts:   " + accepts + "  (mkstream send)")
+        accepts = ", ".join(t + ("*" if t in c.side_effects else "") for t in c.accepts)
+        note = "; * changes state: needs --force" if c.side_effects else ""
+        lines += textwrap.wrap(f"{accepts} (mkstream send{note})", WIDTH, initial_indent="accepts:   ",
+                               subsequent_indent=" " * 11)
     if c.example:
         lines.append("")
         lines.append("example:   " + c.example)
+        lines.append("           (add --host HOST or --profile NAME; --demo tries it on the built-in simulator)")
     return "\n".join(lines)
 
 

@@ -253,6 +253,32 @@ def config_option(f: Callable[..., Any]) -> Callable[..., Any]:
 
 # ----- option bundles -------------------------------------------------------------------------
 
+# Parameter name -> the heading its option is listed under in --help.
+HELP_SECTIONS: dict[str, str] = {}
+
+
+def apply_bundle(title: str, options: list[Callable[[Any], Any]], f: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(options):
+        f = option(f)
+    for param in f.__click_params__[-len(options):]:  # type: ignore[attr-defined]
+        HELP_SECTIONS[param.name] = title
+    return f
+
+
+class SectionedCommand(click.Command):
+    """A command whose --help lists its own options first, then the bundles under headings."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = None if isinstance(param, click.Argument) else param.get_help_record(ctx)
+            if record is not None:
+                sections.setdefault(HELP_SECTIONS.get(str(param.name), "Options"), []).append(record)
+        for title, records in sections.items():
+            with formatter.section(f"{title} options" if title != "Options" else title):
+                formatter.write_dl(records)
+
+
 def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
     options: list[Callable[[Any], Any]] = [
         click.option("--profile", envvar="MKSTREAM_PROFILE", metavar="NAME", expose_value=False, is_eager=True,
@@ -277,9 +303,7 @@ def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Start the built-in simulator on a free loopback port and stream from it "
                           "(logged in as its demo user; --host and --token are ignored)."),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return apply_bundle("Server", options, f)
 
 
 def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -307,9 +331,7 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-v", "--verbose", is_flag=True, help="Connection diagnostics on stderr."),
         click.option("--stats", is_flag=True, help="On exit, print frame and record counts to stderr."),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return apply_bundle("Output", options, f)
 
 
 def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -331,9 +353,7 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Warn when a channel is not acknowledged within D."),
         click.option("--require-ack", is_flag=True, help="An unacknowledged channel is fatal (exit 7)."),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return apply_bundle("Run control", options, f)
 
 
 # ----- notices --------------------------------------------------------------------------------
@@ -368,17 +388,18 @@ class Notices:
 
 @click.group(context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
-  mkstream connect localTimeline --demo
-  mkstream connect localTimeline homeTimeline --host misskey.example --token-file ~/.mk-token
-  mkstream connect 'hashtag?q=misskey' --ndjson --jq .body.body.text -r
-
-Run 'mkstream COMMAND --help' for a command's options.""")
+  mkstream connect localTimeline --demo -n 3
+  mkstream channels hashtag
+  mkstream connect 'hashtag?q=misskey' homeTimeline --profile work --jq .body.body.text -r""")
 @click.version_option(__version__, "-V", "--version", prog_name="mkstream")
 def main() -> None:
     """Watch and debug the Misskey streaming API.
 
     Opens the WebSocket, connects channels and note captures, and writes every frame the server
     sends, optionally through jq, as coloured JSON on a terminal or NDJSON in a pipe.
+
+    Run 'mkstream channels' for the channels and their params, 'mkstream COMMAND --help' for a
+    command's options, and 'mkstream profiles --help' to keep servers and tokens in a config file.
     """
 
 
@@ -515,7 +536,7 @@ class _closing:
 # ----- commands -------------------------------------------------------------------------------
 
 
-@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+@main.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream connect localTimeline --demo -n 3 --ndjson | jq -r .body.body.text
   mkstream connect 'hashtag?q=misskey,fediverse' homeTimeline --host misskey.example --token-file ~/.mk-token
@@ -550,10 +571,10 @@ def connect(channels, assignments, params_json, captures, stdin_commands, **kw):
     execute(plan, kw)
 
 
-@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+@main.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream capture 9xyzabcdef012345 --host misskey.example
-  mkstream capture 9xyz... 9abc... --jq 'select(.body.type == "reacted") | .body.body.reaction' -r""")
+  mkstream capture 9xyzabcdef012345 9xyzabcdef012346 --jq 'select(.body.type == "reacted")' --profile work""")
 @click.argument("note_ids", nargs=-1, required=True, metavar="NOTE_ID...")
 @click.option("--stdin", "stdin_commands", is_flag=True, help="Read live commands from stdin (see connect --help).")
 @stream_command
@@ -568,7 +589,7 @@ def capture(note_ids, stdin_commands, **kw):
     execute(plan, kw)
 
 
-@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+@main.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream send queueStats requestLog '{"id":"a","length":10}' -n 1 --demo
   mkstream send serverStats requestLog '{"id":"a","length":50}' -n 1 --host misskey.example""")
@@ -636,7 +657,7 @@ Examples:
 @click.option("--config", "config_path", metavar="PATH", type=click.Path(dir_okay=False),
               help="Config file (default: $XDG_CONFIG_HOME/mkstream/config.toml).")
 def profiles(config_path):
-    """List the config file's profiles: name, host, auth mode and where the token comes from.
+    """List the profiles in the config file: name, host, auth mode, token source.
 
     A profile names a server and the defaults to use with it; pick one with --profile NAME
     (or MKSTREAM_PROFILE), or set default_profile. Flags and environment variables win over the
