@@ -11,7 +11,7 @@ import re
 import stat
 import sys
 from dataclasses import dataclass, field
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from misskey_cli.errors import UsageError
 
@@ -133,8 +133,8 @@ def loose_permissions(path: str) -> bool:
     return bool(mode & (stat.S_IRGRP | stat.S_IROTH))
 
 
-def parse_proxy(url: str) -> tuple[str, int, str]:
-    """``http://host:port`` (or socks5://...) into (host, port, type) for websocket-client."""
+def parse_proxy(url: str) -> tuple[str, int, str, tuple[str, str] | None]:
+    """``http://[user:pw@]host:port`` (or socks5://...) into (host, port, type, auth) for websocket-client."""
     parts = urlsplit(url if "://" in url else "http://" + url)
     kinds = {"http": "http", "https": "http", "socks4": "socks4", "socks4a": "socks4a",
              "socks5": "socks5", "socks5h": "socks5h"}
@@ -145,4 +145,5 @@ def parse_proxy(url: str) -> tuple[str, int, str]:
         port = parts.port or (1080 if kind.startswith("socks") else 8080)
     except ValueError:
         raise UsageError(f"bad proxy {url!r}: the port is not a number") from None
-    return parts.hostname, port, kind
+    auth = (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
+    return parts.hostname, port, kind, auth

@@ -307,8 +307,8 @@ class Session:
         elif target.ca_file:
             sslopt = {"ca_certs": target.ca_file}
         if target.proxy:
-            host, port, kind = parse_proxy(target.proxy)
-            kwargs.update(http_proxy_host=host, http_proxy_port=port, proxy_type=kind)
+            host, port, kind, auth = parse_proxy(target.proxy)
+            kwargs.update(http_proxy_host=host, http_proxy_port=port, proxy_type=kind, http_proxy_auth=auth)
         ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True, enable_multithread=False)
         try:
             ws.connect(target.url(), **kwargs)

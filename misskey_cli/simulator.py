@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import ssl
 import threading
 import weakref
 from collections.abc import Callable, Iterable
@@ -188,8 +189,10 @@ class Simulator:
         ping_timeout: float = 120.0,
         seed: int | None = None,
         moderators: Iterable[str] = DEFAULT_MODERATORS,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self.ssl_context = ssl_context
         self._port = port
         self.rate = rate
         self.ticks = ticks
@@ -237,7 +240,7 @@ class Simulator:
 
     @property
     def url(self) -> str:
-        return f"ws://{self.host_port}/streaming"
+        return f"{'wss' if self.ssl_context else 'ws'}://{self.host_port}/streaming"
 
     def start(self) -> Self:
         """Listen (on the same port as before after a stop) and return once ready."""
@@ -320,6 +323,7 @@ class Simulator:
             write_limit=2 ** 20,
             open_timeout=10,
             logger=_quiet_logger(),
+            ssl=self.ssl_context,
         )
         self._port = server.sockets[0].getsockname()[1]
         self.traffic.base_url = f"http://{self.host_port}"

@@ -1,0 +1,163 @@
+"""TLS (wss with --ca-file / --insecure), proxies, and the URL forms, against real sockets."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+
+import pytest
+from helpers import SAFETY, in_background, join_ok, records, run_cli
+
+from misskey_cli.errors import ExitCode
+from misskey_cli.simulator import Simulator
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.fixture
+def tls_sim(certificate):
+    cert, key = certificate
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    with Simulator(ssl_context=context) as sim:
+        yield sim
+
+
+def stream_one_note(sim, *args):
+    def feed():
+        sim.wait_for_subscription("localTimeline")
+        sim.post_note(text="over TLS")
+
+    feeder = in_background(feed)
+    result = run_cli("connect", "localTimeline", *args, "-n", "1", "--ndjson", *SAFETY)
+    join_ok(feeder)
+    return result
+
+
+def test_self_signed_certificate_is_rejected_with_a_hint(tls_sim):
+    result = run_cli("connect", "localTimeline", "--host", tls_sim.host_port, *SAFETY)
+    assert result.exit_code == ExitCode.CONNECT_FAILED
+    assert "TLS certificate rejected" in result.stderr and "--ca-file" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ca_file_verifies_the_server(tls_sim, certificate):
+    cert, _ = certificate
+    # A bare host means wss.
+    result = stream_one_note(tls_sim, "--host", tls_sim.host_port, "--ca-file", str(cert))
+    assert result.exit_code == 0, result.stderr
+    assert records(result)[0]["body"]["body"]["text"] == "over TLS"
+
+
+def test_insecure_skips_verification(tls_sim):
+    result = stream_one_note(tls_sim, "--host", f"https://{tls_sim.host_port}", "--insecure")
+    assert result.exit_code == 0, result.stderr
+
+
+class ConnectProxy:
+    """A minimal HTTP CONNECT proxy on loopback that records where it was asked to go."""
+
+    def __init__(self):
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.requests: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        request = head.split(b"\r\n")[0].decode()
+        self.requests.append(head.split(b"\r\n\r\n")[0].decode())
+        host, port = request.split()[1].rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pipe(src, dst):
+            try:
+                while data := src.recv(65536):
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pipe, args=(upstream, client), daemon=True).start()
+        pipe(client, upstream)
+
+    def close(self):
+        self.listener.close()
+
+
+@pytest.fixture
+def far_sim():
+    # 127.0.0.2: websocket-client never proxies localhost or 127.0.0.1 unless told otherwise.
+    with Simulator(host="127.0.0.2") as sim:
+        yield sim
+
+
+@pytest.fixture
+def proxy():
+    proxy = ConnectProxy()
+    yield proxy
+    proxy.close()
+
+
+def test_proxy_option_tunnels_the_socket(far_sim, proxy):
+    result = stream_one_note(far_sim, "--host", f"http://{far_sim.host_port}",
+                             "--proxy", f"http://user:p%40ss@127.0.0.1:{proxy.port}")
+    assert result.exit_code == 0, result.stderr
+    [request] = proxy.requests
+    assert request.startswith(f"CONNECT {far_sim.host_port} HTTP/1.1")
+    assert "Proxy-Authorization: Basic dXNlcjpwQHNz" in request  # user:p@ss
+
+
+def test_proxy_from_the_environment(far_sim, proxy, monkeypatch):
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.port}")
+    result = stream_one_note(far_sim, "--host", f"http://{far_sim.host_port}")
+    assert result.exit_code == 0, result.stderr
+    assert len(proxy.requests) == 1
+    monkeypatch.setenv("no_proxy", "127.0.0.2")
+    result = stream_one_note(far_sim, "--host", f"http://{far_sim.host_port}")
+    assert result.exit_code == 0, result.stderr
+    assert len(proxy.requests) == 1
+
+
+def test_bad_proxy_is_a_usage_error(sim):
+    result = run_cli("connect", "localTimeline", "--host", sim.host_port, "--proxy", "ftp://x:1", *SAFETY)
+    assert result.exit_code == ExitCode.USAGE and "bad proxy" in result.stderr
+    assert sim.sockets_opened == 0
+
+
+def test_url_path_is_kept_for_prefixing_proxies(sim):
+    result = stream_one_note(sim, "--host", f"ws://{sim.host_port}/some/prefix/streaming")
+    assert result.exit_code == 0, result.stderr
+    assert sim.handshakes[0]["path"] == "/some/prefix/streaming"
