@@ -204,21 +204,12 @@ def profile_callback(ctx: click.Context, param: click.Parameter, value: Any) -> 
 
 def profile_defaults(ctx: click.Context) -> dict[str, Any]:
     """Load the config and the chosen profile, check its values with the options' own types."""
-    from misskey_cli.profiles import default_config_path, load_config
+    from misskey_cli.profiles import choose_profile, permission_warnings
 
-    path, name = ctx.meta[_META + "config"], ctx.meta[_META + "profile"]
-    if path is None:
-        path = default_config_path(os.environ)
-        if not os.path.exists(path):
-            if name:
-                raise UsageError(f"no config file at {path}, so no profile {name!r} "
-                                 "(see 'mkstream profiles --help' for the format)")
-            return {}
-    config = load_config(path)
-    warnings = ctx.meta.setdefault("mkstream.warnings", [])
-    if config.holds_token and loose_permissions(path):
-        warnings.append(f"config file {path} holds a token and is readable by others: chmod 600 {path}")
-    profile = config.select(name)
+    config, profile = choose_profile(ctx.meta[_META + "config"], ctx.meta[_META + "profile"], os.environ)
+    if config is None:
+        return {}
+    ctx.meta["mkstream.warnings"] = permission_warnings(config)
     if profile is None:
         return {}
     params: dict[str | None, click.Parameter] = {}
@@ -676,20 +667,24 @@ def profiles(config_path):
     Keys: host, token or token_file, auth, ca_file, proxy, format, color, style, timestamps.
     Keep a file that holds a token private (chmod 600): mkstream warns when others can read it.
     """
-    from misskey_cli.profiles import default_config_path, load_config, profile_table
+    from misskey_cli.profiles import (
+        choose_profile,
+        default_config_path,
+        permission_warnings,
+        profile_table,
+    )
 
-    path = config_path or default_config_path(os.environ)
-    if config_path is None and not os.path.exists(path):
-        click.echo(f"mkstream: no config file at {path}; 'mkstream profiles --help' shows the format", err=True)
-        return
     try:
-        config = load_config(path)
+        config, _ = choose_profile(config_path, None, os.environ)
     except UsageError as exc:
         click.echo(f"mkstream: error: {exc.message}", err=True)
         sys.exit(exc.exit_code)
-    if config.holds_token and loose_permissions(path):
-        click.echo(f"mkstream: warning: config file {path} holds a token and is readable by others: "
-                   f"chmod 600 {path}", err=True)
+    if config is None:
+        click.echo(f"mkstream: no config file at {default_config_path(os.environ)}; "
+                   "'mkstream profiles --help' shows the format", err=True)
+        return
+    for warning in permission_warnings(config):
+        click.echo(f"mkstream: warning: {warning}", err=True)
     click.echo(profile_table(config))
 
 

@@ -22,7 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from misskey_cli.config import AUTH_MODES
+from misskey_cli.config import AUTH_MODES, loose_permissions
 from misskey_cli.errors import UsageError
 
 CONFIG_NAME = os.path.join("mkstream", "config.toml")
@@ -89,6 +89,25 @@ class Config:
 def default_config_path(environ: Mapping[str, str]) -> str:
     base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
     return os.path.join(base, CONFIG_NAME)
+
+
+def choose_profile(config_path: str | None, name: str | None,
+                   environ: Mapping[str, str]) -> tuple[Config | None, Profile | None]:
+    """The config (``--config``, else the XDG path, which need not exist) and the profile to use."""
+    path = config_path or default_config_path(environ)
+    if config_path is None and not os.path.exists(path):
+        if name:
+            raise UsageError(f"no config file at {path}, so no profile {name!r} "
+                             "(see 'mkstream profiles --help' for the format)")
+        return None, None
+    config = load_config(path)
+    return config, config.select(name)
+
+
+def permission_warnings(config: Config) -> list[str]:
+    if config.holds_token and loose_permissions(config.path):
+        return [f"config file {config.path} holds a token and is readable by others: chmod 600 {config.path}"]
+    return []
 
 
 def load_config(path: str) -> Config:

@@ -13,8 +13,9 @@ import textwrap
 import pytest
 from helpers import SAFETY, in_background, join_ok, run_cli
 
+from misskey_cli.cli import PROFILE_PARAMS, main
 from misskey_cli.errors import ExitCode, UsageError
-from misskey_cli.profiles import load_config, profile_table
+from misskey_cli.profiles import PROFILE_KEYS, load_config, profile_table
 
 QUICK = ("--idle-timeout", "0.3", "--ack-timeout", "0.2", *SAFETY)
 
@@ -125,6 +126,12 @@ def test_profile_table_shows_where_the_token_is_never_the_token(tmp_path):
     assert lines[3].split() == ["a", "a.example", "query", "token:", "set"]
     assert lines[4].split() == ["b", "*", "b.example", "header", "token_file:", "/keys/b"]
     assert lines[5].split() == ["c", "-", "query", "none", "(anonymous)"]
+
+
+@pytest.mark.parametrize("command", ["connect", "capture", "send"])
+def test_every_profile_key_is_an_option_of_every_streaming_command(command):
+    names = {param.name for param in main.commands[command].params}
+    assert {PROFILE_PARAMS.get(key, key) for key in PROFILE_KEYS} <= names
 
 
 # ----- precedence, end to end ------------------------------------------------------------------
@@ -265,6 +272,13 @@ def test_loose_permissions_are_warned_about(sim, xdg, tmp_path):
     # A config without tokens may be shared; -q silences the warning like any other.
     config_at(xdg, f'[profiles.c]\nhost = "http://{sim.host_port}"\n', mode=0o644)
     assert "readable" not in run_cli("connect", "localTimeline", "--profile", "c", *QUICK, env=env_for(xdg)).stderr
+
+
+def test_a_readable_config_with_a_token_is_warned_about_even_when_unused(sim, xdg):
+    config_at(xdg, '[profiles.a]\ntoken = "tok-alice"\n', mode=0o640)
+    result = run_cli("connect", "localTimeline", "--host", f"http://{sim.host_port}", *QUICK, env=env_for(xdg))
+    assert result.exit_code == 0 and "holds a token and is readable by others" in result.stderr
+    assert sent_tokens(sim) == [None]
 
 
 def test_profiles_command_lists_hosts_never_tokens(xdg, tmp_path):
