@@ -7,41 +7,24 @@ one line on stderr and their exit status here, and nowhere else.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
 from misskey_cli import __version__
-from misskey_cli.channels import (
-    BOOL,
-    CATALOGUE,
-    CHANNELS,
-    ChannelSpec,
-    SpecError,
-    check_connection,
-    check_send,
-    parse_channel_spec,
-    parse_param_assignment,
-    parse_param_value,
-)
-from misskey_cli.config import (
-    AUTH_MODES,
-    Redactor,
-    Target,
-    loose_permissions,
-    parse_host,
-    parse_proxy,
-    read_token_file,
-)
+from misskey_cli.choices import AUTH_MODES, COLOR_MODES, DEFAULT_STYLE, FORMATS
 from misskey_cli.errors import ExitCode, MkstreamError, UsageError
-from misskey_cli.output import COLOR_MODES, FORMATS
-from misskey_cli.timeparse import parse_duration
+
+if TYPE_CHECKING:
+    from misskey_cli.channels import ChannelSpec
+    from misskey_cli.config import Target
+
+# The library is imported inside the functions that use it, so that `mkstream --help` and
+# `--version` load little more than click.
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -53,6 +36,8 @@ class DurationType(click.ParamType):
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        from misskey_cli.timeparse import parse_duration
+
         if isinstance(value, (int, float)):
             return float(value)
         try:
@@ -65,6 +50,8 @@ class ChannelSpecType(click.ParamType):
     name = "channel"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> ChannelSpec:
+        from misskey_cli.channels import ChannelSpec, SpecError, parse_channel_spec
+
         if isinstance(value, ChannelSpec):
             return value
         try:
@@ -74,6 +61,8 @@ class ChannelSpecType(click.ParamType):
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
         from click.shell_completion import CompletionItem
+
+        from misskey_cli.channels import CATALOGUE, CHANNELS
 
         # Shells strip an open quote before click sees the word; a direct caller may not.
         quote = incomplete[:1] if incomplete[:1] in ("'", '"') else ""
@@ -91,6 +80,8 @@ def param_completions(params: Any, last: str, prefix: str = "") -> list[Any]:
     """``KEY=`` for the params a word could start, or ``KEY=true|false`` once a boolean's ``=`` is typed."""
     from click.shell_completion import CompletionItem
 
+    from misskey_cli.channels import BOOL
+
     if "=" in last:
         key, _, partial = last.partition("=")
         found = [p for p in params if p.name == key and p.type == BOOL]
@@ -101,6 +92,13 @@ def param_completions(params: Any, last: str, prefix: str = "") -> list[Any]:
 
 def channels_on_the_line(ctx: click.Context) -> list[str]:
     """Catalogue channels named so far: parsed arguments, or words left over when parsing stopped early."""
+    from misskey_cli.channels import (
+        CATALOGUE,
+        ChannelSpec,
+        SpecError,
+        parse_channel_spec,
+    )
+
     specs = list(ctx.params.get("channels") or ())
     if isinstance(ctx.params.get("channel"), ChannelSpec):
         specs.append(ctx.params["channel"])
@@ -116,6 +114,8 @@ class ParamAssignmentType(click.ParamType):
     name = "key=value"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, str]:
+        from misskey_cli.channels import SpecError, parse_param_assignment
+
         if isinstance(value, tuple):
             return value
         try:
@@ -124,6 +124,8 @@ class ParamAssignmentType(click.ParamType):
             self.fail(str(exc), param, ctx)
 
     def shell_complete(self, ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+        from misskey_cli.channels import CATALOGUE
+
         params: dict[str, Any] = {}
         for name in channels_on_the_line(ctx):
             for p in CATALOGUE[name].params:
@@ -138,6 +140,8 @@ class JsonType(click.ParamType):
         self.want_object = want_object
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import json
+
         if not isinstance(value, str):
             return value
         try:
@@ -172,6 +176,8 @@ class HostType(click.ParamType):
     name = "host"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from misskey_cli.config import parse_host
+
         try:
             return parse_host(value)
         except UsageError as exc:
@@ -306,7 +312,7 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--ndjson", "fmt", flag_value="ndjson", help="Same as --format ndjson."),
         click.option("--color", type=click.Choice(COLOR_MODES), default="auto", show_default=True,
                      help="Colour pretty output (auto honours NO_COLOR and FORCE_COLOR)."),
-        click.option("--style", type=StyleType(), default="monokai", show_default=True,
+        click.option("--style", type=StyleType(), default=DEFAULT_STYLE, show_default=True,
                      help="Pygments colour style."),
         click.option("--jq", "filters", multiple=True, metavar="FILTER",
                      help="jq filter; repeat to chain (f1 | f2). A filter may emit 0..n records per frame."),
@@ -355,6 +361,8 @@ class Notices:
 
     def __init__(self, quiet: bool = False, verbose: bool = False, token: str | None = None) -> None:
         self.quiet = quiet
+        from misskey_cli.config import Redactor
+
         self.verbose = verbose
         self.redact = Redactor(token)
 
@@ -398,6 +406,8 @@ def build_connections(specs: tuple[ChannelSpec, ...], assignments: tuple[tuple[s
                       params_json: dict[str, Any] | None, logged_in: bool,
                       notices: Notices) -> list[tuple[str, str | None, dict[str, Any]]]:
     """Type params per channel (-p applies to every channel) and validate against the catalogue."""
+    from misskey_cli.channels import SpecError, check_connection, parse_param_value
+
     result = []
     for spec in specs:
         params: dict[str, Any] = dict(params_json or {})
@@ -415,6 +425,8 @@ def build_connections(specs: tuple[ChannelSpec, ...], assignments: tuple[tuple[s
 
 def resolve_target(host: Any, token: str | None, token_file: str | None, auth: str, insecure: bool,
                    ca_file: str | None, proxy: str | None) -> Target:
+    from misskey_cli.config import Target, parse_proxy, read_token_file
+
     if token_file:
         token = read_token_file(token_file)
     if host is None:
@@ -447,8 +459,10 @@ def execute(plan_builder: Callable[[Notices, bool], Any], kw: dict[str, Any]) ->
 
 
 def _execute(plan_builder: Callable[[Notices, bool], Any], kw: dict[str, Any], notices: Notices) -> int:
+    import json
     from contextlib import ExitStack
 
+    from misskey_cli.config import Redactor, Target, loose_permissions, read_token_file
     from misskey_cli.output import (
         OutputOptions,
         Renderer,
@@ -509,6 +523,8 @@ def _execute(plan_builder: Callable[[Notices, bool], Any], kw: dict[str, Any], n
             raise
         except Exception as exc:  # noqa: BLE001 - the one place that turns any crash into exit 1
             if kw["verbose"]:
+                import traceback
+
                 click.echo(notices.redact(traceback.format_exc()), err=True, nl=False)
             raise MkstreamError(f"unexpected {type(exc).__name__}: {exc}") from None
 
@@ -601,6 +617,7 @@ def send(channel, message_type, body, assignments, params_json, force, **kw):
     """
 
     def plan(notices: Notices, logged_in: bool) -> Any:
+        from misskey_cli.channels import SpecError, check_send
         from misskey_cli.stream import Plan
 
         try:
@@ -625,10 +642,9 @@ Examples:
 def channels(name, as_json):
     """List the channels a Misskey server offers, or show one in detail."""
     from misskey_cli.catalogue_view import catalogue_json, channel_detail, channel_table
+    from misskey_cli.channels import CATALOGUE, CHANNELS, did_you_mean
 
     if name is not None and name.channel not in CATALOGUE:
-        from misskey_cli.channels import did_you_mean
-
         raise click.BadParameter(f"unknown channel {name.channel}{did_you_mean(name.channel, list(CATALOGUE))}",
                                  param_hint="CHANNEL")
     selected = [CATALOGUE[name.channel]] if name is not None else list(CHANNELS)

@@ -15,8 +15,6 @@ from urllib.parse import quote, unquote, urlsplit
 
 from misskey_cli.errors import UsageError
 
-AUTH_MODES = ("query", "header")
-
 
 @dataclass(frozen=True)
 class Endpoint:

@@ -20,11 +20,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from misskey_cli.choices import DEFAULT_STYLE
 from misskey_cli.errors import OutputError, UsageError
-
-FORMATS = ("pretty", "ndjson", "raw")
-COLOR_MODES = ("auto", "always", "never")
-DEFAULT_STYLE = "monokai"
 
 
 @dataclass(frozen=True)

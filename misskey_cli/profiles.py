@@ -22,7 +22,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from misskey_cli.config import AUTH_MODES, loose_permissions
+from misskey_cli.choices import AUTH_MODES
+from misskey_cli.config import loose_permissions
 from misskey_cli.errors import UsageError
 
 CONFIG_NAME = os.path.join("mkstream", "config.toml")

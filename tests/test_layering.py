@@ -10,14 +10,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "misskey_cli"
 # module -> the package modules it may import
 ALLOWED = {
     "cli": {"channels", "config", "errors", "output", "timeparse", "stream", "session", "simulator",
-            "catalogue_view", "profiles", "__version__"},
+            "catalogue_view", "profiles", "choices", "__version__"},
     "stream": {"commands", "protocol", "channels", "errors", "output", "session"},
     "session": {"protocol", "channels", "config", "errors", "wsframes"},
     "wsframes": set(),
-    "output": {"errors", "fastpath"},
-    "fastpath": set(),
+    "output": {"errors", "choices"},
+    "choices": set(),
     "config": {"errors"},
-    "profiles": {"errors", "config"},
+    "profiles": {"errors", "config", "choices"},
     "commands": {"channels"},
     "channels": set(),
     "protocol": set(),
