@@ -628,6 +628,19 @@ def render_details(results: dict[str, list[Throughput]], chosen: list[Contestant
     return "\n".join(lines)
 
 
+HISTORY = "\n## History"
+
+
+def kept_history(path: Path) -> str:
+    """The hand-written history section of an earlier report (what each change did to the figures)."""
+    try:
+        old = path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+    at = old.find(HISTORY)
+    return old[at:] if at >= 0 else ""
+
+
 def render_report(table: str, details: str, memory: Memory, settings: Settings, mean_frame: float,
                   tools: dict[str, str], quick: bool) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -776,8 +789,8 @@ def main() -> int:
     print(details)
     print(f"\nsender CPU over the whole benchmark: {sender_cpu:.2f} s")
     if not args.no_write:
-        args.output.write_text(render_report(table, details, memory, settings, statistics.mean(sizes), tools,
-                                             args.quick), encoding="utf-8")
+        report = render_report(table, details, memory, settings, statistics.mean(sizes), tools, args.quick)
+        args.output.write_text(report + kept_history(args.output), encoding="utf-8")
         log(f"wrote {args.output}")
     return 0
 
