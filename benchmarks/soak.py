@@ -97,6 +97,10 @@ def main() -> int:
             time.sleep(rng.expovariate(1.0 / args.fault_every))
             if time.monotonic() >= end:
                 break
+            try:  # a fault while mkstream is still reconnecting from the last one would test nothing
+                sim.wait_for_subscription("localTimeline", timeout=30)
+            except TimeoutError:
+                pass
             fault = rng.choice(FAULTS)
             injected.append(fault)
             with lock:  # no frame is sent while a fault is being applied, so its socket is known

@@ -513,8 +513,8 @@ def _execute(plan_builder: Callable[[Notices, bool], Any], kw: dict[str, Any], n
             ping_interval=kw["ping_interval"], ping_timeout=kw["ping_timeout"], ack_timeout=kw["ack_timeout"],
             require_ack=kw["require_ack"], reconnect=not kw["no_reconnect"], max_retries=kw["max_retries"],
             retries_given=kw["max_retries"] is not None, reconnect_delay=kw["reconnect_delay"])
-        writer = stack.enter_context(_closing(Writer.open_append(kw["output"]) if kw["output"]
-                                              else Writer.for_stdout()))
+        writer = stack.enter_context(_closing(Writer.open_append(kw["output"], notices.warn) if kw["output"]
+                                              else Writer.for_stdout(notices.warn)))
         session = Session(target, options, notices.warn, notices.info, notices.debug)
         notices.debug(f"streaming from {target.display_url()}")
         try:
@@ -714,7 +714,7 @@ Examples:
 @click.option("--rate", default=2.0, show_default=True, type=click.FloatRange(min=0), metavar="NOTES_PER_S",
               help="Generated timeline notes per second.")
 @click.option("--token", "tokens", multiple=True, metavar="TOKEN[=USER]",
-              help="Accept this token (as USER, default user1, user2...). Default tokens are listed on start.")
+              help="Accept this token (as USER, default user1, user2...). The built-in tokens are listed on start.")
 @click.option("--suspended-token", "suspended", multiple=True, metavar="TOKEN",
               help="A token whose account is suspended (handshake answered 403).")
 def serve(bind_host, port, rate, tokens, suspended):
@@ -732,7 +732,12 @@ def serve(bind_host, port, rate, tokens, suspended):
     def ready(url: str) -> None:
         http = url.replace("ws://", "http://").removesuffix("/streaming")
         click.echo(f"mkstream: simulator listening on {url} (connect with --host {http})", err=True)
-        click.echo(f"mkstream: users: {', '.join(sorted(set(table.values())))}", err=True)
+        # The built-in tokens are public test fixtures; tokens given with --token are not echoed.
+        built_in = ", ".join(f"{token} ({user})" for token, user in DEFAULT_TOKENS.items())
+        click.echo(f"mkstream: built-in tokens: {built_in}; anonymous connections work too", err=True)
+        if tokens:
+            yours = ", ".join(table[item.partition("=")[0]] for item in tokens)
+            click.echo(f"mkstream: and {len(tokens)} token(s) of yours, as {yours}", err=True)
 
     try:
         run_server(bind_host, port, rate, table, tuple(suspended), ready)

@@ -269,8 +269,13 @@ class Writer:
     stalling the socket: the event loop goes on receiving frames and answering pings while the
     records queue up in memory, so the server never drops mkstream for not reading and nothing is
     lost. Write errors surface on the next ``write`` or at ``finish``.
+
+    To keep memory flat when the reader is merely slower than the stream, ``wait_for_room`` lets
+    the event loop pause (briefly, so pings are still answered in time) while the backlog is high.
     """
 
+    BACKLOG_HIGH = 4 * 1024 * 1024
+    BACKLOG_LOW = 1024 * 1024
     BACKLOG_WARNING = 64 * 1024 * 1024
 
     def __init__(self, fd: int, label: str, owns: bool = False, stream: BinaryIO | None = None,
@@ -282,6 +287,7 @@ class Writer:
         self.warn = warn
         self.error: Exception | None = None
         self.backlog = 0
+        self._backlog_changed = threading.Condition()
         self._warned = False
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -316,12 +322,21 @@ class Writer:
         if self._thread is None:
             self._thread = threading.Thread(target=self._drain, name="mkstream-writer", daemon=True)
             self._thread.start()
-        self.backlog += len(data)
+        with self._backlog_changed:
+            self.backlog += len(data)
         if self.backlog > self.BACKLOG_WARNING and not self._warned and self.warn is not None:
             self._warned = True
             self.warn(f"{self.label} is not keeping up: {self.backlog // (1024 * 1024)} MB of records waiting "
                       "in memory (nothing is dropped)")
         self._queue.put(data)
+
+    def wait_for_room(self, timeout: float) -> None:
+        """If more than BACKLOG_HIGH bytes wait, wait (up to ``timeout``) until BACKLOG_LOW or less do."""
+        if self.backlog <= self.BACKLOG_HIGH:
+            return
+        with self._backlog_changed:
+            self._backlog_changed.wait_for(lambda: self.backlog <= self.BACKLOG_LOW or self.error is not None,
+                                           timeout)
 
     def finish(self) -> None:
         """Wait until every record is written; raise the write error if there was one."""
@@ -352,7 +367,9 @@ class Writer:
             data = batch[0] if len(batch) == 1 else b"".join(batch)
             if self.error is None:
                 write(data)
-            self.backlog -= len(data)
+            with self._backlog_changed:
+                self.backlog -= len(data)
+                self._backlog_changed.notify_all()
 
     def _write(self, data: bytes) -> None:
         try:

@@ -156,6 +156,9 @@ class Stream:
             if self._handle(event):
                 session.close()
                 return ExitCode.OK
+            # A reader slower than the stream: pause reading a moment rather than pile up records.
+            # Never for long, so the server's pings are still answered and nothing is dropped.
+            self.writer.wait_for_room(timeout=1.0)
 
     # ----- frames -------------------------------------------------------------------------------
 
