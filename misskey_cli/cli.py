@@ -452,6 +452,8 @@ def execute(plan_builder: Callable[[Notices, bool], Any], kw: dict[str, Any]) ->
             and ctx.get_parameter_source("token_file") is ParameterSource.DEFAULT_MAP):
         kw["token_file"] = None
     try:
+        if kw["token_file"] == "-" and ctx.params.get("stdin_commands"):
+            raise UsageError("--token-file - and --stdin both want standard input: put the token in a file")
         sys.exit(_execute(plan_builder, kw, notices))
     except MkstreamError as exc:
         notices.error(exc.message)

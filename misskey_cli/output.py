@@ -274,8 +274,8 @@ class Writer:
     the event loop pause (briefly, so pings are still answered in time) while the backlog is high.
     """
 
-    BACKLOG_HIGH = 4 * 1024 * 1024
-    BACKLOG_LOW = 1024 * 1024
+    BACKLOG_HIGH = 2 * 1024 * 1024
+    BACKLOG_LOW = 512 * 1024
     BACKLOG_WARNING = 64 * 1024 * 1024
 
     def __init__(self, fd: int, label: str, owns: bool = False, stream: BinaryIO | None = None,
@@ -349,37 +349,46 @@ class Writer:
 
     def _drain(self) -> None:
         get, get_nowait, write = self._queue.get, self._queue.get_nowait, self._write
-        while True:
+        finished = False
+        while not finished:
             item = get()
             if item is None:
                 return
             batch = [item]
-            # Records that queued up while the last write ran go out in one system call.
+            # Buffers that queued up while the last write ran go out in one system call (writev:
+            # no copy into one big buffer).
             try:
-                while len(batch) < 1024:
+                while len(batch) < 512:
                     more = get_nowait()
                     if more is None:
-                        write(b"".join(batch))
-                        return
+                        finished = True
+                        break
                     batch.append(more)
             except queue.Empty:
                 pass
-            data = batch[0] if len(batch) == 1 else b"".join(batch)
+            size = sum(map(len, batch))
             if self.error is None:
-                write(data)
+                write(batch)
             with self._backlog_changed:
-                self.backlog -= len(data)
+                self.backlog -= size
                 self._backlog_changed.notify_all()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, batch: list[bytes]) -> None:
         try:
             if self.stream is not None:
-                self.stream.write(data)
+                self.stream.write(b"".join(batch))
                 self.stream.flush()
                 return
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self.fd, view):]
+            pending = list(batch)
+            while pending:
+                written = os.writev(self.fd, pending)
+                skip = 0
+                while skip < len(pending) and written >= len(pending[skip]):
+                    written -= len(pending[skip])
+                    skip += 1
+                pending = pending[skip:]
+                if written:
+                    pending[0] = pending[0][written:]
         except BrokenPipeError:
             self.error = ReaderGone()
         except OSError as exc:

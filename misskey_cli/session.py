@@ -34,7 +34,7 @@ from misskey_cli.errors import (
     UsageError,
 )
 
-RECV_SIZE = 1 << 20
+RECV_SIZE = 1 << 18  # 256 KB: ~170 typical frames per system call, without big buffers to keep
 
 
 @dataclass

@@ -249,6 +249,7 @@ def test_usage_errors_exit_2_and_send_nothing(sim, tmp_path):
         ("send", "queueStats", "requestLog", "{bad json"),
         ("send", "chatUser?otherId=x", "read"),
         ("connect", "localTimeline", "localTimeline:localTimeline"),
+        ("connect", "localTimeline", "--stdin", "--token-file", "-"),
     ]
     for args in cases:
         result = run_cli(args[0], *SAFETY, *args[1:], *host(sim))

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def first_code_block() -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"```sh\n(.*?)```", text, re.S)
+    match = re.search(r"```sh\n(.*?)```", text, re.DOTALL)
     assert match and text.index(match.group(0)) < text.index("\n## "), "the README must open with a sh block"
     return [line for line in match.group(1).splitlines() if line.strip()]
 
