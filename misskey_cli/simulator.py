@@ -143,13 +143,17 @@ class _Socket:
     connections: dict[str, _Connection] = field(default_factory=dict)
     captures: dict[str, int] = field(default_factory=dict)
     frozen: bool = False
-    open: bool = True  # until a close frame from the client, an abort, or the TCP connection's end
+    open: bool = True  # until the socket has ended and every frame the client sent before is recorded
     server_closed: bool = False  # the server sent a close frame
+    closing: bool = False  # the client's close frame arrived (frames queued before it may be unrecorded)
+    close_info: tuple[int, str] | None = None
+    handler_started: bool = False
+    drained: bool = False  # the handler has recorded every message and ended
 
     @property
     def live(self) -> bool:
         """Can still receive traffic: what the wait_for_* helpers and observations count."""
-        return self.open and not self.server_closed and not self.frozen
+        return self.open and not self.closing and not self.server_closed and not self.frozen
 
 
 @dataclass
@@ -465,7 +469,11 @@ class Simulator:
         sent = sock.conn.protocol.close_sent
         frame = sent if sock.server_closed and sent is not None else received
         with self._cond:
-            self._mark_closed(sock, (int(frame.code), frame.reason))
+            sock.closing = True
+            sock.close_info = (int(frame.code), frame.reason)
+            # Observers see the socket closed once the messages sent before the close are recorded.
+            if sock.drained or not sock.handler_started:
+                self._mark_closed(sock, sock.close_info)
             self._cond.notify_all()
 
     def _abort(self, sock: _Socket) -> None:
@@ -483,7 +491,10 @@ class Simulator:
             frame = sent if sock.server_closed and sent is not None else received
             info = (int(frame.code), frame.reason)
         with self._cond:
-            self._mark_closed(sock, info)
+            if sock.close_info is None:
+                sock.close_info = info
+            if sock.drained or not sock.handler_started:
+                self._mark_closed(sock, sock.close_info)
             self._cond.notify_all()
         self._by_conn.pop(sock.conn, None)
 
@@ -500,6 +511,7 @@ class Simulator:
         sock = self._by_conn.get(conn)
         if sock is None:
             return
+        sock.handler_started = True
         try:
             while True:
                 message = await conn.recv()
@@ -509,6 +521,12 @@ class Simulator:
                     self._record_error(exc)
         except ConnectionClosed:
             pass
+        finally:
+            with self._cond:
+                sock.drained = True
+                if sock.closing or not conn.transport or conn.transport.is_closing():
+                    self._mark_closed(sock, sock.close_info)
+                self._cond.notify_all()
 
     def _on_message(self, sock: _Socket, message: str | bytes) -> None:
         if isinstance(message, bytes):
