@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from misskey_cli.channels import ChannelSpec, SpecError, parse_channel_spec
+from misskey_cli.protocol import BadFrame, parse_client_frame
 
 
 class CommandError(ValueError):
@@ -72,11 +73,9 @@ def parse_command(line: str) -> Command | None:
         return None
     if text.startswith(("{", "[")):
         try:
-            value = json.loads(text)
-        except ValueError as exc:
-            raise CommandError(f"not a JSON frame: {exc.args[0]}") from None
-        if not isinstance(value, dict) or not isinstance(value.get("type"), str):
-            raise CommandError('a raw frame must be a JSON object with a string "type"')
+            parse_client_frame(text)
+        except BadFrame as exc:
+            raise CommandError(f"a raw frame must be a JSON object with a string type; this one is {exc}") from None
         return RawFrame(text)
     word, _, rest = text.partition(" ")
     rest = rest.strip()

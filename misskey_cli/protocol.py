@@ -67,9 +67,10 @@ def parse_client_frame(text: str) -> ClientMessage:
     try:
         frame = json.loads(text)
     except ValueError as exc:
-        raise BadFrame(f"not JSON: {exc}") from None
-    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-        raise BadFrame("not an object with a string type")
+        raise BadFrame(f"not JSON ({exc.args[0]})") from None
+    problem = describe_shape_problem(frame)
+    if problem is not None:
+        raise BadFrame(problem)
     kind = CLIENT_TYPE_ALIASES.get(frame["type"]) or frame["type"]
     return ClientMessage(kind, frame.get("body"))
 

@@ -330,7 +330,7 @@ class Session:
         if ws.sock is not None:
             ws.sock.settimeout(self.options.ping_timeout)
         if self.ever_connected:
-            self._info(f"reconnected to {target.display_url()}")
+            self._debug(f"reconnected to {target.display_url()}")  # the loss was the one notice
         else:
             self._debug(f"connected to {target.display_url()}")
         self.ever_connected = True

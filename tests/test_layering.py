@@ -18,7 +18,7 @@ ALLOWED = {
     "choices": set(),
     "config": {"errors"},
     "profiles": {"errors", "config", "choices"},
-    "commands": {"channels"},
+    "commands": {"channels", "protocol"},
     "channels": set(),
     "protocol": set(),
     "errors": set(),

@@ -37,8 +37,9 @@ def test_parse_connect_command():
     ("send qs", "usage: send"),
     ("send qs requestLog {bad", "not JSON"),
     ("frobnicate x", "unknown command"),
-    ("{not json", "not a JSON frame"),
-    ("[1,2]", "JSON object"),
+    ("{not json", "this one is not JSON"),
+    ("[1,2]", "this one is a JSON array, not an object"),
+    ('{"body": {}}', 'this one is an object without a string "type"'),
 ])
 def test_bad_commands(line, message):
     with pytest.raises(commands.CommandError, match=message):
