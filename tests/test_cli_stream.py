@@ -342,3 +342,52 @@ def test_demo_prints_note_texts():
     assert result.exit_code == 0, result.stderr
     texts = [r["body"]["body"]["text"] for r in records(result)]
     assert len(texts) == 3 and all(isinstance(t, str) and t for t in texts)
+
+
+def one_injected_note(sim, *args, env=None):
+    def feed():
+        sim.wait_for_subscription("localTimeline")
+        sim.post_note(text="colour?")
+
+    feeder = in_background(feed)
+    result = run_cli("connect", "localTimeline", *host(sim), "-n", "1", *args, *SAFETY, env=env)
+    join_ok(feeder)
+    sim.wait_for_closed()
+    return result
+
+
+def test_colour_follows_force_color_no_color_and_style(sim):
+    assert "\x1b[" not in one_injected_note(sim, "--pretty").stdout  # not a terminal
+    forced = one_injected_note(sim, "--pretty", env={"FORCE_COLOR": "1"}).stdout
+    assert "\x1b[" in forced
+    assert "\x1b[" not in one_injected_note(sim, "--pretty", env={"FORCE_COLOR": "1", "NO_COLOR": "1"}).stdout
+    other_style = one_injected_note(sim, "--pretty", "--style", "solarized-light", env={"FORCE_COLOR": "1"}).stdout
+    assert "\x1b[" in other_style and other_style != forced
+    result = run_cli("connect", "localTimeline", *host(sim), "--style", "nosuchstyle", *SAFETY)
+    assert result.exit_code == ExitCode.USAGE and "unknown style" in result.stderr
+
+
+def test_strings_and_unknown_connection_ids(sim):
+    def feed():
+        sim.wait_for_subscription("localTimeline")
+        sim.inject('"just a string"')
+        sim.inject({"type": "channel", "body": {"id": "someone-else", "type": "note", "body": {"text": "stray"}}})
+
+    feeder = in_background(feed)
+    result = run_cli("connect", "localTimeline", *host(sim), "-n", "1", "--ndjson", *SAFETY)
+    join_ok(feeder)
+    assert "bad frame skipped (a JSON string, not an object)" in result.stderr
+    # A frame for a connection id mkstream did not open is still the server's data: passed through.
+    assert records(result)[0]["body"]["id"] == "someone-else"
+
+
+def test_version_and_module_entry_point():
+    import subprocess
+    import sys
+
+    from misskey_cli import __version__
+
+    result = run_cli("--version")
+    assert result.exit_code == 0 and result.stdout == f"mkstream, version {__version__}\n"
+    done = subprocess.run([sys.executable, "-m", "misskey_cli", "--version"], capture_output=True, check=True)
+    assert done.stdout.decode() == result.stdout
