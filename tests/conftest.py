@@ -36,6 +36,19 @@ def fixture_frames(what: str | None = None) -> list[dict[str, Any]]:
     return out
 
 
+def shape(value: Any) -> Any:
+    """The structure of a JSON value: keys and nesting, with scalars reduced to their kind."""
+    if isinstance(value, dict):
+        return {k: shape(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    if isinstance(value, bool) or value is None:
+        return type(value).__name__
+    if isinstance(value, (int, float)):
+        return "number"
+    return type(value).__name__
+
+
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
     """A running simulator on a free loopback port: no generated traffic, no ticks."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import websocket
-from conftest import fixture_frames
+from conftest import fixture_frames, shape
 
 from misskey_cli.simulator import (
     DEMO_TOKEN,
@@ -82,19 +82,6 @@ def until_barrier(ws: websocket.WebSocket) -> list[Any]:
         frames.append(frame)
     send(ws, "disconnect", {"id": barrier})
     return frames
-
-
-def shape(value: Any) -> Any:
-    """The structure of a JSON value: keys and nesting, with scalars reduced to their kind."""
-    if isinstance(value, dict):
-        return {k: shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shape(value[0])] if value else []
-    if isinstance(value, bool) or value is None:
-        return type(value).__name__
-    if isinstance(value, (int, float)):
-        return "number"
-    return type(value).__name__
 
 
 def fixture_result(what: str) -> dict[str, Any]:

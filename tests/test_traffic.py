@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import fixture_frames
+from conftest import fixture_frames, shape
 
 from misskey_cli.traffic import (
     AIDX_EPOCH_MS,
@@ -44,18 +44,6 @@ def real(what: str) -> dict[str, Any]:
 
 
 BASE_NOTE_KEYS = set(real("localTimeline.note:plain")["body"]["body"]) - {"reactionAndUserPairCache"}
-
-
-def shape(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: shape(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [shape(value[0])] if value else []
-    if isinstance(value, bool) or value is None:
-        return type(value).__name__
-    if isinstance(value, (int, float)):
-        return "number"
-    return type(value).__name__
 
 
 def in_server_order(note: dict[str, Any]) -> bool:
