@@ -295,7 +295,8 @@ def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate."),
         click.option("--ca-file", metavar="PATH", type=click.Path(exists=True, dir_okay=False),
                      help="Verify TLS against this CA bundle."),
-        click.option("--proxy", metavar="URL", help="HTTP or SOCKS proxy (default: https_proxy, honouring no_proxy)."),
+        click.option("--proxy", metavar="URL", help="HTTP proxy, or socks5:// with python-socks installed (default: http(s)_proxy, honouring "
+                          "no_proxy)."),
         click.option("--demo", is_flag=True,
                      help="Start the built-in simulator on a free loopback port and stream from it "
                           "(logged in as its demo user; --host and --token are ignored)."),

@@ -6,6 +6,7 @@ goes through ``Redactor`` first: URLs show ``i=***`` and the token itself never 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import stat
@@ -143,5 +144,7 @@ def parse_proxy(url: str) -> tuple[str, int, str, tuple[str, str] | None]:
         port = parts.port or (1080 if kind.startswith("socks") else 8080)
     except ValueError:
         raise UsageError(f"bad proxy {url!r}: the port is not a number") from None
+    if kind.startswith("socks") and importlib.util.find_spec("python_socks") is None:
+        raise UsageError(f"bad proxy {url!r}: SOCKS proxies need the python-socks package (pip install python-socks)")
     auth = (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
     return parts.hostname, port, kind, auth

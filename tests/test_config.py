@@ -56,6 +56,16 @@ def test_redactor_removes_token_and_query_values():
     assert Redactor(None)("nothing to hide") == "nothing to hide"
 
 
+def test_proxies():
+    from misskey_cli.config import parse_proxy
+
+    assert parse_proxy("http://127.0.0.1:3128") == ("127.0.0.1", 3128, "http", None)
+    assert parse_proxy("proxy.example") == ("proxy.example", 8080, "http", None)
+    assert parse_proxy("http://u%40x:p%3As@h:1") == ("h", 1, "http", ("u@x", "p:s"))
+    with pytest.raises(UsageError, match="bad proxy"):
+        parse_proxy("ftp://h:1")
+
+
 def test_token_file(tmp_path):
     path = tmp_path / "token"
     path.write_text("abc123\n")
