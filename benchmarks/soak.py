@@ -74,27 +74,29 @@ def main() -> int:
 
     def send() -> None:
         seq = 0
-        interval = 1.0 / args.rate
+        tick = 0.02  # frames go out in small batches, one hop to the server thread per batch
+        per_tick = max(1, round(args.rate * tick))
         next_at = time.monotonic()
         while not stop.is_set():
-            live = sim.connections()
             with lock:
+                live = sim.connections()
                 sockets = [index for index, channel, _, _ in live if channel == "localTimeline"]
                 if sockets:
-                    seq += 1
-                    frame = {"type": "channel", "body": {"id": "localTimeline", "type": "note", "seq": seq}}
-                    if sim.inject(frame, socket=sockets[-1]):
-                        sent_on[seq] = sockets[-1]
-                    else:
-                        seq -= 1
-            next_at += interval
-            time.sleep(max(0.0, next_at - time.monotonic()))
+                    frames = [{"type": "channel", "body": {"id": "localTimeline", "type": "note", "seq": seq + n}}
+                              for n in range(1, per_tick + 1)]
+                    if sim.inject_many(frames, socket=sockets[-1]):
+                        for n in range(1, per_tick + 1):
+                            sent_on[seq + n] = sockets[-1]
+                        seq += per_tick
+            next_at += tick
+            # Sleeping outside the lock lets the fault injector in between batches.
+            time.sleep(max(0.001, next_at - time.monotonic()))
 
     injected: list[str] = []
 
     def inject_faults() -> None:
         while time.monotonic() < end:
-            time.sleep(rng.expovariate(1.0 / args.fault_every))
+            time.sleep(max(0.0, min(rng.expovariate(1.0 / args.fault_every), end - time.monotonic())))
             if time.monotonic() >= end:
                 break
             try:  # a fault while mkstream is still reconnecting from the last one would test nothing

@@ -48,7 +48,10 @@ class SessionOptions:
     retries_given: bool = False  # the user asked for retries explicitly: apply them to the first connect too
     reconnect_delay: float = 0.5
     reconnect_cap: float = 30.0
-    stable_after: float = 30.0  # a connection that lived this long resets the backoff
+    # A connection that lived this long resets the backoff (reconnecting-websocket, which the
+    # official client builds on, uses 5 s too): a server that keeps dropping sockets after a few
+    # seconds gets quick reconnects, one that refuses them gets ever slower ones.
+    stable_after: float = 5.0
     open_timeout: float = 10.0
 
 

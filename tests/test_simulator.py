@@ -726,3 +726,14 @@ def test_ticks_send_stats_note_events_and_main_notifications():
         ws.close()
         sim.wait_for_closed()
         assert sim.errors == []
+
+
+def test_inject_many_sends_frames_back_to_back(sim):
+    ws = websocket.create_connection(sim.url)
+    try:
+        sim.wait_for_sockets(1)
+        frames = [{"type": "channel", "body": {"id": "x", "type": "note", "seq": n}} for n in range(50)]
+        assert sim.inject_many(frames) == 1
+        assert [json.loads(ws.recv())["body"]["seq"] for _ in range(50)] == list(range(50))
+    finally:
+        ws.close()
