@@ -5,7 +5,8 @@
 
 A sender numbers every frame (``seq``) and sends it on the live socket only, remembering which
 socket carried it. A fault injector drops TCP, closes with 1000/1001/1011/4000, freezes the peer
-(half-open) or restarts the server, at random every ``--fault-every`` seconds on average.
+(half-open) or restarts the server, at random: each fault comes once the stream has been up for
+5.5 s (mkstream resets its backoff after 5 s) plus ``--fault-every`` seconds on average.
 mkstream's output is the sequence numbers it wrote. At the end the script prints:
 
 - frames sent while connected, records written, reconnects;
@@ -38,13 +39,15 @@ from misskey_cli.simulator import Simulator
 
 FAULTS = ("drop", "close-1000", "close-1001", "close-1011", "close-4000", "freeze", "restart")
 ABRUPT = {"drop", "freeze", "restart"}
+STABLE_AFTER = 5.5
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=2.0)
     parser.add_argument("--rate", type=float, default=200.0, help="frames per second")
-    parser.add_argument("--fault-every", type=float, default=3.0, help="mean seconds between faults")
+    parser.add_argument("--fault-every", type=float, default=2.0,
+                        help="mean seconds between faults, after each reconnected stream has lived 5.5 s")
     parser.add_argument("--seed", type=int, default=None)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -96,13 +99,16 @@ def main() -> int:
 
     def inject_faults() -> None:
         while time.monotonic() < end:
-            time.sleep(max(0.0, min(rng.expovariate(1.0 / args.fault_every), end - time.monotonic())))
-            if time.monotonic() >= end:
-                break
             try:  # a fault while mkstream is still reconnecting from the last one would test nothing
-                sim.wait_for_subscription("localTimeline", timeout=30)
+                sim.wait_for_subscription("localTimeline", timeout=60)
             except TimeoutError:
                 pass
+            # mkstream resets its backoff once a connection has lived 5 s; faulting sooner would
+            # only measure its (deliberately) growing delays against a flapping server.
+            gap = STABLE_AFTER + rng.expovariate(1.0 / args.fault_every)
+            time.sleep(max(0.0, min(gap, end - time.monotonic())))
+            if time.monotonic() >= end:
+                break
             fault = rng.choice(FAULTS)
             injected.append(fault)
             with lock:  # no frame is sent while a fault is being applied, so its socket is known
