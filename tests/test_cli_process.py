@@ -111,3 +111,27 @@ def test_demo_pipeline_prints_three_texts():
     texts = proc.stdout.decode().splitlines()
     assert proc.returncode == 0, proc.stderr.decode()
     assert len(texts) >= 3 and all(t and t != "None" for t in texts)
+
+
+def test_serve_runs_the_simulator_until_interrupted():
+    server = spawn("serve", "--port", "0", "--rate", "50", "--token", "s3cret=carol")
+    try:
+        line = server.stderr.readline().decode()
+        url = line.split("listening on ")[1].split()[0]
+        assert url.startswith("ws://127.0.0.1:")
+        tokens = server.stderr.readline().decode()
+        assert "tok-alice (alice)" in tokens
+        assert "s3cret" not in server.stderr.readline().decode()  # tokens given on the command line are not echoed
+        http = url.replace("ws://", "http://").removesuffix("/streaming")
+        client = spawn("connect", "localTimeline", "main", "--host", http, "--token", "s3cret", "-n", "3", "--ndjson",
+                       "--ack-timeout", "30")
+        returncode, out, err = wait(client)
+        assert returncode == 0, err
+        ids = [json.loads(line)["body"]["id"] for line in out.splitlines()]
+        assert len(ids) == 3 and set(ids) <= {"localTimeline", "main"}
+        assert "not acknowledged" not in err  # main needs a login: the token was accepted
+    finally:
+        server.send_signal(signal.SIGINT)
+        returncode, _, err = wait(server)
+    assert returncode == ExitCode.SIGINT
+    assert "Traceback" not in err
