@@ -69,11 +69,19 @@ class Stream:
         self.info = info
         self.stats = Stats()
         self._stdin_buffer = b""
+        self._wake_read = -1
 
     # ----- the run ------------------------------------------------------------------------------
 
     def run(self) -> ExitCode:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        # A signal that lands just before the event loop blocks in select() (or in another
+        # thread) would otherwise wait for the next frame to be handled: the wake-up fd makes
+        # select() return at once, and the handler then runs.
+        self._wake_read, wake_write = os.pipe()
+        for fd in (self._wake_read, wake_write):
+            os.set_blocking(fd, False)
+        previous_wake = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         try:
             code = self._until_end()
             try:
@@ -90,6 +98,9 @@ class Stream:
             raise
         finally:
             signal.signal(signal.SIGTERM, previous)
+            signal.set_wakeup_fd(previous_wake)
+            os.close(self._wake_read)
+            os.close(wake_write)
             if self.stats.bad_frames > BAD_FRAMES_SHOWN:
                 self.warn(f"{self.stats.bad_frames} bad frames skipped in all (the first {BAD_FRAMES_SHOWN} shown)")
             if self.plan.stats:
@@ -127,7 +138,7 @@ class Stream:
         session.open()
         for cid, message_type, body in self.plan.sends:
             session.send_to_channel(cid, message_type, body)
-        watch = [self.writer.failed_fd]
+        watch = [self.writer.failed_fd, self._wake_read]
         if self.plan.stdin_commands:
             watch.append(0)
         start = time.monotonic()
@@ -147,7 +158,9 @@ class Stream:
                 session.close()
                 return ExitCode.OK
             if isinstance(event, int):
-                if event == self.writer.failed_fd:
+                if event == self._wake_read:
+                    os.read(self._wake_read, 512)  # the signal's handler runs as this returns
+                elif event == self.writer.failed_fd:
                     self.writer.raise_error()
                 elif not self._read_stdin():
                     watch.remove(0)
