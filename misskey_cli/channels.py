@@ -311,14 +311,14 @@ def check_connection(channel_name: str, params: dict[str, Any], logged_in: bool)
     return warnings
 
 
-def check_send(channel_name: str, message_type: str, force: bool) -> list[str]:
+def check_send(channel_name: str, message_type: str, force: bool,
+               override: str = "add --force to send it anyway") -> list[str]:
     """Validate a message for ``send``; raises SpecError for side effects without --force."""
     channel = CATALOGUE.get(channel_name)
     if channel is None:
         return []
     if message_type in channel.side_effects and not force:
-        raise SpecError(f"{channel_name} message {message_type} changes state on the server; "
-                        "add --force to send it anyway")
+        raise SpecError(f"{channel_name} message {message_type} changes state on the server; {override}")
     if message_type not in channel.accepts:
         if channel.accepts:
             takes = f"it accepts {', '.join(channel.accepts)}"

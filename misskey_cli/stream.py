@@ -18,7 +18,7 @@ from typing import Any
 
 from misskey_cli import commands, protocol
 from misskey_cli.channels import SpecError, check_connection, check_send, did_you_mean
-from misskey_cli.errors import ExitCode, MkstreamError, UsageError
+from misskey_cli.errors import ExitCode, UsageError
 from misskey_cli.output import JqRuntimeError, ReaderGone, Renderer, Writer, loads
 from misskey_cli.session import Received, ServerClosed, Session
 
@@ -284,10 +284,10 @@ class Stream:
                 hint = did_you_mean(command.connection_id, list(session.connections))
                 raise UsageError(f"no channel connection with id {command.connection_id}{hint}")
             try:
-                warnings = check_send(target.channel, command.message_type, force=False)
+                warnings = check_send(target.channel, command.message_type, force=False,
+                                      override="send it as a raw JSON frame if you mean it")
             except SpecError as exc:
-                raise UsageError(f"{exc}".replace("add --force to send it anyway",
-                                                  "send it as a raw JSON frame if you mean it")) from None
+                raise UsageError(str(exc)) from None
             for warning in warnings:
                 self.warn(warning)
             session.send_to_channel(command.connection_id, command.message_type, command.body)
@@ -312,5 +312,3 @@ def _silence_stdout() -> None:
     except OSError:
         pass
 
-
-__all__ = ["MkstreamError", "Plan", "Stream", "Terminated"]
