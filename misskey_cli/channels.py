@@ -170,11 +170,6 @@ REMOVED = {
     "gamesReversiGame": "renamed to reversiGame",
 }
 
-# Client message types that act on the account whatever the channel (PROTOCOL.md 3.1).
-SIDE_EFFECT_FRAME_TYPES = ("readNotification",)
-
-TIMELINES = ("homeTimeline", "localTimeline", "hybridTimeline", "globalTimeline")
-
 
 class SpecError(ValueError):
     """A channel spec or param the user typed is wrong; the message shows the right form."""

@@ -510,7 +510,7 @@ def _execute(plan_builder: Callable[[Notices, bool], Any], kw: dict[str, Any], n
                                     kw["ca_file"], kw["proxy"])
         plan = plan_builder(notices, bool(target.token))
         plan.count, plan.duration, plan.idle_timeout = kw["count"], kw["duration"], kw["idle_timeout"]
-        plan.raw, plan.stats = fmt == "raw", kw["stats"]
+        plan.stats = kw["stats"]
 
         options = SessionOptions(
             ping_interval=kw["ping_interval"], ping_timeout=kw["ping_timeout"], ack_timeout=kw["ack_timeout"],

@@ -13,9 +13,6 @@ from typing import Any
 # Aliases a server accepts for client message types (PROTOCOL.md 3.1).
 CLIENT_TYPE_ALIASES = {"ch": "channel", "s": "subNote", "sr": "subNote", "un": "unsubNote"}
 
-# Top-level types a server sends to every socket whatever is connected.
-BROADCAST_TYPES = ("emojiAdded", "emojiUpdated", "emojiDeleted", "announcementCreated")
-
 MAX_CHANNELS_PER_SOCKET = 32
 
 

@@ -403,33 +403,29 @@ class Session:
 
     def _send(self, text: str) -> None:
         assert self.ws is not None
-        try:
-            self.ws.send(text)
-        except (OSError, websocket.WebSocketException) as exc:
-            # The read side notices the dead socket and reconnects; the connect replays the state.
-            self._debug(f"send failed: {self.redact(describe_socket_error(exc))}")
+        self._quietly("send", self.ws.send, text)
 
     def _pong(self, payload: bytes) -> None:
         assert self.ws is not None
-        try:
-            self.ws.pong(payload)
-        except (OSError, websocket.WebSocketException) as exc:
-            self._debug(f"pong failed: {self.redact(describe_socket_error(exc))}")
+        self._quietly("pong", self.ws.pong, payload)
 
     def _answer_close(self, code: int) -> None:
         assert self.ws is not None
-        try:
-            self.ws.send_close(code if code not in (1005, 1006, 1015) else websocket.STATUS_NORMAL)
-        except (OSError, websocket.WebSocketException):
-            pass
+        # 1005/1006/1015 describe a close; they may not be sent in one (RFC 6455 7.4.1).
+        self._quietly("close", self.ws.send_close, code if code not in (1005, 1006, 1015) else websocket.STATUS_NORMAL)
 
     def _ping(self, now: float) -> None:
         assert self.ws is not None
         self._next_ping = now + self.options.ping_interval
+        self._quietly("ping", self.ws.ping)
+
+    def _quietly(self, what: str, action: Callable[..., object], *args: object) -> None:
+        """Send on the socket; a failure is only a diagnostic, because the read side notices the
+        dead socket and reconnects, and the reconnect replays the state."""
         try:
-            self.ws.ping()
+            action(*args)
         except (OSError, websocket.WebSocketException) as exc:
-            self._debug(f"ping failed: {self.redact(describe_socket_error(exc))}")
+            self._debug(f"{what} failed: {self.redact(describe_socket_error(exc))}")
 
     def close(self) -> None:
         """Leave cleanly: disconnect every channel, release every capture, close with 1000."""

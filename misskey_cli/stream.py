@@ -36,7 +36,6 @@ class Plan:
     duration: float | None = None
     idle_timeout: float | None = None
     stdin_commands: bool = False
-    raw: bool = False
     stats: bool = False
 
 
@@ -237,7 +236,7 @@ class Stream:
             self.warn(f"bad frame skipped ({reason}): {snippet!r}{more}")
             if self.stats.bad_frames == BAD_FRAMES_SHOWN:
                 self.warn("further bad frames are only counted")
-        if self.plan.raw:
+        if self.renderer is None:
             out.append(data + b"\n")  # raw output is byte for byte, whatever the bytes
 
     # ----- stdin commands -----------------------------------------------------------------------
