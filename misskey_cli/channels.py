@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from misskey_cli.protocol import MAX_CHANNELS_PER_SOCKET
+
 BOOL, STRING, TAGS = "bool", "string", "tags"
 
 
@@ -322,3 +324,45 @@ def check_send(channel_name: str, message_type: str, force: bool,
         return [(f"channel {channel_name} does not handle {message_type}{did_you_mean(message_type, channel.accepts)}"
                 f" ({takes}); sending it anyway")]
     return []
+
+
+
+def unacked_reason(channel_name: str, others: list[str], logged_in: bool) -> str:
+    """The likely reason a server silently refused a connect (PROTOCOL.md 3.1).
+
+    ``others`` are the channel names of the socket's other connections.
+    """
+    channel = CATALOGUE.get(channel_name)
+    if channel is None:
+        return "the server does not know this channel"
+    if channel.shareable and channel_name in others:
+        return f"{channel_name} can be connected once per socket and already is"
+    if len(others) >= MAX_CHANNELS_PER_SOCKET:
+        return f"a socket holds at most {MAX_CHANNELS_PER_SOCKET} channel connections"
+    if channel.needs_login and not logged_in:
+        return "it needs a token (none was given)"
+    if channel.moderator_only:
+        return "it needs a moderator's token"
+    return "the token may lack the permission, or the list/antenna/room is not yours"
+
+
+def check_param_json(channel_name: str, key: str, value: Any) -> Any:
+    """A param given as JSON (``--params``): the catalogue's type is checked like ``-p`` checks it.
+
+    Misskey reads a string "false" as true and a string ``q`` as no tags at all, so a wrong JSON
+    type is an error, not something to send.
+    """
+    channel = CATALOGUE.get(channel_name)
+    param = channel.param(key) if channel else None
+    if param is None:
+        return value
+    if param.type == BOOL and type(value) is not bool:
+        raise SpecError(f"{channel_name} param {key} is a boolean: give true or false, not {json.dumps(value)}")
+    if param.type == STRING and not isinstance(value, str):
+        raise SpecError(f"{channel_name} param {key} is a string: give \"...\", not {json.dumps(value)}")
+    if param.type == TAGS:
+        if not isinstance(value, list):
+            raise SpecError(f"hashtag param {key} must be a list of lists of tags, e.g. {{\"{key}\": [[\"misskey\"]]}}"
+                            f", not {json.dumps(value)}")
+        return parse_tags(key, json.dumps(value))
+    return value

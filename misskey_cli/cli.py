@@ -1,8 +1,10 @@
-"""The command line: click definitions only. Parses, builds a plan, calls the library, reports.
+"""The command line: click definitions only. Parses, builds frozen settings, calls one entry point.
 
 Anything typed as a string is converted by a ``click.ParamType`` whose ``convert`` calls a pure
-function, so bad input exits 2 before any connection. Library errors (``MkstreamError``) become
-one line on stderr and their exit status here, and nowhere else.
+function, so bad input exits 2 before any connection. Each command builds its settings
+(``settings.py``) and hands them to ``app.py``, which runs them and returns the exit status.
+Usage errors, from click or from mkstream, look the same: ``mkstream: error: ...`` and at most
+one hint line.
 """
 
 from __future__ import annotations
@@ -10,18 +12,18 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from click.core import ParameterSource
 
 from misskey_cli import __version__
 from misskey_cli.choices import AUTH_MODES, COLOR_MODES, DEFAULT_STYLE, FORMATS
-from misskey_cli.errors import ExitCode, MkstreamError, UsageError
+from misskey_cli.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from misskey_cli.channels import ChannelSpec
-    from misskey_cli.config import Target
+    from misskey_cli.settings import ConnectionRequest, StreamSettings
 
 # The library is imported inside the functions that use it, so that `mkstream --help` and
 # `--version` load little more than click.
@@ -33,17 +35,21 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 class DurationType(click.ParamType):
+    """A positive, bounded duration: ``30s``, ``5m``, ``1h30m``, ``500ms`` or seconds."""
+
     name = "duration"
+    MAX = 366 * 86400.0  # a year: longer is a typo, and would overflow the clocks it is added to
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         from misskey_cli.timeparse import parse_duration
 
-        if isinstance(value, (int, float)):
-            return float(value)
         try:
-            return parse_duration(value)
+            seconds = float(value) if isinstance(value, (int, float)) else parse_duration(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+        if not 0 < seconds <= self.MAX:
+            self.fail(f"{value!r} is out of range: give a duration above 0 and at most 366d", param, ctx)
+        return seconds
 
 
 class ChannelSpecType(click.ParamType):
@@ -153,6 +159,61 @@ class JsonType(click.ParamType):
         return parsed
 
 
+class ProxyType(click.ParamType):
+    name = "url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from misskey_cli.config import Proxy, parse_proxy
+
+        if isinstance(value, Proxy):
+            return value
+        try:
+            return parse_proxy(value)
+        except UsageError as exc:
+            self.fail(exc.message, param, ctx)
+
+
+class CaFileType(click.Path):
+    """A CA bundle that the TLS library can load: checked now, not at connect time."""
+
+    def __init__(self) -> None:
+        super().__init__(exists=True, dir_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        import ssl
+
+        path = super().convert(value, param, ctx)
+        try:
+            ssl.create_default_context(cafile=os.fspath(path))
+        except (ssl.SSLError, OSError, ValueError):
+            self.fail(f"{os.fspath(path)!r} holds no PEM certificate", param, ctx)
+        return path
+
+
+class OutputPathType(click.Path):
+    """``-o FILE``; ``-`` is stdout."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, writable=True, allow_dash=True)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value == "":
+            self.fail("an empty file name: give a file, or - for stdout", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class NoteIdType(click.ParamType):
+    name = "note_id"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from misskey_cli.protocol import check_note_id
+
+        try:
+            return check_note_id(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 class StyleType(click.ParamType):
     name = "style"
 
@@ -189,8 +250,15 @@ DURATION = DurationType()
 
 # ----- config profiles --------------------------------------------------------------------------
 
-# Profile keys whose click parameter has another name.
-PROFILE_PARAMS = {"format": "fmt"}
+
+def _profile_params() -> dict[str, str]:
+    from misskey_cli.settings import PROFILE_KEY_TABLE
+
+    return {key.name: key.param for key in PROFILE_KEY_TABLE if key.param != key.name}
+
+
+# Profile keys whose click parameter has another name (from the one table in settings.py).
+PROFILE_PARAMS = _profile_params()
 _META = "mkstream.profile."
 
 
@@ -203,8 +271,7 @@ def profile_callback(ctx: click.Context, param: click.Parameter, value: Any) -> 
     try:
         ctx.default_map = {**(ctx.default_map or {}), **profile_defaults(ctx)}
     except UsageError as exc:
-        click.echo(f"mkstream: error: {exc.message}", err=True)
-        ctx.exit(exc.exit_code)
+        fail(exc.message, exc.exit_code)
     return value
 
 
@@ -293,9 +360,9 @@ def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--auth", type=click.Choice(AUTH_MODES), default="query", show_default=True,
                      help="Send the token as ?i= (documented form) or an Authorization: Bearer header."),
         click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate."),
-        click.option("--ca-file", metavar="PATH", type=click.Path(exists=True, dir_okay=False),
+        click.option("--ca-file", metavar="PATH", type=CaFileType(),
                      help="Verify TLS against this CA bundle."),
-        click.option("--proxy", metavar="URL", help="HTTP proxy, or socks5:// with python-socks installed (default: http(s)_proxy, honouring "
+        click.option("--proxy", metavar="URL", type=ProxyType(), help="HTTP proxy, or socks5:// with python-socks installed (default: http(s)_proxy, honouring "
                           "no_proxy)."),
         click.option("--demo", is_flag=True,
                      help="Start the built-in simulator on a free loopback port and stream from it "
@@ -319,15 +386,15 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="jq filter; repeat to chain (f1 | f2). A filter may emit 0..n records per frame."),
         click.option("--arg", "jq_args", nargs=2, multiple=True, metavar="NAME VALUE",
                      help="Bind $NAME to a string in the filters."),
-        click.option("--argjson", "jq_argjson", nargs=2, multiple=True, metavar="NAME JSON",
+        click.option("--argjson", "jq_argjson", nargs=2, multiple=True, metavar="NAME JSON", type=(str, JsonType()),
                      help="Bind $NAME to a JSON value in the filters."),
         click.option("-r", "--raw-output", is_flag=True, help="Write jq string results without quotes."),
         click.option("--timestamps/--no-timestamps", help='Add "ts" (receive time, RFC 3339 UTC) as the first key.'),
-        click.option("-o", "--output", metavar="FILE", type=click.Path(dir_okay=False, writable=True),
-                     help="Append records to FILE instead of stdout."),
-        click.option("-q", "--quiet", is_flag=True, help="No notices on stderr (errors still)."),
+        click.option("-o", "--output", metavar="FILE", type=OutputPathType(),
+                     help="Append records to FILE instead of stdout ('-' = stdout); a new file is made 0600."),
+        click.option("-q", "--quiet", is_flag=True, help="No notices on stderr (errors, and --stats if asked, still)."),
         click.option("-v", "--verbose", is_flag=True, help="Connection diagnostics on stderr."),
-        click.option("--stats", is_flag=True, help="On exit, print frame and record counts to stderr."),
+        click.option("--stats", is_flag=True, help="On exit, print frame and record counts to stderr (even with -q)."),
     ]
     return apply_bundle("Output", options, f)
 
@@ -344,9 +411,11 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--reconnect-delay", type=DURATION, default=0.5, show_default=True, metavar="D",
                      help="First reconnect delay; doubles (with jitter) up to 30s."),
         click.option("--ping-interval", type=DURATION, default=30.0, show_default=True, metavar="D",
-                     help="Send a WebSocket ping this often."),
+                     help="Send a WebSocket ping this often (at least twice per --ping-timeout)."),
         click.option("--ping-timeout", type=DURATION, default=60.0, show_default=True, metavar="D",
                      help="Reconnect when nothing (no frame, no pong) arrives for this long."),
+        click.option("--connect-timeout", type=DURATION, default=10.0, show_default=True, metavar="D",
+                     help="Give up a connection attempt that takes longer than this."),
         click.option("--ack-timeout", type=DURATION, default=5.0, show_default=True, metavar="D",
                      help="Warn when a channel is not acknowledged within D."),
         click.option("--require-ack", is_flag=True, help="An unacknowledged channel is fatal (exit 7)."),
@@ -354,39 +423,41 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return apply_bundle("Run control", options, f)
 
 
-# ----- notices --------------------------------------------------------------------------------
-
-
-class Notices:
-    """Every line mkstream writes to stderr, redacted."""
-
-    def __init__(self, quiet: bool = False, verbose: bool = False, token: str | None = None) -> None:
-        self.quiet = quiet
-        from misskey_cli.config import Redactor
-
-        self.verbose = verbose
-        self.redact = Redactor(token)
-
-    def warn(self, message: str) -> None:
-        if not self.quiet:
-            click.echo(self.redact(f"mkstream: warning: {message}"), err=True)
-
-    def info(self, message: str) -> None:
-        if not self.quiet:
-            click.echo(self.redact(f"mkstream: {message}"), err=True)
-
-    def debug(self, message: str) -> None:
-        if self.verbose:
-            click.echo(self.redact(f"mkstream: {message}"), err=True)
-
-    def error(self, message: str) -> None:
-        click.echo(self.redact(f"mkstream: error: {message}"), err=True)
-
-
 # ----- the group ------------------------------------------------------------------------------
 
 
-@click.group(context_settings=CONTEXT_SETTINGS, epilog="""\b
+class MkstreamGroup(click.Group):
+    """Reports click's usage errors the way mkstream reports its own: one line, one hint."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            code = super().main(*args, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            sys.exit(ExitCode.SIGINT)
+        except click.UsageError as exc:
+            hint = None
+            if exc.ctx is not None:
+                hint = f"see '{exc.ctx.command_path} --help'"
+            fail(exc.format_message(), ExitCode.USAGE, hint)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def fail(message: str, code: int = ExitCode.USAGE, hint: str | None = None) -> NoReturn:
+    """The one way a command reports an error before anything ran: a line (and a hint), an exit."""
+    from misskey_cli.notices import one_line
+
+    click.echo(f"mkstream: error: {one_line(message)}", err=True)
+    if hint:
+        click.echo(f"mkstream: {hint}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=MkstreamGroup, context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream connect localTimeline --demo -n 3
   mkstream channels hashtag
@@ -404,143 +475,86 @@ def main() -> None:
 
 
 def build_connections(specs: tuple[ChannelSpec, ...], assignments: tuple[tuple[str, str], ...],
-                      params_json: dict[str, Any] | None, logged_in: bool,
-                      notices: Notices) -> list[tuple[str, str | None, dict[str, Any]]]:
-    """Type params per channel (-p applies to every channel) and validate against the catalogue."""
-    from misskey_cli.channels import SpecError, check_connection, parse_param_value
+                      params_json: dict[str, Any] | None,
+                      logged_in: bool) -> tuple[tuple[ConnectionRequest, ...], tuple[str, ...]]:
+    """Type params per channel (-p applies to every channel), validate them: (connections, warnings)."""
+    from misskey_cli.channels import SpecError, check_connection, check_param_json, parse_param_value
+    from misskey_cli.settings import ConnectionRequest
 
-    result = []
+    connections, warnings = [], []
     for spec in specs:
-        params: dict[str, Any] = dict(params_json or {})
         try:
+            params = {key: check_param_json(spec.channel, key, value) for key, value in (params_json or {}).items()}
             for key, text in assignments:
                 params[key] = parse_param_value(spec.channel, key, text)
             params.update(spec.params)
-            for warning in check_connection(spec.channel, params, logged_in):
-                notices.warn(warning)
+            warnings += check_connection(spec.channel, params, logged_in)
         except SpecError as exc:
-            raise UsageError(str(exc)) from None
-        result.append((spec.channel, spec.connection_id, params))
-    return result
-
-
-def resolve_target(host: Any, token: str | None, token_file: str | None, auth: str, insecure: bool,
-                   ca_file: str | None, proxy: str | None) -> Target:
-    from misskey_cli.config import Target, parse_proxy, read_token_file
-
-    if token_file:
-        token = read_token_file(token_file)
-    if host is None:
-        raise UsageError("no server given: use --host misskey.example (or set MISSKEY_HOST), or --demo")
-    if proxy:
-        parse_proxy(proxy)
-    return Target(host, token or None, auth, insecure, ca_file, proxy)
+            raise click.UsageError(str(exc)) from None
+        connections.append(ConnectionRequest(spec.channel, spec.connection_id, params))
+    return tuple(connections), tuple(warnings)
 
 
 def stream_command(f: Callable[..., Any]) -> Callable[..., Any]:
     return server_options(output_options(run_options(f)))
 
 
-def execute(plan_builder: Callable[[Notices, bool], Any], kw: dict[str, Any]) -> None:
-    """Shared body of every streaming command: resolve, validate, connect, stream, exit."""
-    notices = Notices(kw["quiet"], kw["verbose"], kw.get("token"))
+def explicit(ctx: click.Context, name: str) -> bool:
+    """The user set this option on the command line or through its environment variable."""
+    return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def stream_settings(kw: dict[str, Any], request: Any) -> StreamSettings:
+    """The settings of a streaming command from its parsed options; conflicts are usage errors."""
+    from misskey_cli import settings as s
+
     ctx = click.get_current_context()
-    for warning in ctx.meta.get("mkstream.warnings", ()):
-        notices.warn(warning)
-    # A token from the flag or the environment beats a token_file from the profile.
-    explicit = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-    if (kw["token"] and ctx.get_parameter_source("token") in explicit
-            and ctx.get_parameter_source("token_file") is ParameterSource.DEFAULT_MAP):
-        kw["token_file"] = None
-    try:
-        if kw["token_file"] == "-" and ctx.params.get("stdin_commands"):
-            raise UsageError("--token-file - and --stdin both want standard input: put the token in a file")
-        sys.exit(_execute(plan_builder, kw, notices))
-    except MkstreamError as exc:
-        notices.error(exc.message)
-        sys.exit(exc.exit_code)
-
-
-def _execute(plan_builder: Callable[[Notices, bool], Any], kw: dict[str, Any], notices: Notices) -> int:
-    import json
-    from contextlib import ExitStack
-
-    from misskey_cli.config import Redactor, Target, loose_permissions, read_token_file
-    from misskey_cli.output import (
-        OutputOptions,
-        Renderer,
-        Writer,
-        decide_color,
-        decide_format,
-    )
-    from misskey_cli.session import Session, SessionOptions
-    from misskey_cli.stream import Stream
-
-    with ExitStack() as stack:
-        if kw["token_file"] and not kw["demo"]:
-            if kw["token_file"] != "-" and loose_permissions(kw["token_file"]):
-                notices.warn(f"token file {kw['token_file']} is readable by others: chmod 600 {kw['token_file']}")
-            kw["token"] = read_token_file(kw["token_file"])
-            kw["token_file"] = None
-            notices.redact = Redactor(kw["token"])
-        fmt = decide_format(kw["fmt"], kw["output"] is None and sys.stdout.isatty())
-        if fmt == "raw" and (kw["filters"] or kw["timestamps"]):
-            raise UsageError("--format raw writes frames byte for byte: it cannot be combined with --jq or --timestamps")
-        if kw["raw_output"] and not kw["filters"]:
-            raise UsageError("-r/--raw-output applies to --jq results: add a --jq filter")
-        args: dict[str, Any] = {name: value for name, value in kw["jq_args"]}
-        for name, text in kw["jq_argjson"]:
-            try:
-                args[name] = json.loads(text)
-            except ValueError as exc:
-                raise UsageError(f"--argjson {name}: {text!r} is not JSON: {exc.args[0]}") from None
-        color = decide_color(kw["color"], kw["output"] is None and sys.stdout.isatty(), os.environ)
-        renderer = None if fmt == "raw" else Renderer(OutputOptions(
-            fmt, color, kw["style"], tuple(kw["filters"]), args, kw["raw_output"], kw["timestamps"]))
-
-        if kw["demo"]:
-            from misskey_cli.config import Endpoint
-            from misskey_cli.simulator import DEMO_TOKEN, Simulator
-
-            sim = stack.enter_context(Simulator(rate=4.0, ticks=True))
-            target = Target(Endpoint("ws", sim.host_port, "/streaming"), DEMO_TOKEN)
-            notices.debug(f"demo simulator listening on {sim.url}")
+    if kw["token"] and kw["token_file"] and explicit(ctx, "token") and explicit(ctx, "token_file"):
+        raise click.UsageError("--token and --token-file both give a token: keep one")
+    if kw["no_reconnect"] and kw["max_retries"] is not None:
+        raise click.UsageError("--no-reconnect and --max-retries contradict each other: keep one")
+    if kw["quiet"] and kw["verbose"]:
+        raise click.UsageError("-q/--quiet and -v/--verbose contradict each other: keep one")
+    if kw["raw_output"] and not kw["filters"]:
+        raise click.UsageError("-r/--raw-output applies to --jq results: add a --jq filter")
+    # A token from the flag or the environment beats a token_file from the profile, and the other way round.
+    token_file = kw["token_file"]
+    token = kw["token"]
+    if token and token_file:
+        if explicit(ctx, "token"):
+            token_file = None
         else:
-            target = resolve_target(kw["host"], kw["token"], None, kw["auth"], kw["insecure"],
-                                    kw["ca_file"], kw["proxy"])
-        plan = plan_builder(notices, bool(target.token))
-        plan.count, plan.duration, plan.idle_timeout = kw["count"], kw["duration"], kw["idle_timeout"]
-        plan.stats = kw["stats"]
-
-        options = SessionOptions(
-            ping_interval=kw["ping_interval"], ping_timeout=kw["ping_timeout"], ack_timeout=kw["ack_timeout"],
-            require_ack=kw["require_ack"], reconnect=not kw["no_reconnect"], max_retries=kw["max_retries"],
-            retries_given=kw["max_retries"] is not None, reconnect_delay=kw["reconnect_delay"])
-        writer = stack.enter_context(_closing(Writer.open_append(kw["output"], notices.warn) if kw["output"]
-                                              else Writer.for_stdout(notices.warn)))
-        session = Session(target, options, notices.warn, notices.info, notices.debug)
-        notices.debug(f"streaming from {target.display_url()}")
-        try:
-            return Stream(plan, session, renderer, writer, notices.warn, notices.info).run()
-        except MkstreamError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the one place that turns any crash into exit 1
-            if kw["verbose"]:
-                import traceback
-
-                click.echo(notices.redact(traceback.format_exc()), err=True, nl=False)
-            raise MkstreamError(f"unexpected {type(exc).__name__}: {exc}") from None
+            token = None
+    ping_timeout = kw["ping_timeout"]
+    return s.StreamSettings(
+        server=s.ServerSettings(kw["host"], s.TokenSource(token or None, token_file), kw["auth"], kw["insecure"],
+                                kw["ca_file"], kw["proxy"], kw["demo"]),
+        output=s.OutputSettings(kw["fmt"], kw["color"], kw["style"], tuple(kw["filters"]),
+                                tuple(kw["jq_args"]) + tuple(kw["jq_argjson"]), kw["raw_output"], kw["timestamps"],
+                                None if kw["output"] in (None, "-") else kw["output"]),
+        notices=s.NoticeSettings(kw["quiet"], kw["verbose"], kw["stats"]),
+        limits=s.Limits(kw["count"], kw["duration"], kw["idle_timeout"]),
+        # A path is only known dead after a ping went unanswered: ping at least twice per timeout.
+        liveness=s.Liveness(min(kw["ping_interval"], ping_timeout / 2), ping_timeout, kw["ack_timeout"],
+                            kw["require_ack"], kw["connect_timeout"]),
+        reconnect=s.Reconnect(not kw["no_reconnect"], kw["max_retries"], kw["reconnect_delay"]),
+        request=request,
+    )
 
 
-class _closing:
-    def __init__(self, writer: Any) -> None:
-        self.writer = writer
+def logged_in(kw: dict[str, Any]) -> bool:
+    return bool(kw["demo"] or kw["token"] or kw["token_file"])
 
-    def __enter__(self) -> Any:
-        return self.writer
 
-    def __exit__(self, *exc: object) -> None:
-        self.writer.close()
+def run(settings: StreamSettings, warnings: tuple[str, ...] = ()) -> None:
+    """Hand the settings to the app and exit with its status."""
+    from misskey_cli.app import Environment, run_stream
+
+    ctx = click.get_current_context()
+    if not settings.notices.quiet:
+        for warning in (*ctx.meta.get("mkstream.warnings", ()), *warnings):
+            click.echo(f"mkstream: warning: {warning}", err=True)
+    sys.exit(run_stream(settings, Environment.from_process()))
 
 
 # ----- commands -------------------------------------------------------------------------------
@@ -556,10 +570,12 @@ Examples:
               help="A channel param, applied to every channel named (typed by the channel catalogue).")
 @click.option("--params", "params_json", type=JsonType(want_object=True), metavar="JSON",
               help="All params as one JSON object.")
-@click.option("--capture", "captures", multiple=True, metavar="NOTE_ID", help="Also capture this note (subNote).")
+@click.option("--capture", "captures", multiple=True, metavar="NOTE_ID", type=NoteIdType(),
+              help="Also capture this note (subNote).")
 @click.option("--stdin", "stdin_commands", is_flag=True,
               help="Read live commands from stdin: connect CHANNEL[:ID][?k=v], disconnect ID, sub NOTE_ID, "
-                   "unsub NOTE_ID, send ID TYPE [BODY_JSON], or a raw JSON frame.")
+                   "unsub NOTE_ID, send ID TYPE [BODY_JSON], help, or a raw JSON frame. "
+                   "At the end of input the stream goes on.")
 @stream_command
 def connect(channels, assignments, params_json, captures, stdin_commands, **kw):
     """Connect channels on one socket and write every frame they deliver.
@@ -569,34 +585,27 @@ def connect(channels, assignments, params_json, captures, stdin_commands, **kw):
     lists, a,b for OR and a+b for AND). Repeated channels get ids NAME-2, NAME-3. Run
     'mkstream channels' for the catalogue.
     """
+    from misskey_cli.settings import Request
+
     if not channels and not captures and not stdin_commands:
         raise click.UsageError("name at least one CHANNEL (or use --capture or --stdin); see 'mkstream channels'")
-
-    def plan(notices: Notices, logged_in: bool) -> Any:
-        from misskey_cli.stream import Plan
-
-        return Plan(build_connections(channels, assignments, params_json, logged_in, notices),
-                    list(captures), stdin_commands=stdin_commands)
-
-    execute(plan, kw)
+    connections, warnings = build_connections(channels, assignments, params_json, logged_in(kw))
+    run(stream_settings(kw, Request(connections, tuple(dict.fromkeys(captures)), stdin_commands=stdin_commands)),
+        warnings)
 
 
 @main.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream capture 9xyzabcdef012345 --host misskey.example
   mkstream capture 9xyzabcdef012345 9xyzabcdef012346 --jq 'select(.body.type == "reacted")' --profile work""")
-@click.argument("note_ids", nargs=-1, required=True, metavar="NOTE_ID...")
+@click.argument("note_ids", nargs=-1, required=True, metavar="NOTE_ID...", type=NoteIdType())
 @click.option("--stdin", "stdin_commands", is_flag=True, help="Read live commands from stdin (see connect --help).")
 @stream_command
 def capture(note_ids, stdin_commands, **kw):
     """Capture notes and write their noteUpdated events (reactions, votes, deletion)."""
+    from misskey_cli.settings import Request
 
-    def plan(notices: Notices, logged_in: bool) -> Any:
-        from misskey_cli.stream import Plan
-
-        return Plan(captures=list(dict.fromkeys(note_ids)), stdin_commands=stdin_commands)
-
-    execute(plan, kw)
+    run(stream_settings(kw, Request(captures=tuple(dict.fromkeys(note_ids)), stdin_commands=stdin_commands)))
 
 
 @main.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
@@ -619,20 +628,17 @@ def send(channel, message_type, body, assignments, params_json, force, **kw):
     Use -n, --duration or --idle-timeout to say when to stop.
     """
 
-    def plan(notices: Notices, logged_in: bool) -> Any:
-        from misskey_cli.channels import SpecError, check_send
-        from misskey_cli.stream import Plan
+    from misskey_cli.channels import SpecError, check_send
+    from misskey_cli.settings import Request, SendRequest
 
-        try:
-            for warning in check_send(channel.channel, message_type, force):
-                notices.warn(warning)
-        except SpecError as exc:
-            raise UsageError(str(exc)) from None
-        connections = build_connections((channel,), assignments, params_json, logged_in, notices)
-        cid = channel.connection_id or channel.channel
-        return Plan(connections, sends=[(cid, message_type, {} if body is None else body)])
-
-    execute(plan, kw)
+    try:
+        warnings = tuple(check_send(channel.channel, message_type, force))
+    except SpecError as exc:
+        raise click.UsageError(str(exc)) from None
+    connections, more = build_connections((channel,), assignments, params_json, logged_in(kw))
+    cid = channel.connection_id or channel.channel
+    sends = (SendRequest(cid, message_type, {} if body is None else body),)
+    run(stream_settings(kw, Request(connections, sends=sends)), warnings + more)
 
 
 @main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
@@ -696,8 +702,7 @@ def profiles(config_path):
     try:
         config, _ = choose_profile(config_path, None, os.environ)
     except UsageError as exc:
-        click.echo(f"mkstream: error: {exc.message}", err=True)
-        sys.exit(exc.exit_code)
+        fail(exc.message, exc.exit_code)
     if config is None:
         click.echo(f"mkstream: no config file at {default_config_path(os.environ)}; "
                    "'mkstream profiles --help' shows the format", err=True)

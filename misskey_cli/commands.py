@@ -1,8 +1,8 @@
 """The ``--stdin`` command language: one line, one command, parsed without side effects.
 
 ``connect CHANNEL[:ID][?params]``, ``disconnect ID``, ``sub NOTE_ID``, ``unsub NOTE_ID``,
-``send ID TYPE [BODY_JSON]``, or a raw JSON frame sent as is. Blank lines and ``#`` comments are
-ignored.
+``send ID TYPE [BODY_JSON]``, ``help``, or a raw JSON frame sent as is. Blank lines and ``#``
+comments are ignored. At the end of input the stream goes on with what it has.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from misskey_cli.channels import ChannelSpec, SpecError, parse_channel_spec
-from misskey_cli.protocol import BadFrame, parse_client_frame
+from misskey_cli.protocol import BadFrame, check_note_id, parse_client_frame
 
 
 class CommandError(ValueError):
@@ -51,10 +51,19 @@ class RawFrame:
     text: str
 
 
-Command = Connect | Disconnect | Sub | Unsub | Send | RawFrame
+@dataclass(frozen=True)
+class Help:
+    pass
+
+
+Command = Connect | Disconnect | Sub | Unsub | Send | RawFrame | Help
 
 USAGE = ("commands: connect CHANNEL[:ID][?k=v], disconnect ID, sub NOTE_ID, unsub NOTE_ID, "
-         "send ID TYPE [BODY_JSON], or a JSON frame")
+         "send ID TYPE [BODY_JSON], help, or a JSON frame")
+
+HELP = ("live commands, one per line: connect CHANNEL[:ID][?k=v] | disconnect ID | sub NOTE_ID | "
+        "unsub NOTE_ID | send ID TYPE [BODY_JSON] | a raw JSON frame {\"type\":...,\"body\":...} | help; "
+        "# starts a comment; at end of input the stream goes on")
 
 
 def parse_body(text: str | None) -> Any:
@@ -79,6 +88,8 @@ def parse_command(line: str) -> Command | None:
         return RawFrame(text)
     word, _, rest = text.partition(" ")
     rest = rest.strip()
+    if word == "help" and not rest:
+        return Help()
     if word == "connect":
         if not rest:
             raise CommandError("usage: connect CHANNEL[:ID][?key=value&...]")
@@ -91,10 +102,15 @@ def parse_command(line: str) -> Command | None:
             raise CommandError(f"usage: {word} {'ID' if word == 'disconnect' else 'NOTE_ID'}")
         if word == "disconnect":
             return Disconnect(rest)
+        try:
+            check_note_id(rest)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         return Sub(rest) if word == "sub" else Unsub(rest)
     if word == "send":
         parts = rest.split(None, 2)
         if len(parts) < 2:
             raise CommandError("usage: send ID TYPE [BODY_JSON]")
         return Send(parts[0], parts[1], parse_body(parts[2] if len(parts) == 3 else None))
-    raise CommandError(f"unknown command {word!r}; {USAGE}")
+    shown = word if len(word) <= 40 else word[:40] + "..."
+    raise CommandError(f"unknown command {shown!r}; {USAGE}")

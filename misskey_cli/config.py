@@ -1,7 +1,8 @@
-"""Where to connect and as whom: host forms, the token, the streaming URL, and redaction.
+"""Where to connect and as whom: host forms, proxies, the token, the streaming URL, and redaction.
 
 Pure apart from reading a token file. Every string mkstream prints that could carry the token
-goes through ``Redactor`` first: URLs show ``i=***`` and the token itself never appears.
+goes through ``Redactor`` first: URLs show ``i=***``, headers ``Bearer ***``, and the token itself
+never appears.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import re
 import stat
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
 from misskey_cli.errors import UsageError
@@ -28,6 +29,16 @@ class Endpoint:
     @property
     def url(self) -> str:
         return f"{self.scheme}://{self.netloc}{self.path}"
+
+    @property
+    def http_base(self) -> str:
+        """The HTTP API's base URL on the same server: ``https://host[:port]`` (``http`` for ws)."""
+        return f"{'https' if self.scheme == 'wss' else 'http'}://{self.netloc}"
+
+    @property
+    def is_loopback(self) -> bool:
+        host = self.netloc.rsplit(":", 1)[0] if not self.netloc.startswith("[") else self.netloc[1:].split("]")[0]
+        return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def parse_host(text: str) -> Endpoint:
@@ -70,8 +81,8 @@ class Target:
     auth: str = "query"
     insecure: bool = False
     ca_file: str | None = None
-    proxy: str | None = None
-    extra_headers: tuple[str, ...] = field(default=())
+    proxy: Proxy | None = None
+    connect_timeout: float = 10.0
 
     def url(self) -> str:
         """The URL to dial; with ``--auth query`` it carries the token (never print it: see display_url)."""
@@ -85,22 +96,36 @@ class Target:
         return self.endpoint.url
 
     def headers(self) -> list[str]:
-        headers = list(self.extra_headers)
         if self.token and self.auth == "header":
-            headers.append(f"Authorization: Bearer {self.token}")
-        return headers
+            return [f"Authorization: Bearer {self.token}"]
+        return []
+
+
+# The URL carries the token percent-quoted, so punctuation that quoting escapes ends the value.
+_QUERY_TOKEN = re.compile(r"([?&]i=)[^&#\s'\",:;()\[\]<>]+")
+_BEARER = re.compile(r"(Bearer\s+)[^\s'\",]+")
 
 
 class Redactor:
-    """Removes the token (and any ``i=`` query value) from text meant for humans."""
+    """Removes the token from text meant for humans, and changes nothing else.
+
+    Where a token stands *as a token* (an ``i=`` query value, a ``Bearer`` header value) it is
+    always replaced, whatever it is. Elsewhere the exact token (or its URL-quoted form) is replaced
+    only when it is long enough to be told apart from ordinary words: a one-letter test token
+    must not garble every message.
+    """
+
+    MIN_FREE_TEXT = 6
 
     def __init__(self, token: str | None) -> None:
-        self.secrets = [s for s in {token, quote(token, safe="")} if s] if token else []
+        self.secrets = ([s for s in dict.fromkeys((token, quote(token, safe=""))) if len(s) >= self.MIN_FREE_TEXT]
+                        if token else [])
 
     def __call__(self, text: str) -> str:
+        text = _BEARER.sub(r"\1***", _QUERY_TOKEN.sub(r"\1***", text))
         for secret in self.secrets:
             text = text.replace(secret, "***")
-        return re.sub(r"([?&]i=)[^&\s'\"]+", r"\1***", text)
+        return text
 
 
 def read_token_file(path: str, stdin_text: str | None = None) -> str:
@@ -132,19 +157,41 @@ def loose_permissions(path: str) -> bool:
     return bool(mode & (stat.S_IRGRP | stat.S_IROTH))
 
 
-def parse_proxy(url: str) -> tuple[str, int, str, tuple[str, str] | None]:
-    """``http://[user:pw@]host:port`` (or socks5://...) into (host, port, type, auth) for websocket-client."""
+@dataclass(frozen=True)
+class Proxy:
+    """A parsed ``--proxy``: what websocket-client and the HTTP client need, and a safe display form."""
+
+    host: str
+    port: int
+    kind: str  # http, socks4, socks4a, socks5, socks5h
+    auth: tuple[str, str] | None = None
+
+    @property
+    def display(self) -> str:
+        """The proxy URL without its password."""
+        user = f"{self.auth[0]}:***@" if self.auth else ""
+        return f"{self.kind}://{user}{self.host}:{self.port}"
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def parse_proxy(url: str) -> Proxy:
+    """``http://[user:pw@]host:port`` (or socks5://...); errors never echo the password."""
     parts = urlsplit(url if "://" in url else "http://" + url)
     kinds = {"http": "http", "https": "http", "socks4": "socks4", "socks4a": "socks4a",
              "socks5": "socks5", "socks5h": "socks5h"}
     kind = kinds.get(parts.scheme.lower())
-    if kind is None or not parts.hostname:
-        raise UsageError(f"bad proxy {url!r}: expected http://host:port or socks5://host:port")
+    shown = _without_password(url)
     try:
-        port = parts.port or (1080 if kind.startswith("socks") else 8080)
+        hostname = parts.hostname
+        port = parts.port
     except ValueError:
-        raise UsageError(f"bad proxy {url!r}: the port is not a number") from None
+        raise UsageError(f"bad proxy {shown!r}: the port is not a number from 0 to 65535") from None
+    if kind is None or not hostname:
+        raise UsageError(f"bad proxy {shown!r}: expected http://host:port or socks5://host:port")
     if kind.startswith("socks") and importlib.util.find_spec("python_socks") is None:
-        raise UsageError(f"bad proxy {url!r}: SOCKS proxies need the python-socks package (pip install python-socks)")
+        raise UsageError(f"bad proxy {shown!r}: SOCKS proxies need the python-socks package (pip install python-socks)")
     auth = (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
-    return parts.hostname, port, kind, auth
+    return Proxy(hostname, port or (1080 if kind.startswith("socks") else 8080), kind, auth)

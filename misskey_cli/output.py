@@ -1,51 +1,75 @@
-"""Turning received frames into output records, and writing them. The only user of jq and pygments.
+"""Turning received frames into output records. Pure; the only user of jq and pygments.
 
-``Renderer`` is pure: a decoded frame in, a list of encoded records out (jq may make 0..n of one
-frame). ``Writer`` is the only code that touches the output file: one write per record, so every
-record is on its way downstream as soon as it is rendered.
+``FORMATS`` is the registry of output formats (pretty, ndjson, raw, line): the one place that
+knows what each format does with a frame. ``Renderer`` applies the ``--jq`` filters and the chosen
+format: a decoded frame in, a list of encoded records out (jq may make 0..n of one frame).
+Writing the records is ``writer.py``'s job.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import queue
 import re
-import sys
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any
 
 import orjson
 
 from misskey_cli.choices import DEFAULT_STYLE
-from misskey_cli.errors import OutputError, UsageError
+from misskey_cli.errors import UsageError
+from misskey_cli.protocol import without_surrogates
 
 
 @dataclass(frozen=True)
 class OutputOptions:
+    """Output settings with every terminal fact already decided (by the app, once)."""
+
     format: str = "ndjson"
     color: bool = False
+    truecolor: bool = False
     style: str = DEFAULT_STYLE
     filters: tuple[str, ...] = ()
     args: dict[str, Any] = field(default_factory=dict)
     raw_output: bool = False
     timestamps: bool = False
+    # -r strings to a terminal: control characters from server text are shown escaped.
+    escape_raw_strings: bool = False
+
+
+@dataclass(frozen=True)
+class Format:
+    """One entry of the format registry."""
+
+    name: str
+    summary: str
+    # Records are the frame's bytes as received: no decoding, no filters, no timestamps.
+    verbatim: bool = False
+    # Whether `--timestamps` is rendered by adding a "ts" key to the frame (else the format shows it).
+    ts_key: bool = True
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("pretty", "indented JSON, coloured on a terminal"),
+    Format("ndjson", "one compact JSON text per line"),
+    Format("raw", "each frame's text byte for byte as received", verbatim=True),
+)}
 
 
 class JqRuntimeError(Exception):
     """A filter failed on one frame: that frame is skipped, the stream goes on."""
 
 
-def decide_format(requested: str | None, is_terminal: bool) -> str:
-    if requested:
-        return requested
-    return "pretty" if is_terminal else "ndjson"
+def decide_format(requested: str | None, is_terminal: bool) -> Format:
+    return FORMATS[requested or ("pretty" if is_terminal else "ndjson")]
 
 
-def decide_color(mode: str, is_terminal: bool, environ: dict[str, str] | os._Environ[str]) -> bool:
+def decide_truecolor(environ: Mapping[str, str]) -> bool:
+    return environ.get("COLORTERM", "").lower() in ("truecolor", "24bit")
+
+
+def decide_color(mode: str, is_terminal: bool, environ: Mapping[str, str]) -> bool:
     """``--color``: always/never win; auto honours NO_COLOR, then FORCE_COLOR, then the terminal."""
     if mode == "always":
         return True
@@ -59,17 +83,31 @@ def decide_color(mode: str, is_terminal: bool, environ: dict[str, str] | os._Env
 
 
 def compile_filters(filters: tuple[str, ...], args: dict[str, Any]) -> Any:
-    """Compile ``--jq`` filters as one program ``(f1) | (f2)``; a syntax error is a usage error."""
+    """Compile ``--jq`` filters as one program ``f1 | f2``; a filter that fails alone is a usage error.
+
+    Each filter is compiled on its own first, so an error names the filter the user typed and a
+    filter cannot close another's parenthesis. They are then chained with each one on its own
+    lines, so a ``# comment`` ends where its filter does.
+    """
     import jq
 
-    program = " | ".join(f"({f})" for f in filters)
+    for f in filters:
+        if not f.strip():
+            raise UsageError("empty --jq filter: use '.' for the whole frame")
+        _compile(jq, f, args)
+    if len(filters) == 1:
+        return _compile(jq, filters[0], args)
+    return _compile(jq, " | ".join(f"(\n{f}\n)" for f in filters), args)
+
+
+def _compile(jq: Any, program: str, args: dict[str, Any]) -> Any:
     try:
         return jq.compile(program, args=args)
     except ValueError as exc:
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         detail = lines[0] if lines else "syntax error"
         detail = detail.removeprefix("jq: error: ")
-        raise UsageError(f"bad --jq filter {' | '.join(filters)!r}: {detail}") from None
+        raise UsageError(f"bad --jq filter {program!r}: {detail}") from None
 
 
 def check_style(name: str) -> str:
@@ -94,28 +132,18 @@ def rfc3339(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 
+def _utf8(text: str) -> bytes:
+    # A lone surrogate (JSON allows "\ud83c"; JavaScript makes it of a string cut mid-emoji) can
+    # only stand inside a JSON string, where backslashreplace writes it as that same escape.
+    return text.encode("utf-8", "backslashreplace")
+
+
 def dumps_compact(value: Any) -> bytes:
     try:
         return orjson.dumps(value)
     except (TypeError, orjson.JSONEncodeError):
-        # orjson refuses integers beyond 64 bits; the standard library does not.
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def loads(data: bytes) -> Any:
-    """Decode one frame (UTF-8 validated); raises ValueError with a short reason."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError("invalid UTF-8") from None
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise ValueError(f"not JSON ({exc.args[0].split(':')[0]})") from None
+        # orjson refuses integers beyond 64 bits and lone surrogates; the standard library does not.
+        return _utf8(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
 _PATH_FILTER = re.compile(r"^\s*((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*$")
@@ -142,19 +170,33 @@ class Renderer:
 
     def __init__(self, options: OutputOptions) -> None:
         self.options = options
+        self.format = FORMATS[options.format]
+        if self.format.verbatim and (options.filters or options.timestamps):
+            raise UsageError(f"--format {options.format} writes frames byte for byte: "
+                             "it cannot be combined with --jq or --timestamps")
         self.program = compile_filters(options.filters, options.args) if options.filters else None
         # Plain path filters are evaluated on the decoded frame: jq would convert it to its own
         # values and back for every frame. Anything the shortcut cannot answer exactly goes to jq.
         self.path = simple_path(options.filters) if options.filters else None
         if options.format == "pretty":
-            self.encode: Callable[[Any], bytes] = make_colourer(options.style) if options.color else _pretty
+            self.encode: Callable[[Any], bytes] = (make_colourer(options.style, options.truecolor)
+                                                   if options.color else _pretty)
         else:
             self.encode = _ndjson
-        self.plain = self.program is None and not options.timestamps
+        self.plain = self.program is None and not options.timestamps and not self.format.verbatim
 
-    def render(self, frame: Any, received_at: float, data: bytes = b"") -> list[bytes]:
-        """Records for one decoded frame; ``data`` is its text as received, when at hand."""
-        if self.options.timestamps:
+    def verbatim(self, data: bytes) -> list[bytes]:
+        """Records for a frame as received, decoded or not: the frame itself in a verbatim format."""
+        return [data + b"\n"] if self.format.verbatim else []
+
+    def render(self, frame: Any, received_at: float, data: bytes = b"", clean: bool = True) -> list[bytes]:
+        """Records for one decoded frame; ``data`` is its text as received, when at hand.
+
+        ``clean`` is False when the text holds lone surrogates, which jq cannot read.
+        """
+        if self.format.verbatim:
+            return self.verbatim(data)
+        if self.options.timestamps and self.format.ts_key:
             frame = {"ts": rfc3339(received_at), **frame}
             data = b""
         if self.program is None:
@@ -172,7 +214,10 @@ class Renderer:
                         kind is int and -_SAFE_INT < value < _SAFE_INT):
                     return [self._encode_result(value)]
         try:
-            text = data.decode("utf-8") if data else dumps_compact(frame).decode("utf-8")
+            if clean:
+                text = data.decode("utf-8") if data else dumps_compact(frame).decode("utf-8")
+            else:
+                text = without_surrogates(json.dumps(frame, ensure_ascii=False))
             values = self.program.input_text(text).all()
         except ValueError as exc:
             raise JqRuntimeError(str(exc).splitlines()[0] if str(exc) else "jq error") from None
@@ -180,7 +225,9 @@ class Renderer:
 
     def _encode_result(self, value: Any) -> bytes:
         if self.options.raw_output and type(value) is str:
-            return value.encode("utf-8") + b"\n"
+            if self.options.escape_raw_strings:
+                value = escape_controls(value)
+            return without_surrogates(value).encode("utf-8") + b"\n"
         return self.encode(value)
 
 
@@ -191,11 +238,33 @@ def _ndjson(value: Any) -> bytes:
         return dumps_compact(value) + b"\n"
 
 
+# Characters json.dumps(ensure_ascii=False) leaves raw that a terminal acts on: DEL, C1 controls
+# and the bidirectional overrides. In pretty output (meant for a terminal) they become \u escapes:
+# still the same JSON, but server text cannot move the cursor or reorder the line.
+_TERMINAL_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _json_escape(match: re.Match[str]) -> str:
+    return f"\\u{ord(match[0]):04x}"
+
+
+def terminal_safe_json(text: str) -> str:
+    return _TERMINAL_UNSAFE.sub(_json_escape, text)
+
+
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def escape_controls(text: str) -> str:
+    """Control characters (but newline and tab) shown as visible escapes, for text bound for a terminal."""
+    return _CONTROLS.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
+
+
 def _pretty(value: Any) -> bytes:
-    return json.dumps(value, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+    return _utf8(terminal_safe_json(json.dumps(value, indent=2, ensure_ascii=False))) + b"\n"
 
 
-def make_colourer(style: str) -> Callable[[Any], bytes]:
+def make_colourer(style: str, truecolor: bool = False) -> Callable[[Any], bytes]:
     """Indented JSON in the pygments style's terminal colours, written straight from the value.
 
     The text is ``json.dumps(value, indent=2)``'s; each token gets the colour pygments' terminal
@@ -205,7 +274,6 @@ def make_colourer(style: str) -> Callable[[Any], bytes]:
     from pygments.formatters import Terminal256Formatter, TerminalTrueColorFormatter
     from pygments.token import Keyword, Name, Number, Punctuation, String, _TokenType
 
-    truecolor = os.environ.get("COLORTERM", "").lower() in ("truecolor", "24bit")
     formatter = (TerminalTrueColorFormatter if truecolor else Terminal256Formatter)(style=style)
 
     def paint(ttype: _TokenType | None) -> Callable[[str], str]:
@@ -226,7 +294,7 @@ def make_colourer(style: str) -> Callable[[Any], bytes]:
     def walk(value: Any, pad: str, out: list[str]) -> None:
         kind = type(value)
         if kind is str:
-            out.append(string(dump(value, ensure_ascii=False)))
+            out.append(string(terminal_safe_json(dump(value, ensure_ascii=False))))
         elif kind is dict or kind is list:
             if not value:
                 out.append(empty_obj if kind is dict else empty_arr)
@@ -237,7 +305,7 @@ def make_colourer(style: str) -> Callable[[Any], bytes]:
             for n, item in enumerate(value.items() if kind is dict else value):
                 out.append(separator if n == 0 else comma + separator)
                 if kind is dict:
-                    out.append(key(dump(str(item[0]), ensure_ascii=False)))
+                    out.append(key(terminal_safe_json(dump(str(item[0]), ensure_ascii=False))))
                     out.append(colon)
                     item = item[1]
                 walk(item, inner, out)
@@ -253,155 +321,6 @@ def make_colourer(style: str) -> Callable[[Any], bytes]:
         out: list[str] = []
         walk(value, "", out)
         out.append("\n")
-        return "".join(out).encode("utf-8")
+        return _utf8("".join(out))
 
     return colour
-
-
-class ReaderGone(Exception):
-    """The reader closed the pipe: a normal end."""
-
-
-class Writer:
-    """The only code that writes records: each one is handed to a writer thread that writes it at once.
-
-    The thread is what keeps a slow or paused reader (``| less``, a full pipe, a stalled disk) from
-    stalling the socket: the event loop goes on receiving frames and answering pings while the
-    records queue up in memory, so the server never drops mkstream for not reading and nothing is
-    lost. Write errors surface on the next ``write`` or at ``finish``.
-
-    To keep memory flat when the reader is merely slower than the stream, ``wait_for_room`` lets
-    the event loop pause (briefly, so pings are still answered in time) while the backlog is high.
-    """
-
-    BACKLOG_HIGH = 2 * 1024 * 1024
-    BACKLOG_LOW = 512 * 1024
-    BACKLOG_WARNING = 64 * 1024 * 1024
-
-    def __init__(self, fd: int, label: str, owns: bool = False, stream: BinaryIO | None = None,
-                 warn: Callable[[str], None] | None = None) -> None:
-        self.fd = fd
-        self.label = label
-        self.owns = owns
-        self.stream = stream
-        self.warn = warn
-        self.error: Exception | None = None
-        self.backlog = 0
-        self._backlog_changed = threading.Condition()
-        self._warned = False
-        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        # Readable once a write has failed, so the event loop learns of it without waiting for a frame.
-        self.failed_fd, self._failed_signal = os.pipe()
-
-    @classmethod
-    def for_stdout(cls, warn: Callable[[str], None] | None = None) -> Writer:
-        """Write to file descriptor 1 directly, or to ``sys.stdout`` when it has none (a test harness)."""
-        try:
-            fd = sys.stdout.fileno()
-        except (AttributeError, OSError, ValueError):
-            return cls(-1, "stdout", stream=sys.stdout.buffer, warn=warn)
-        sys.stdout.flush()
-        return cls(fd, "stdout", warn=warn)
-
-    @classmethod
-    def open_append(cls, path: str, warn: Callable[[str], None] | None = None) -> Writer:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as exc:
-            raise UsageError(f"cannot open output file {path}: {exc.strerror or exc}") from None
-        return cls(fd, path, owns=True, warn=warn)
-
-    def raise_error(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def write(self, data: bytes) -> None:
-        if self.error is not None:
-            raise self.error
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._drain, name="mkstream-writer", daemon=True)
-            self._thread.start()
-        with self._backlog_changed:
-            self.backlog += len(data)
-        if self.backlog > self.BACKLOG_WARNING and not self._warned and self.warn is not None:
-            self._warned = True
-            self.warn(f"{self.label} is not keeping up: {self.backlog // (1024 * 1024)} MB of records waiting "
-                      "in memory (nothing is dropped)")
-        self._queue.put(data)
-
-    def wait_for_room(self, timeout: float) -> None:
-        """If more than BACKLOG_HIGH bytes wait, wait (up to ``timeout``) until BACKLOG_LOW or less do."""
-        if self.backlog <= self.BACKLOG_HIGH:
-            return
-        with self._backlog_changed:
-            self._backlog_changed.wait_for(lambda: self.backlog <= self.BACKLOG_LOW or self.error is not None,
-                                           timeout)
-
-    def finish(self) -> None:
-        """Wait until every record is written; raise the write error if there was one."""
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
-        if self.error is not None:
-            raise self.error
-
-    def _drain(self) -> None:
-        get, get_nowait, write = self._queue.get, self._queue.get_nowait, self._write
-        finished = False
-        while not finished:
-            item = get()
-            if item is None:
-                return
-            batch = [item]
-            # Buffers that queued up while the last write ran go out in one system call (writev:
-            # no copy into one big buffer).
-            try:
-                while len(batch) < 512:
-                    more = get_nowait()
-                    if more is None:
-                        finished = True
-                        break
-                    batch.append(more)
-            except queue.Empty:
-                pass
-            size = sum(map(len, batch))
-            if self.error is None:
-                write(batch)
-            with self._backlog_changed:
-                self.backlog -= size
-                self._backlog_changed.notify_all()
-
-    def _write(self, batch: list[bytes]) -> None:
-        try:
-            if self.stream is not None:
-                self.stream.write(b"".join(batch))
-                self.stream.flush()
-                return
-            pending = list(batch)
-            while pending:
-                written = os.writev(self.fd, pending)
-                skip = 0
-                while skip < len(pending) and written >= len(pending[skip]):
-                    written -= len(pending[skip])
-                    skip += 1
-                pending = pending[skip:]
-                if written:
-                    pending[0] = pending[0][written:]
-        except BrokenPipeError:
-            self.error = ReaderGone()
-        except OSError as exc:
-            self.error = OutputError(f"cannot write to {self.label}: {exc.strerror or exc}")
-        else:
-            return
-        os.write(self._failed_signal, b"!")
-
-    def close(self) -> None:
-        for fd in (self.failed_fd, self._failed_signal):
-            if fd >= 0:
-                os.close(fd)
-        self.failed_fd = self._failed_signal = -1
-        if self.owns:
-            os.close(self.fd)
-            self.owns = False

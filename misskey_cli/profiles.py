@@ -25,24 +25,12 @@ from dataclasses import dataclass, field
 from misskey_cli.choices import AUTH_MODES
 from misskey_cli.config import loose_permissions
 from misskey_cli.errors import UsageError
+from misskey_cli.settings import PATH_KEYS, PROFILE_KEYS
 
 CONFIG_NAME = os.path.join("mkstream", "config.toml")
 
-# Profile key -> the type its TOML value must have. Paths are expanded (~, and relative to the
-# config file's directory) so a profile works from any working directory.
-PROFILE_KEYS: dict[str, type] = {
-    "host": str,
-    "token": str,
-    "token_file": str,
-    "auth": str,
-    "ca_file": str,
-    "proxy": str,
-    "format": str,
-    "color": str,
-    "style": str,
-    "timestamps": bool,
-}
-PATH_KEYS = ("token_file", "ca_file")
+# Paths (PATH_KEYS) are expanded (~, and relative to the config file's directory) so a profile
+# works from any working directory.
 TOP_KEYS = ("default_profile", "profiles")
 
 

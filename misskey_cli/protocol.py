@@ -1,14 +1,18 @@
-"""Frames of the Misskey streaming protocol (PROTOCOL.md section 3): builders and parsers.
+"""Frames of the Misskey streaming protocol (PROTOCOL.md section 3): builders, decoding, classes.
 
-Pure functions, shared by the client (``session.py``) and the simulator. A frame is one JSON text
-``{"type": ..., "body": ...}``; builders return the text to send, parsers take the text received.
+Pure functions, shared by the client and the simulator. A frame is one JSON text
+``{"type": ..., "body": ...}``; builders return the text to send, ``decode`` turns what arrived
+into a ``Frame`` or a ``Bad`` with the reason, in one place for every consumer.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 # Aliases a server accepts for client message types (PROTOCOL.md 3.1).
 CLIENT_TYPE_ALIASES = {"ch": "channel", "s": "subNote", "sr": "subNote", "un": "unsubNote"}
@@ -45,6 +49,18 @@ def sub_note_frame(note_id: str) -> str:
 
 def unsub_note_frame(note_id: str) -> str:
     return encode({"type": "unsubNote", "body": {"id": note_id}})
+
+
+# Note ids: aidx/aid/meid/ulid/objectid are all short runs of letters and digits.
+_NOTE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_note_id(text: str) -> str:
+    """``text`` when it can be a note id; raises ValueError saying what one looks like."""
+    if not _NOTE_ID.fullmatch(text):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise ValueError(f"bad note id {shown!r}: expected letters and digits, e.g. 9xyzabcdef012345")
+    return text
 
 
 class BadFrame(ValueError):
@@ -106,3 +122,67 @@ def type_name(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
+
+
+# ----- decoding what the server sent ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A decoded server frame: a JSON object with a string ``type``."""
+
+    value: dict[str, Any]
+    kind: str
+    data: bytes  # the text as received
+    # False when the text holds what orjson refuses but JSON allows (an escaped lone surrogate,
+    # as JavaScript makes of a string cut mid-emoji): such a value needs care to re-encode.
+    clean: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Bad:
+    """A frame that is not a protocol frame; ``label`` is how ``--stats`` counts it."""
+
+    reason: str
+    label: str
+    data: bytes
+
+
+def loads(data: bytes) -> tuple[Any, bool]:
+    """Decode one JSON text (UTF-8 validated): (value, clean); raises ValueError with a short reason."""
+    try:
+        return orjson.loads(data), True
+    except orjson.JSONDecodeError as exc:
+        if str(exc).startswith("depth limit"):
+            raise ValueError("nested too deeply") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("invalid UTF-8") from None
+    try:
+        return json.loads(text), False
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc.args[0].split(':')[0]})") from None
+
+
+def decode(data: bytes, binary: bool = False) -> Frame | Bad:
+    if binary:
+        return Bad(f"binary frame of {len(data)} bytes", "(binary)", data)
+    try:
+        value, clean = loads(data)
+    except ValueError as exc:
+        return Bad(str(exc), "(not JSON)", data)
+    kind = value.get("type") if type(value) is dict else None
+    if type(kind) is not str:
+        return Bad(describe_shape_problem(value) or "unexpected shape", "(bad shape)", data)
+    return Frame(value, kind, data, clean)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_surrogates(text: str) -> str:
+    """Lone surrogates replaced by U+FFFD, as jq does with text it cannot decode."""
+    return _SURROGATE.sub("\ufffd", text)

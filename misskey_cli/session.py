@@ -5,54 +5,37 @@ most one live socket. Every (re)connect replays that state with the same ids and
 reconnect restores what the user asked for, including changes made live through ``--stdin``.
 ``Session.next`` is the whole event loop: it waits on the socket and on any extra file
 descriptors (stdin), sends keepalive pings, spots dead paths and missing acks, and reconnects
-with backoff. It returns received data frames, readable fds, or None at the caller's deadline.
+with the ``backoff`` policy. It returns one typed event: ``Frames`` received, a ``Readable`` fd,
+``Reconnected`` after a loss, ``AckMissing`` for a channel the server did not acknowledge, or
+``DEADLINE``. The ``connected`` acks of its own connects are consumed here (``-v`` shows them).
 """
 
 from __future__ import annotations
 
-import random
 import select
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import websocket
 
 from misskey_cli import protocol, wsframes
-from misskey_cli.channels import CATALOGUE
-from misskey_cli.config import Redactor, Target, parse_proxy
+from misskey_cli.backoff import Backoff
+from misskey_cli.config import Redactor, Target
 from misskey_cli.errors import (
     ConnectFailed,
     ConnectionLost,
     Forbidden,
     MkstreamError,
-    NotAcknowledged,
     TokenRejected,
     UsageError,
 )
+from misskey_cli.settings import Liveness, Reconnect
 
 RECV_SIZE = 1 << 18  # 256 KB: ~170 typical frames per system call, without big buffers to keep
-
-
-@dataclass
-class SessionOptions:
-    ping_interval: float = 30.0
-    ping_timeout: float = 60.0
-    ack_timeout: float = 5.0
-    require_ack: bool = False
-    reconnect: bool = True
-    max_retries: int | None = None  # None = unlimited
-    retries_given: bool = False  # the user asked for retries explicitly: apply them to the first connect too
-    reconnect_delay: float = 0.5
-    reconnect_cap: float = 30.0
-    # A connection that lived this long resets the backoff (reconnecting-websocket, which the
-    # official client builds on, uses 5 s too): a server that keeps dropping sockets after a few
-    # seconds gets quick reconnects, one that refuses them gets ever slower ones.
-    stable_after: float = 5.0
-    open_timeout: float = 10.0
 
 
 @dataclass
@@ -72,6 +55,45 @@ class Received(NamedTuple):
     at: float
 
 
+# ----- events ---------------------------------------------------------------------------------
+
+
+class Frames(NamedTuple):
+    """Data frames that arrived (at least one), in order."""
+
+    items: list[Received]
+
+
+class Readable(NamedTuple):
+    """One of the extra file descriptors the caller asked to watch is readable."""
+
+    fd: int
+
+
+class Reconnected(NamedTuple):
+    """The socket is back after a loss, every channel and capture re-sent."""
+
+    down_since: float  # epoch seconds: when the lost socket was last known alive
+    down_for: float  # seconds
+    cause: str
+    captures: tuple[str, ...]  # captures that were active: their events in the gap are gone
+
+
+class AckMissing(NamedTuple):
+    """A channel connection was not acknowledged within the ack timeout."""
+
+    connection: Connection
+    others: tuple[Connection, ...]  # every other connection on the socket, to tell why
+
+
+class Deadline(NamedTuple):
+    """The caller's deadline passed."""
+
+
+DEADLINE = Deadline()
+
+Event = Frames | Readable | Reconnected | AckMissing | Deadline
+
 Notice = Callable[[str], None]
 
 
@@ -81,12 +103,22 @@ class Counters:
     connected_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class SessionNotices:
+    warn: Notice
+    info: Notice
+    debug: Notice
+
+
 class Session:
-    def __init__(self, target: Target, options: SessionOptions, warn: Notice, info: Notice, debug: Notice) -> None:
+    def __init__(self, target: Target, liveness: Liveness, reconnect: Reconnect, notices: SessionNotices,
+                 redact: Redactor, backoff: Backoff | None = None) -> None:
         self.target = target
-        self.options = options
-        self.redact = Redactor(target.token)
-        self._warn, self._info, self._debug = warn, info, debug
+        self.liveness = liveness
+        self.reconnect = reconnect
+        self.redact = redact
+        self._warn, self._info, self._debug = notices.warn, notices.info, notices.debug
+        self.backoff = backoff or Backoff(reconnect)
         self.connections: dict[str, Connection] = {}
         self.captures: dict[str, None] = {}
         self.counters = Counters()
@@ -94,13 +126,13 @@ class Session:
         self.ever_connected = False
         self.pending_acks: dict[str, float] = {}
         self.warned_acks: set[str] = set()
-        self._failures = 0
         self._retry_at: float | None = None
         self._up_since = 0.0
         self._last_heard = 0.0
         self._next_ping = 0.0
         self.parser = wsframes.FrameParser()
         self._pending_loss: tuple[str, bool] | None = None
+        self._down: tuple[float, float, str] | None = None  # (monotonic, epoch, cause) of the last loss
 
     # ----- desired state ------------------------------------------------------------------
 
@@ -162,11 +194,8 @@ class Session:
 
     # ----- the event loop -------------------------------------------------------------------
 
-    def next(self, deadline: float | None, watch: list[int]) -> list[Received] | int | None:
-        """Wait for data frames, a readable fd from ``watch``, or ``deadline`` (monotonic).
-
-        Returns every data frame that has arrived (at least one), the readable fd, or None.
-        """
+    def next(self, deadline: float | None, watch: Sequence[int]) -> Event:
+        """Wait for the next event; ``deadline`` is monotonic, ``watch`` extra fds (stdin, wake-ups)."""
         while True:
             if self._pending_loss is not None:
                 reason, clean = self._pending_loss
@@ -174,47 +203,60 @@ class Session:
                 self._lost(reason, clean)
             now = time.monotonic()
             if deadline is not None and now >= deadline:
-                return None
+                return DEADLINE
             if self.ws is None:
-                assert self._retry_at is not None
-                wake = self._retry_at if deadline is None else min(self._retry_at, deadline)
-                if now < wake:
-                    waiting, _, _ = select.select(watch, [], [], wake - now)
-                    if waiting:
-                        return waiting[0]
-                    continue
-                self._attempt()
+                event = self._wait_to_retry(now, deadline, watch)
+                if event is not None:
+                    return event
                 continue
-            self._check_acks(now)
-            if now >= self._last_heard + self.options.ping_timeout:
-                self._lost(f"no frame and no pong for {self.options.ping_timeout:g}s")
+            missing = self._missing_ack(now)
+            if missing is not None:
+                return missing
+            if now >= self._last_heard + self.liveness.ping_timeout:
+                self._lost(f"no frame and no pong for {self.liveness.ping_timeout:g}s")
                 continue
             if now >= self._next_ping:
                 self._ping(now)
-            wake = min(self._next_ping, self._last_heard + self.options.ping_timeout)
-            if self.pending_acks:
-                wake = min(wake, min(self.pending_acks.values()))
-            if deadline is not None:
-                wake = min(wake, deadline)
-            sock = self.ws.sock
-            if sock is None:
-                self._lost("socket closed")
-                continue
-            sock_fd = sock.fileno()
-            if isinstance(sock, ssl.SSLSocket) and sock.pending():
-                ready = [sock_fd]
-            else:
-                ready, _, _ = select.select([sock_fd, *watch], [], [], max(0.0, wake - time.monotonic()))
-            if sock_fd in ready:
-                frames = self._read(sock)
-                if frames:
-                    return frames
-                continue
-            if ready:
-                return ready[0]
+            event = self._wait_on_socket(deadline, watch)
+            if event is not None:
+                return event
+
+    def _wait_to_retry(self, now: float, deadline: float | None, watch: Sequence[int]) -> Event | None:
+        assert self._retry_at is not None
+        wake = self._retry_at if deadline is None else min(self._retry_at, deadline)
+        if now < wake:
+            waiting, _, _ = select.select(watch, [], [], wake - now)
+            return Readable(waiting[0]) if waiting else None
+        self._attempt()
+        if self.ws is not None and self._down is not None:
+            lost_at, epoch, cause = self._down
+            self._down = None
+            return Reconnected(epoch, time.monotonic() - lost_at, cause, tuple(self.captures))
+        return None
+
+    def _wait_on_socket(self, deadline: float | None, watch: Sequence[int]) -> Event | None:
+        assert self.ws is not None
+        wake = min(self._next_ping, self._last_heard + self.liveness.ping_timeout)
+        if self.pending_acks:
+            wake = min(wake, min(self.pending_acks.values()))
+        if deadline is not None:
+            wake = min(wake, deadline)
+        sock = self.ws.sock
+        if sock is None:
+            self._lost("socket closed")
+            return None
+        sock_fd = sock.fileno()
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            ready = [sock_fd]
+        else:
+            ready, _, _ = select.select([sock_fd, *watch], [], [], max(0.0, wake - time.monotonic()))
+        if sock_fd in ready:
+            frames = self._read(sock)
+            return Frames(frames) if frames else None
+        return Readable(ready[0]) if ready else None
 
     def _read(self, sock: socket.socket) -> list[Received]:
-        """One ``recv``: every whole message it completes. Control frames are handled here."""
+        """One ``recv``: every whole message it completes. Control frames and own acks are handled here."""
         try:
             chunk = sock.recv(RECV_SIZE)
         except (OSError, ValueError) as exc:
@@ -233,7 +275,8 @@ class Session:
         frames = []
         for opcode, payload in messages:
             if opcode == wsframes.OP_TEXT:
-                frames.append(Received(payload, False, at))
+                if not (len(payload) < 512 and b'"connected"' in payload and self._own_ack(payload)):
+                    frames.append(Received(payload, False, at))
             elif opcode == wsframes.OP_BINARY:
                 frames.append(Received(payload, True, at))
             elif opcode == wsframes.OP_PING:
@@ -247,15 +290,22 @@ class Session:
                 break
         return frames
 
-    def note_ack(self, connection_id: str) -> bool:
-        """Record a ``connected`` frame; True when it answers a connect this session sent."""
-        if connection_id in self.pending_acks:
-            del self.pending_acks[connection_id]
-            self._debug(f"channel {self.connections[connection_id].channel} acknowledged as {connection_id}")
-            return True
-        return connection_id in self.connections
+    def _own_ack(self, payload: bytes) -> bool:
+        """A ``connected`` frame answering a connect this session sent: bookkeeping, not the user's data.
 
-    def _check_acks(self, now: float) -> None:
+        Acks for connects sent as raw ``--stdin`` frames pass through to the output.
+        """
+        try:
+            cid = protocol.ack_id(protocol.loads(payload)[0])
+        except ValueError:
+            return False
+        if cid is None or (cid not in self.pending_acks and cid not in self.connections):
+            return False
+        if self.pending_acks.pop(cid, None) is not None:
+            self._debug(f"channel {self.connections[cid].channel} acknowledged as {cid}")
+        return True
+
+    def _missing_ack(self, now: float) -> AckMissing | None:
         for cid, due in list(self.pending_acks.items()):
             if now < due:
                 continue
@@ -264,26 +314,8 @@ class Session:
             if conn is None or cid in self.warned_acks:
                 continue
             self.warned_acks.add(cid)
-            message = (f"channel {conn.channel} (id {cid}) was not acknowledged within "
-                       f"{self.options.ack_timeout:g}s: {self.unacked_reason(conn)}")
-            if self.options.require_ack:
-                raise NotAcknowledged(message)
-            self._warn(message)
-
-    def unacked_reason(self, conn: Connection) -> str:
-        channel = CATALOGUE.get(conn.channel)
-        if channel is None:
-            return "the server does not know this channel"
-        if channel.shareable and any(c.channel == conn.channel and c.id != conn.id
-                                     for c in self.connections.values()):
-            return f"{conn.channel} can be connected once per socket and already is"
-        if len(self.connections) > protocol.MAX_CHANNELS_PER_SOCKET:
-            return f"a socket holds at most {protocol.MAX_CHANNELS_PER_SOCKET} channel connections"
-        if channel.needs_login and not self.target.token:
-            return "it needs a token (none was given)"
-        if channel.moderator_only:
-            return "it needs a moderator's token"
-        return "the token may lack the permission, or the list/antenna/room is not yours"
+            return AckMissing(conn, tuple(c for c in self.connections.values() if c.id != cid))
+        return None
 
     # ----- connecting -------------------------------------------------------------------------
 
@@ -299,7 +331,7 @@ class Session:
         target = self.target
         self._debug(f"connecting to {target.display_url()}")
         kwargs: dict[str, Any] = {
-            "timeout": self.options.open_timeout,
+            "timeout": self.liveness.connect_timeout,
             "header": target.headers(),
             "skip_utf8_validation": True,  # text is validated when decoded, once, in C
             "enable_multithread": False,
@@ -310,8 +342,9 @@ class Session:
         elif target.ca_file:
             sslopt = {"ca_certs": target.ca_file}
         if target.proxy:
-            host, port, kind, auth = parse_proxy(target.proxy)
-            kwargs.update(http_proxy_host=host, http_proxy_port=port, proxy_type=kind, http_proxy_auth=auth)
+            proxy = target.proxy
+            kwargs.update(http_proxy_host=proxy.host, http_proxy_port=proxy.port, proxy_type=proxy.kind,
+                          http_proxy_auth=proxy.auth)
         ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True, enable_multithread=False)
         try:
             ws.connect(target.url(), **kwargs)
@@ -328,14 +361,11 @@ class Session:
         now = time.monotonic()
         self._up_since = now
         self._last_heard = now
-        self._next_ping = now + self.options.ping_interval
+        self._next_ping = now + self.liveness.ping_interval
         self._retry_at = None
         if ws.sock is not None:
-            ws.sock.settimeout(self.options.ping_timeout)
-        if self.ever_connected:
-            self._debug(f"reconnected to {target.display_url()}")  # the loss was the one notice
-        else:
-            self._debug(f"connected to {target.display_url()}")
+            ws.sock.settimeout(self.liveness.ping_timeout)
+        self._debug(f"{'reconnected' if self.ever_connected else 'connected'} to {target.display_url()}")
         self.ever_connected = True
         for conn in self.connections.values():
             self._send_connect(conn)
@@ -354,17 +384,16 @@ class Session:
 
     def _failed(self, reason: str, fatal_first: bool) -> None:
         """A connection attempt failed: schedule a retry or give up."""
-        self._failures += 1
         first = not self.ever_connected
         error = ConnectFailed if first else ConnectionLost
         where = self.target.display_url()
-        if first and (fatal_first or not self.options.retries_given):
+        if first and (fatal_first or not self.reconnect.retry_first_connect):
             raise error(f"could not connect to {where}: {reason}")
-        if not self.options.reconnect or (self.options.max_retries is not None
-                                          and self._failures > self.options.max_retries):
-            spent = "" if not self.options.reconnect else f" after {self.options.max_retries} retries"
+        delay = self.backoff.failed()
+        if delay is None:
+            spent = f" after {self.reconnect.max_retries} retries" if self.reconnect.enabled else ""
             raise error(f"could not connect to {where}{spent}: {reason}")
-        delay = self._backoff()
+        self._retry_at = time.monotonic() + delay
         self._info(f"could not connect to {where}: {reason}; retrying in {delay:.1f}s")
 
     def _lost(self, reason: str, clean: bool = False) -> None:
@@ -373,32 +402,29 @@ class Session:
         self.ws = None
         self.pending_acks.clear()
         now = time.monotonic()
-        self.counters.connected_seconds += now - self._up_since
+        lived = now - self._up_since
+        self.counters.connected_seconds += lived
         if ws is not None:
             ws.shutdown()
-        if now - self._up_since >= self.options.stable_after:
-            self._failures = 0
-        if not self.options.reconnect:
+        self.backoff.lived(lived)
+        if not self.reconnect.enabled:
             if clean:
                 raise ServerClosed(reason)
             raise ConnectionLost(f"connection lost: {reason}")
-        self._failures += 1
-        if self.options.max_retries is not None and self._failures > self.options.max_retries:
-            raise ConnectionLost(f"connection lost: {reason}; gave up after {self.options.max_retries} retries")
-        delay = self._backoff()
+        delay = self.backoff.failed()
+        if delay is None:
+            raise ConnectionLost(f"connection lost: {reason}; gave up after {self.reconnect.max_retries} retries")
+        self._retry_at = now + delay
+        if self._down is None:
+            heard = time.time() - (now - self._last_heard)
+            self._down = (now, heard, reason)
         self.counters.reconnects += 1
         self._info(f"connection lost: {reason}; reconnecting in {delay:.1f}s")
-
-    def _backoff(self) -> float:
-        base = min(self.options.reconnect_cap, self.options.reconnect_delay * 2 ** (self._failures - 1))
-        delay = base * random.uniform(0.5, 1.0)  # jitter keeps a crowd of clients from retrying in step
-        self._retry_at = time.monotonic() + delay
-        return delay
 
     # ----- sending ----------------------------------------------------------------------------
 
     def _send_connect(self, conn: Connection) -> None:
-        self.pending_acks[conn.id] = time.monotonic() + self.options.ack_timeout
+        self.pending_acks[conn.id] = time.monotonic() + self.liveness.ack_timeout
         self._send(protocol.connect_frame(conn.channel, conn.id, conn.params or None, pong=True))
 
     def _send(self, text: str) -> None:
@@ -416,7 +442,7 @@ class Session:
 
     def _ping(self, now: float) -> None:
         assert self.ws is not None
-        self._next_ping = now + self.options.ping_interval
+        self._next_ping = now + self.liveness.ping_interval
         self._quietly("ping", self.ws.ping)
 
     def _quietly(self, what: str, action: Callable[..., object], *args: object) -> None:

@@ -56,14 +56,29 @@ def test_redactor_removes_token_and_query_values():
     assert Redactor(None)("nothing to hide") == "nothing to hide"
 
 
-def test_proxies():
-    from misskey_cli.config import parse_proxy
+@pytest.mark.parametrize(("token", "text", "expected"), [
+    # The character after the redacted value survives.
+    ("abcdef123", "wss://h/streaming?i=abcdef123 connection refused", "wss://h/streaming?i=*** connection refused"),
+    ("abcdef123", "GET /streaming?i=abcdef123&_t=1", "GET /streaming?i=***&_t=1"),
+    # A short token is redacted where it stands as a token, and nowhere else.
+    ("e", "mkstream: error: wss://h/streaming?i=e: refused", "mkstream: error: wss://h/streaming?i=***: refused"),
+    ("e", "Authorization: Bearer e", "Authorization: Bearer ***"),
+    ("longtoken99", "Authorization: Bearer longtoken99, and longtoken99 again", "Authorization: Bearer ***, and *** again"),
+])
+def test_redactor_changes_nothing_but_the_token(token, text, expected):
+    assert Redactor(token)(text) == expected
 
-    assert parse_proxy("http://127.0.0.1:3128") == ("127.0.0.1", 3128, "http", None)
-    assert parse_proxy("proxy.example") == ("proxy.example", 8080, "http", None)
-    assert parse_proxy("http://u%40x:p%3As@h:1") == ("h", 1, "http", ("u@x", "p:s"))
-    with pytest.raises(UsageError, match="bad proxy"):
-        parse_proxy("ftp://h:1")
+
+def test_proxies():
+    from misskey_cli.config import Proxy, parse_proxy
+
+    assert parse_proxy("http://127.0.0.1:3128") == Proxy("127.0.0.1", 3128, "http", None)
+    assert parse_proxy("proxy.example") == Proxy("proxy.example", 8080, "http", None)
+    assert parse_proxy("http://u%40x:p%3As@h:1") == Proxy("h", 1, "http", ("u@x", "p:s"))
+    assert parse_proxy("http://u:secret@h:1").display == "http://u:***@h:1"
+    with pytest.raises(UsageError, match="bad proxy") as bad:
+        parse_proxy("ftp://user:hunter22@h:1")
+    assert "hunter22" not in str(bad.value)
 
 
 def test_token_file(tmp_path):

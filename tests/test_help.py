@@ -107,8 +107,8 @@ def test_catalogue_examples_are_commands_that_pass_validation(channel, tmp_path)
     (tmp_path / ".misskey-token").write_text("tok-example\n")
     words = shlex.split(channel.example.partition(" | ")[0])
     assert words[0] == "mkstream", channel.example
-    result = invoke(*words[1:], "--host", "http://127.0.0.1:9", "--token", "tok-example", "-q",
-                    env={"HOME": str(tmp_path)})
+    token = () if "--token-file" in words else ("--token", "tok-example")
+    result = invoke(*words[1:], "--host", "http://127.0.0.1:9", *token, "-q", env={"HOME": str(tmp_path)})
     assert result.exit_code == ExitCode.CONNECT_FAILED, (channel.example, result.stderr)
 
 

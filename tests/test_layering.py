@@ -7,26 +7,33 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "misskey_cli"
 
-# module -> the package modules it may import
+# module -> the package modules it may import. From the top: cli (click) builds settings and calls
+# app; app assembles a run from session (the socket), stream (the loop), output (formats, jq,
+# pygments) and writer (the file); below them the pure pieces: protocol, channels, config.
 ALLOWED = {
-    "cli": {"channels", "config", "errors", "output", "timeparse", "stream", "session", "simulator",
-            "catalogue_view", "profiles", "choices", "__version__"},
-    "stream": {"commands", "protocol", "channels", "errors", "output", "session"},
-    "session": {"protocol", "channels", "config", "errors", "wsframes"},
-    "wsframes": set(),
-    "output": {"errors", "choices"},
-    "choices": set(),
-    "config": {"errors"},
-    "profiles": {"errors", "config", "choices"},
+    "__main__": {"cli"},
+    "cli": {"app", "settings", "channels", "config", "errors", "output", "timeparse", "simulator",
+            "catalogue_view", "profiles", "choices", "protocol", "notices", "__version__"},
+    "app": {"settings", "config", "errors", "notices", "output", "session", "stream", "writer", "simulator"},
+    "stream": {"commands", "protocol", "channels", "errors", "notices", "output", "session", "settings", "writer"},
+    "session": {"protocol", "config", "errors", "wsframes", "backoff", "settings"},
+    "backoff": {"settings"},
+    "writer": {"errors"},
+    "output": {"errors", "choices", "protocol"},
+    "notices": {"config"},
+    "settings": {"config"},
+    "profiles": {"errors", "config", "choices", "settings"},
     "commands": {"channels", "protocol"},
-    "channels": set(),
+    "catalogue_view": {"channels"},
+    "channels": {"protocol"},
+    "config": {"errors"},
+    "wsframes": set(),
+    "choices": set(),
     "protocol": set(),
     "errors": set(),
     "timeparse": set(),
-    "catalogue_view": {"channels"},
     "simulator": {"protocol", "channels", "traffic"},
     "traffic": {"protocol", "channels"},
-    "__main__": {"cli"},
     "__init__": set(),
 }
 

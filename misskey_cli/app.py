@@ -1,0 +1,284 @@
+"""One run, assembled once: settings and the process's environment in, an exit status out.
+
+``cli.py`` parses and builds frozen settings; ``run_stream`` does the rest. This is the one
+module with process-wide effects, and it restores each of them when the run ends: the SIGTERM
+handler, the signal wake-up fd, the ``os._exit`` on a second Ctrl-C while leaving. It reads the
+token (file, stdin or a no-echo prompt) and makes the one ``Redactor``, starts the ``--demo``
+simulator, picks the output format and colours from the terminal facts it is given, and turns
+every way a run can end into an exit status: the writer is drained (for a bounded time) on
+every path but a second Ctrl-C, so nothing received is lost, and any crash is one line, exit 1.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any, BinaryIO, TextIO
+
+from misskey_cli.config import Redactor, Target, loose_permissions, read_token_file
+from misskey_cli.errors import ExitCode, MkstreamError, UsageError
+from misskey_cli.notices import Notices
+from misskey_cli.settings import ServerSettings, StreamSettings
+
+# How long the writer may take to write what is queued when mkstream is leaving.
+DRAIN_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Environment:
+    """The process's standard streams and terminal facts, decided once at the entry point."""
+
+    stdin: TextIO | None
+    stdin_fd: int | None
+    stdout_fd: int | None
+    stdout_stream: BinaryIO | None
+    stderr: TextIO | None
+    stdin_isatty: bool
+    stdout_isatty: bool
+    stderr_isatty: bool
+    environ: Mapping[str, str]
+
+    @classmethod
+    def from_process(cls) -> Environment:
+        """The real process: file descriptors where the streams have them (a test harness may not)."""
+        return cls(
+            stdin=sys.stdin, stdin_fd=_fileno(sys.stdin),
+            stdout_fd=_fileno(sys.stdout), stdout_stream=getattr(sys.stdout, "buffer", None),
+            stderr=sys.stderr,
+            stdin_isatty=_isatty(sys.stdin), stdout_isatty=_isatty(sys.stdout), stderr_isatty=_isatty(sys.stderr),
+            environ=os.environ,
+        )
+
+
+def _fileno(stream: Any) -> int | None:
+    try:
+        return int(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: leave cleanly, exit 143."""
+
+
+# ----- the token ------------------------------------------------------------------------------
+
+
+def resolve_token(server: ServerSettings, env: Environment, notices: Notices) -> str | None:
+    """Read the token from where the settings say: a value, a file, stdin, or a no-echo prompt."""
+    source = server.token
+    if source.file is None:
+        return source.value or None
+    if source.file != "-":
+        if loose_permissions(source.file):
+            notices.warn(f"token file {source.file} is readable by others: chmod 600 {source.file}")
+        return read_token_file(source.file)
+    if env.stdin is None or (env.stdin_fd is None and not hasattr(env.stdin, "read")):
+        raise UsageError("--token-file -: standard input is closed")
+    if env.stdin_isatty:
+        import getpass
+
+        try:
+            text = getpass.getpass("mkstream: token (not echoed): ")
+        except EOFError:
+            text = ""
+        return read_token_file("-", text.splitlines()[0] if text else "")
+    try:
+        text = env.stdin.readline()
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--token-file -: cannot read standard input: {exc}") from None
+    return read_token_file("-", text)
+
+
+# ----- signals --------------------------------------------------------------------------------
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def _exit_now(signum: int, frame: FrameType | None) -> None:
+    os._exit(ExitCode.SIGINT if signum == signal.SIGINT else ExitCode.SIGTERM)
+
+
+@contextmanager
+def signal_handling() -> Iterator[int]:
+    """SIGTERM raises ``Terminated``; a wake-up fd makes a signal interrupt ``select`` at once.
+
+    Yields the fd to watch. Everything is restored on the way out.
+    """
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    wake_read, wake_write = os.pipe()
+    for fd in (wake_read, wake_write):
+        os.set_blocking(fd, False)
+    previous_wake = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+    try:
+        yield wake_read
+    finally:
+        signal.set_wakeup_fd(previous_wake)
+        signal.signal(signal.SIGTERM, previous)
+        os.close(wake_read)
+        os.close(wake_write)
+
+
+@contextmanager
+def leaving() -> Iterator[None]:
+    """While mkstream says goodbye and drains, a second Ctrl-C (or SIGTERM) exits at once."""
+    previous = {signum: signal.signal(signum, _exit_now) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# ----- the streaming commands -----------------------------------------------------------------
+
+
+def run_stream(settings: StreamSettings, env: Environment) -> int:
+    """Run ``connect``, ``capture`` or ``send``; returns the exit status."""
+    notices = Notices(env.stderr, quiet=settings.notices.quiet, verbose=settings.notices.verbose)
+    try:
+        with ExitStack() as stack:
+            return _stream(settings, env, notices, stack)
+    except MkstreamError as exc:
+        notices.error(exc.message)
+        return exc.exit_code
+    except Exception as exc:  # the one place that turns any crash into exit 1
+        import traceback
+
+        notices.traceback(traceback.format_exc())
+        notices.error(f"unexpected {type(exc).__name__}: {exc}")
+        return ExitCode.RUNTIME_ERROR
+
+
+def _target(settings: StreamSettings, env: Environment, notices: Notices, stack: ExitStack) -> Target:
+    server = settings.server
+    if server.demo:
+        from misskey_cli.config import Endpoint
+        from misskey_cli.simulator import DEMO_TOKEN, Simulator
+
+        sim = stack.enter_context(Simulator(rate=4.0, ticks=True))
+        notices.debug(f"demo simulator listening on {sim.url}")
+        return Target(Endpoint("ws", sim.host_port, "/streaming"), DEMO_TOKEN,
+                      connect_timeout=settings.liveness.connect_timeout)
+    token = resolve_token(server, env, notices)
+    notices.redact = Redactor(token)
+    if server.endpoint is None:
+        raise UsageError("no server given: use --host misskey.example (or set MISSKEY_HOST), or --demo")
+    if server.insecure:
+        notices.warn("TLS certificates are not verified (--insecure): anyone on the path can read the stream")
+    if token and server.endpoint.scheme == "ws" and not server.endpoint.is_loopback:
+        notices.warn(f"the token is sent in clear text over plain ws:// to {server.endpoint.netloc}")
+    return Target(server.endpoint, token, server.auth, server.insecure, server.ca_file, server.proxy,
+                  settings.liveness.connect_timeout)
+
+
+def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack: ExitStack) -> int:
+    from misskey_cli.output import OutputOptions, Renderer, decide_color, decide_format, decide_truecolor
+    from misskey_cli.session import Session, SessionNotices
+    from misskey_cli.stream import Stream
+    from misskey_cli.writer import Writer
+
+    out = settings.output
+    request = settings.request
+    if request.stdin_commands and env.stdin_fd is None:
+        raise UsageError("--stdin: standard input is closed (or not a file)")
+    if request.stdin_commands and settings.server.token.file == "-":
+        raise UsageError("--token-file - and --stdin both want standard input: put the token in a file")
+    to_terminal = out.path is None and env.stdout_isatty
+    fmt = decide_format(out.format, to_terminal)
+    renderer = Renderer(OutputOptions(
+        fmt.name, decide_color(out.color, to_terminal, env.environ), decide_truecolor(env.environ), out.style,
+        out.filters, dict(out.jq_args), out.raw_output, out.timestamps, escape_raw_strings=to_terminal))
+    target = _target(settings, env, notices, stack)
+    writer = stack.enter_context(Writer.open_append(out.path, notices.warn) if out.path
+                                 else Writer.to_fd(env.stdout_fd, env.stdout_stream, notices.warn))
+    session = Session(target, settings.liveness, settings.reconnect,
+                      SessionNotices(notices.warn, notices.info, notices.debug), notices.redact)
+    for conn in request.connections:
+        session.add_connection(conn.channel, conn.connection_id, conn.params)
+    for note_id in request.captures:
+        session.add_capture(note_id)
+    wake_fd = stack.enter_context(signal_handling())
+    stream = Stream(session, renderer, writer, settings.limits, notices, control=session,
+                    require_ack=settings.liveness.require_ack, logged_in=bool(target.token),
+                    stdin_fd=env.stdin_fd if request.stdin_commands else None, watch=[wake_fd])
+    notices.debug(f"streaming from {target.display_url()}")
+    code = _until_end(stream, session, request.sends, notices)
+    return _drain_and_report(stream, writer, notices, settings.notices.stats, code)
+
+
+def _until_end(stream: Any, session: Any, sends: Any, notices: Notices) -> ExitCode | MkstreamError:
+    """Run the stream; every way it can end becomes an exit status, or the error to report."""
+    from misskey_cli.session import ServerClosed
+    from misskey_cli.writer import ReaderGone
+
+    outcome: ExitCode | MkstreamError
+    try:
+        if sends:
+            session.open()
+            for send in sends:
+                session.send_to_channel(send.connection_id, send.message_type, send.body)
+        outcome = stream.run()
+    except KeyboardInterrupt:
+        outcome = ExitCode.SIGINT
+    except Terminated:
+        outcome = ExitCode.SIGTERM
+    except ReaderGone:
+        outcome = ExitCode.OK
+    except ServerClosed as exc:
+        notices.info(f"{exc.message}; not reconnecting (--no-reconnect)")
+        outcome = ExitCode.OK
+    except MkstreamError as exc:
+        outcome = exc
+    except BaseException:
+        session.abort()
+        raise
+    with leaving():
+        try:
+            session.close()
+        except Exception:  # leaving anyway: a failed goodbye is no reason to lose records
+            session.abort()
+    return outcome
+
+
+def _drain_and_report(stream: Any, writer: Any, notices: Notices, stats: bool,
+                      outcome: ExitCode | MkstreamError) -> int:
+    """Write every queued record (bounded), then say how the run went."""
+    from misskey_cli.writer import ReaderGone
+
+    error: MkstreamError | None = outcome if isinstance(outcome, MkstreamError) else None
+    code = outcome.exit_code if isinstance(outcome, MkstreamError) else outcome
+    with leaving():
+        try:
+            unwritten = writer.finish(DRAIN_TIMEOUT)
+        except ReaderGone:
+            unwritten = 0
+        except MkstreamError as exc:
+            unwritten = 0
+            if error is None:
+                error, code = exc, exc.exit_code
+        except KeyboardInterrupt:
+            unwritten = writer.records_queued - writer.records_written
+    stream.finish_notices()
+    if unwritten:
+        notices.warn(f"{unwritten} record(s) could not be written within {DRAIN_TIMEOUT:g}s "
+                     f"({writer.label} is not reading) and were dropped")
+    if stats:
+        notices.report(stream.stats_line())
+    if error is not None:
+        notices.error(error.message)
+    return int(code)

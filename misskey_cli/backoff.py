@@ -1,0 +1,42 @@
+"""When to reconnect, and when to give up: a pure policy with an injected random source.
+
+Exponential backoff with jitter: the first retry after about ``first_delay``, doubling up to
+``cap``; a connection that lived ``stable_after`` seconds resets it, so a server that keeps
+dropping sockets gets quick reconnects and one that refuses them gets ever slower ones. The
+exponent is clamped, so "never give up" means never (no overflow after a thousand failures).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from misskey_cli.settings import Reconnect
+
+# 2 ** 40 times any sane first delay is far past any cap: enough to reach it, small enough to stay finite.
+_MAX_EXPONENT = 40
+
+
+@dataclass
+class Backoff:
+    policy: Reconnect
+    random: Callable[[], float] = field(default=random.random)
+    failures: int = 0  # failed attempts (or lost connections) in a row
+
+    def failed(self) -> float | None:
+        """Count one failure; the delay before the next attempt, or None when retries are spent."""
+        self.failures += 1
+        if not self.policy.enabled:
+            return None
+        if self.policy.max_retries is not None and self.failures > self.policy.max_retries:
+            return None
+        exponent = min(self.failures - 1, _MAX_EXPONENT)
+        base = min(self.policy.cap, self.policy.first_delay * 2.0 ** exponent)
+        # Jitter keeps a crowd of clients that lost the same server from retrying in step.
+        return base * (0.5 + 0.5 * self.random())
+
+    def lived(self, seconds: float) -> None:
+        """A connection that was up this long ended: a stable one resets the count."""
+        if seconds >= self.policy.stable_after:
+            self.failures = 0
