@@ -547,7 +547,7 @@ def verdict(ok: bool | None) -> str:
 def median_ratio(results: dict[str, list[Throughput]], top: str, bottom: str) -> float | None:
     if top not in results or bottom not in results:
         return None
-    pairs = zip(results[top], results[bottom])
+    pairs = zip(results[top], results[bottom], strict=True)
     return statistics.median(a.records_per_s / b.records_per_s for a, b in pairs)
 
 

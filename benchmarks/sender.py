@@ -258,10 +258,7 @@ def serve(sock: socket.socket, pools: Pools) -> None:
             linger(reader, sock, close_sent=False, timeout=None)
             return
         cpu0, t0 = time.thread_time(), time.monotonic_ns()
-        if mode == "paced":
-            sent = send_paced(sock, stamped, count, rate)
-        else:
-            sent = send_blast(sock, pool, count)
+        sent = send_paced(sock, stamped, count, rate) if mode == "paced" else send_blast(sock, pool, count)
         t1, cpu1 = time.monotonic_ns(), time.thread_time()
         emit({"run": run, "event": "sent", "t0": t0, "t1": t1, "cpu": cpu1 - cpu0, "frames": count, "bytes": sent})
         if mode == "hold":

@@ -156,7 +156,7 @@ def run_stream(settings: StreamSettings, env: Environment) -> int:
     except MkstreamError as exc:
         notices.error(exc.message)
         return exc.exit_code
-    except Exception as exc:  # the one place that turns any crash into exit 1
+    except Exception as exc:  # noqa: BLE001 - the one place that turns any crash into exit 1
         import traceback
 
         notices.traceback(traceback.format_exc())
@@ -250,7 +250,7 @@ def _until_end(stream: Any, session: Any, sends: Any, notices: Notices) -> ExitC
     with leaving():
         try:
             session.close()
-        except Exception:  # leaving anyway: a failed goodbye is no reason to lose records
+        except Exception:  # noqa: BLE001 - leaving anyway: a failed goodbye is no reason to lose records
             session.abort()
     return outcome
 

@@ -18,7 +18,7 @@ def channel_table(channels: list[Channel]) -> str:
         login = "moderator" if c.moderator_only else ("yes" if c.needs_login else "no")
         rows.append((c.name, login, params, c.summary))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3] for row in rows]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3] for row in rows]
     lines.append("")
     lines.append("* = required param. 'mkstream channels NAME' shows params, events and an example.")
     return "\n".join(lines)

@@ -317,10 +317,7 @@ def check_send(channel_name: str, message_type: str, force: bool,
     if message_type in channel.side_effects and not force:
         raise SpecError(f"{channel_name} message {message_type} changes state on the server; {override}")
     if message_type not in channel.accepts:
-        if channel.accepts:
-            takes = f"it accepts {', '.join(channel.accepts)}"
-        else:
-            takes = "it accepts no messages"
+        takes = f"it accepts {', '.join(channel.accepts)}" if channel.accepts else "it accepts no messages"
         return [(f"channel {channel_name} does not handle {message_type}{did_you_mean(message_type, channel.accepts)}"
                 f" ({takes}); sending it anyway")]
     return []

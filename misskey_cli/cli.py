@@ -9,6 +9,7 @@ one hint line.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -109,10 +110,8 @@ def channels_on_the_line(ctx: click.Context) -> list[str]:
     if isinstance(ctx.params.get("channel"), ChannelSpec):
         specs.append(ctx.params["channel"])
     for word in ctx.args:  # e.g. `connect localTimeline -p <TAB>`: the unfinished -p stops the parser
-        try:
+        with contextlib.suppress(SpecError):
             specs.append(parse_channel_spec(word))
-        except SpecError:
-            pass
     return [name for name in dict.fromkeys(spec.channel for spec in specs) if name in CATALOGUE]
 
 
@@ -362,7 +361,8 @@ def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate."),
         click.option("--ca-file", metavar="PATH", type=CaFileType(),
                      help="Verify TLS against this CA bundle."),
-        click.option("--proxy", metavar="URL", type=ProxyType(), help="HTTP proxy, or socks5:// with python-socks installed (default: http(s)_proxy, honouring "
+        click.option("--proxy", metavar="URL", type=ProxyType(),
+                     help="HTTP proxy, or socks5:// with python-socks installed (default: http(s)_proxy, honouring "
                           "no_proxy)."),
         click.option("--demo", is_flag=True,
                      help="Start the built-in simulator on a free loopback port and stream from it "
@@ -619,7 +619,8 @@ Examples:
               help="A channel param (typed by the channel catalogue).")
 @click.option("--params", "params_json", type=JsonType(want_object=True), metavar="JSON",
               help="All params as one JSON object.")
-@click.option("--force", is_flag=True, help="Send a message that changes state on the server (chat read, reversi moves).")
+@click.option("--force", is_flag=True,
+              help="Send a message that changes state on the server (chat read, reversi moves).")
 @stream_command
 def send(channel, message_type, body, assignments, params_json, force, **kw):
     """Connect CHANNEL, send it one message, and write what arrives.

@@ -8,6 +8,7 @@ comments are ignored. At the end of input the stream goes on with what it has.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,30 +88,47 @@ def parse_command(line: str) -> Command | None:
             raise CommandError(f"a raw frame must be a JSON object with a string type; this one is {exc}") from None
         return RawFrame(text)
     word, _, rest = text.partition(" ")
-    rest = rest.strip()
-    if word == "help" and not rest:
-        return Help()
-    if word == "connect":
-        if not rest:
-            raise CommandError("usage: connect CHANNEL[:ID][?key=value&...]")
-        try:
-            return Connect(parse_channel_spec(rest))
-        except SpecError as exc:
-            raise CommandError(str(exc)) from None
-    if word in ("disconnect", "sub", "unsub"):
-        if not rest or " " in rest:
-            raise CommandError(f"usage: {word} {'ID' if word == 'disconnect' else 'NOTE_ID'}")
-        if word == "disconnect":
-            return Disconnect(rest)
-        try:
-            check_note_id(rest)
-        except ValueError as exc:
-            raise CommandError(str(exc)) from None
-        return Sub(rest) if word == "sub" else Unsub(rest)
-    if word == "send":
-        parts = rest.split(None, 2)
-        if len(parts) < 2:
-            raise CommandError("usage: send ID TYPE [BODY_JSON]")
-        return Send(parts[0], parts[1], parse_body(parts[2] if len(parts) == 3 else None))
-    shown = word if len(word) <= 40 else word[:40] + "..."
-    raise CommandError(f"unknown command {shown!r}; {USAGE}")
+    parse = _WORDS.get(word)
+    if parse is None:
+        shown = word if len(word) <= 40 else word[:40] + "..."
+        raise CommandError(f"unknown command {shown!r}; {USAGE}")
+    return parse(word, rest.strip())
+
+
+def _help(word: str, rest: str) -> Command:
+    if rest:
+        raise CommandError("usage: help")
+    return Help()
+
+
+def _connect(word: str, rest: str) -> Command:
+    if not rest:
+        raise CommandError("usage: connect CHANNEL[:ID][?key=value&...]")
+    try:
+        return Connect(parse_channel_spec(rest))
+    except SpecError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _one_id(word: str, rest: str) -> Command:
+    if not rest or " " in rest:
+        raise CommandError(f"usage: {word} {'ID' if word == 'disconnect' else 'NOTE_ID'}")
+    if word == "disconnect":
+        return Disconnect(rest)
+    try:
+        check_note_id(rest)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    return Sub(rest) if word == "sub" else Unsub(rest)
+
+
+def _send(word: str, rest: str) -> Command:
+    parts = rest.split(None, 2)
+    if len(parts) < 2:
+        raise CommandError("usage: send ID TYPE [BODY_JSON]")
+    return Send(parts[0], parts[1], parse_body(parts[2] if len(parts) == 3 else None))
+
+
+_WORDS: dict[str, Callable[[str, str], Command]] = {
+    "help": _help, "connect": _connect, "disconnect": _one_id, "sub": _one_id, "unsub": _one_id, "send": _send,
+}

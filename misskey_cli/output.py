@@ -271,56 +271,62 @@ def make_colourer(style: str, truecolor: bool = False) -> Callable[[Any], bytes]
     formatter gives the JSON lexer's token of that kind. Lexing the text again would cost ten
     times as much per record.
     """
-    from pygments.formatters import Terminal256Formatter, TerminalTrueColorFormatter
-    from pygments.token import Keyword, Name, Number, Punctuation, String, _TokenType
+    return _Colourer(style, truecolor).colour
 
-    formatter = (TerminalTrueColorFormatter if truecolor else Terminal256Formatter)(style=style)
 
-    def paint(ttype: _TokenType | None) -> Callable[[str], str]:
-        while ttype is not None and str(ttype) not in formatter.style_string:
+class _Colourer:
+    def __init__(self, style: str, truecolor: bool) -> None:
+        from pygments.formatters import Terminal256Formatter, TerminalTrueColorFormatter
+        from pygments.token import Keyword, Name, Number, Punctuation, String
+
+        self.formatter = (TerminalTrueColorFormatter if truecolor else Terminal256Formatter)(style=style)
+        self.key, self.string, self.integer, self.floating, constant, punct = (
+            self._paint(t) for t in (Name.Tag, String.Double, Number.Integer, Number.Float, Keyword.Constant,
+                                     Punctuation))
+        self.open_obj, self.close_obj, self.open_arr, self.close_arr = punct("{"), punct("}"), punct("["), punct("]")
+        self.empty_obj, self.empty_arr, self.comma, self.colon = punct("{}"), punct("[]"), punct(","), punct(":") + " "
+        self.literals = {True: constant("true"), False: constant("false"), None: constant("null")}
+
+    def _paint(self, ttype: Any) -> Callable[[str], str]:
+        styles = self.formatter.style_string
+        while ttype is not None and str(ttype) not in styles:
             ttype = ttype.parent
         if ttype is None:
             return lambda text: text
-        on, off = formatter.style_string[str(ttype)]
+        on, off = styles[str(ttype)]
         return lambda text: on + text + off
 
-    key, string, integer, floating, constant, punct = (
-        paint(t) for t in (Name.Tag, String.Double, Number.Integer, Number.Float, Keyword.Constant, Punctuation))
-    open_obj, close_obj, open_arr, close_arr = punct("{"), punct("}"), punct("["), punct("]")
-    empty_obj, empty_arr, comma, colon = punct("{}"), punct("[]"), punct(","), punct(":") + " "
-    literals = {True: constant("true"), False: constant("false"), None: constant("null")}
-    dump = json.dumps
-
-    def walk(value: Any, pad: str, out: list[str]) -> None:
-        kind = type(value)
-        if kind is str:
-            out.append(string(terminal_safe_json(dump(value, ensure_ascii=False))))
-        elif kind is dict or kind is list:
-            if not value:
-                out.append(empty_obj if kind is dict else empty_arr)
-                return
-            inner = pad + "  "
-            out.append(open_obj if kind is dict else open_arr)
-            separator = "\n" + inner
-            for n, item in enumerate(value.items() if kind is dict else value):
-                out.append(separator if n == 0 else comma + separator)
-                if kind is dict:
-                    out.append(key(terminal_safe_json(dump(str(item[0]), ensure_ascii=False))))
-                    out.append(colon)
-                    item = item[1]
-                walk(item, inner, out)
-            out.append("\n" + pad + (close_obj if kind is dict else close_arr))
-        elif value is None or kind is bool:
-            out.append(literals[value])
-        elif kind is int:
-            out.append(integer(dump(value)))
-        else:
-            out.append(floating(dump(value)))
-
-    def colour(value: Any) -> bytes:
+    def colour(self, value: Any) -> bytes:
         out: list[str] = []
-        walk(value, "", out)
+        self.walk(value, "", out)
         out.append("\n")
         return _utf8("".join(out))
 
-    return colour
+    def walk(self, value: Any, pad: str, out: list[str]) -> None:
+        kind = type(value)
+        if kind is str:
+            out.append(self.string(terminal_safe_json(json.dumps(value, ensure_ascii=False))))
+        elif kind is dict or kind is list:
+            self.walk_container(value, kind is dict, pad, out)
+        elif value is None or kind is bool:
+            out.append(self.literals[value])
+        elif kind is int:
+            out.append(self.integer(json.dumps(value)))
+        else:
+            out.append(self.floating(json.dumps(value)))
+
+    def walk_container(self, value: Any, is_dict: bool, pad: str, out: list[str]) -> None:
+        if not value:
+            out.append(self.empty_obj if is_dict else self.empty_arr)
+            return
+        inner = pad + "  "
+        out.append(self.open_obj if is_dict else self.open_arr)
+        separator = "\n" + inner
+        for n, item in enumerate(value.items() if is_dict else value):
+            out.append(separator if n == 0 else self.comma + separator)
+            if is_dict:
+                out.append(self.key(terminal_safe_json(json.dumps(str(item[0]), ensure_ascii=False))))
+                out.append(self.colon)
+                item = item[1]
+            self.walk(item, inner, out)
+        out.append("\n" + pad + (self.close_obj if is_dict else self.close_arr))

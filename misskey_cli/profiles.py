@@ -19,7 +19,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from misskey_cli.choices import AUTH_MODES
@@ -70,8 +70,8 @@ class Config:
         if wanted not in self.profiles:
             known = ", ".join(self.profiles) or "none"
             origin = "" if name else " (its default_profile)"
-            raise UsageError(f"{self.where()}{origin}: no profile {wanted!r}{_did_you_mean(wanted, list(self.profiles))}"
-                             f"; it has: {known}")
+            hint = _did_you_mean(wanted, list(self.profiles))
+            raise UsageError(f"{self.where()}{origin}: no profile {wanted!r}{hint}; it has: {known}")
         return self.profiles[wanted]
 
 
@@ -142,23 +142,25 @@ def parse_config(path: str, data: dict[str, object], text: str = "") -> Config:
         section = f"profiles.{name}"
         if not isinstance(table, dict):
             raise fail("profiles", name, f"profiles.{name} must be a table: [profiles.{name}]")
-        values: dict[str, str | bool] = {}
-        for key, value in table.items():
-            expected = PROFILE_KEYS.get(key)
-            if expected is None:
-                raise fail(section, key, f'unknown key "{key}" in [{section}]'
-                                         f"{_did_you_mean(key, list(PROFILE_KEYS))}")
-            if not isinstance(value, expected):
-                kind = "true or false" if expected is bool else "a string"
-                raise fail(section, key, f"{key} in [{section}] must be {kind}, not {value!r}")
-            if key in PATH_KEYS:
-                value = os.path.join(base, os.path.expanduser(str(value)))
-            values[key] = value
+        values = {key: _profile_value(section, key, value, base, fail) for key, value in table.items()}
         if "token" in values and "token_file" in values:
             raise fail(section, "token_file", f"[{section}] has both token and token_file: keep one")
         found = {key: line for (table_name, key), line in lines.items() if table_name == section}
         profiles[name] = Profile(name, values, found)
     return Config(path, default, profiles)
+
+
+def _profile_value(section: str, key: str, value: object, base: str,
+                   fail: Callable[[str, str, str], UsageError]) -> str | bool:
+    expected = PROFILE_KEYS.get(key)
+    if expected is None:
+        raise fail(section, key, f'unknown key "{key}" in [{section}]{_did_you_mean(key, list(PROFILE_KEYS))}')
+    if not isinstance(value, expected):
+        kind = "true or false" if expected is bool else "a string"
+        raise fail(section, key, f"{key} in [{section}] must be {kind}, not {value!r}")
+    if key in PATH_KEYS:
+        return os.path.join(base, os.path.expanduser(str(value)))
+    return value  # type: ignore[return-value]  # a str or bool, as PROFILE_KEYS says
 
 
 def profile_hosts(path: str) -> dict[str, str]:
@@ -184,7 +186,7 @@ def profile_table(config: Config) -> str:
         rows.append((name + marker, str(profile.values.get("host", "-")), profile.auth, token))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     lines = [f"config: {config.path}", ""]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths)) + "  " + row[3] for row in rows]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths, strict=True)) + "  " + row[3] for row in rows]
     if config.default_profile:
         lines += ["", "* = default_profile (used when neither --profile nor MKSTREAM_PROFILE is given)"]
     return "\n".join(lines)

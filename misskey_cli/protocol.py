@@ -92,8 +92,9 @@ def ack_id(frame: Any) -> str | None:
     """The connection id a ``connected`` frame acknowledges, or None for any other frame."""
     if isinstance(frame, dict) and frame.get("type") == "connected":
         body = frame.get("body")
-        if isinstance(body, dict) and isinstance(body.get("id"), str):
-            return body["id"]
+        cid = body.get("id") if isinstance(body, dict) else None
+        if isinstance(cid, str):
+            return cid
     return None
 
 

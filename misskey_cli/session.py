@@ -285,8 +285,8 @@ class Session:
                 code, reason = wsframes.close_status(payload)
                 self._answer_close(code)
                 # The frames that came before the close are returned first; the loss is handled next.
-                self._pending_loss = (f"the server closed the connection (code {code}{', ' + reason if reason else ''})",
-                                      True)
+                said = f", {reason}" if reason else ""
+                self._pending_loss = (f"the server closed the connection (code {code}{said})", True)
                 break
         return frames
 

@@ -10,6 +10,7 @@ the fds to watch and turns the exceptions raised here into exit statuses.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import Counter
@@ -147,10 +148,8 @@ class Stream:
             if not self._read_stdin():
                 watch.remove(fd)
         else:
-            try:
+            with contextlib.suppress(BlockingIOError):
                 os.read(fd, 512)  # a wake-up byte: the signal's handler runs as this returns
-            except BlockingIOError:
-                pass
 
     def _reconnected(self, event: Reconnected) -> None:
         self.notices.info(f"reconnected after {_seconds(event.down_for)}")
@@ -286,7 +285,7 @@ class Stream:
             for warning in warnings:
                 self.notices.warn(warning)
             session.send_to_channel(command.connection_id, command.message_type, command.body)
-        else:
+        elif isinstance(command, commands.RawFrame):
             session.send_text(command.text)
 
 

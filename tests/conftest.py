@@ -63,8 +63,9 @@ def sim() -> Iterator[Simulator]:
 
 @pytest.fixture(autouse=True)
 def _no_proxy_or_profile_from_the_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Tests see neither the machine's proxy settings nor its mkstream config and credentials."""
+    """Tests see neither the machine's proxy and terminal settings nor its mkstream config and credentials."""
     for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "all_proxy",
-                 "ALL_PROXY", "MISSKEY_HOST", "MISSKEY_TOKEN", "MKSTREAM_PROFILE", "NO_COLOR", "FORCE_COLOR"):
+                 "ALL_PROXY", "MISSKEY_HOST", "MISSKEY_TOKEN", "MKSTREAM_PROFILE", "NO_COLOR", "FORCE_COLOR", "COLORTERM",
+                 "COLUMNS", "LINES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))

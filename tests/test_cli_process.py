@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -55,10 +56,8 @@ def test_closed_pipe_is_exit_0_without_traceback(sim):
     # Keep the stream flowing until mkstream notices the closed pipe.
     while proc.poll() is None:
         sim.post_note(text="more")
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=0.05)
-        except subprocess.TimeoutExpired:
-            pass
     returncode, _, err = wait(proc)
     assert returncode == 0
     assert err == ""

@@ -1,0 +1,165 @@
+"""Nothing received is lost, on any exit path; the process is left as it was found (architecture issue).
+
+The reader is slow on purpose: mkstream's stdout is a pipe nobody reads until mkstream has
+decided to exit, so the records are still queued in the writer when it does. Every exit path
+must then write them all before the process ends, and ``--stats`` must count what was written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import threading
+
+import pytest
+from helpers import SAFETY, run_cli, spawn
+
+from misskey_cli.errors import ExitCode
+from misskey_cli.simulator import Simulator
+
+# ~1.6 KB of Japanese a note: 300 notes are far more than a pipe holds.
+TEXTS = [f"note {n} " + "お" * 500 for n in range(300)]
+
+
+def host(sim):
+    return ("--host", f"http://{sim.host_port}")
+
+
+def finish(proc, timeout=60):
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"mkstream did not exit: {err.decode()}")
+    return proc.returncode, out.decode(), err.decode()
+
+
+def written(err):
+    match = re.search(r"frames received (\d+) .*records written (\d+)", err)
+    assert match, err
+    return int(match[1]), int(match[2])
+
+
+def test_connection_lost_without_retries_writes_every_record(sim):
+    """The issue's scenario: exit 6 after 300 records, with a reader that is not reading."""
+    proc = spawn("connect", "localTimeline", *host(sim), "--jq", ".body.body.text", "-r", "--no-reconnect",
+                 "--ping-timeout", "1", "--stats", *SAFETY)
+    sim.wait_for_subscription("localTimeline")
+    for text in TEXTS:
+        sim.post_note(text=text)
+    sim.freeze_all()  # the path dies: mkstream finds out by its ping timeout and gives up
+    sim.wait_for_closed()
+    code, out, err = finish(proc)
+    assert code == ExitCode.CONNECTION_LOST, err
+    assert out.splitlines() == TEXTS
+    assert written(err) == (300, 300)
+    assert "Traceback" not in err
+
+
+def test_not_acknowledged_exit_writes_every_record(sim):
+    proc = spawn("connect", "localTimeline", "main", *host(sim), "--jq", ".body.body.text", "-r", "--require-ack",
+                 "--ack-timeout", "3", "--stats", *SAFETY)
+    sim.wait_for_subscription("localTimeline")
+    for text in TEXTS:
+        sim.post_note(text=text)
+    sim.wait_for_closed()  # anonymous `main` is never acknowledged: mkstream leaves with exit 7
+    code, out, err = finish(proc)
+    assert code == ExitCode.NOT_ACKNOWLEDGED, err
+    assert "channel main (id main) was not acknowledged" in err
+    assert out.splitlines() == TEXTS
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, ExitCode.SIGTERM), (signal.SIGINT, ExitCode.SIGINT)])
+def test_a_signal_writes_every_record_received(sim, signum, code):
+    proc = spawn("connect", "localTimeline", *host(sim), "--jq", ".body.body.text", "-r", "--stats", *SAFETY)
+    sim.wait_for_subscription("localTimeline")
+    for text in TEXTS:
+        sim.post_note(text=text)
+    proc.send_signal(signum)
+    sim.wait_for_closed()
+    returncode, out, err = finish(proc)
+    assert returncode == code, err
+    received, records = written(err)
+    lines = out.splitlines()
+    assert received == records == len(lines) and lines == TEXTS[:len(lines)]
+
+
+def test_count_reached_with_a_slow_reader_writes_every_record(sim):
+    proc = spawn("connect", "localTimeline", *host(sim), "--jq", ".body.body.text", "-r", "-n", "250", "--stats",
+                 *SAFETY)
+    sim.wait_for_subscription("localTimeline")
+    for text in TEXTS:
+        sim.post_note(text=text)
+    sim.wait_for_closed()
+    code, out, err = finish(proc)
+    assert code == ExitCode.OK, err
+    assert out.splitlines() == TEXTS[:250]
+    assert written(err)[1] == 250
+
+
+def test_a_reader_that_never_reads_costs_a_bounded_wait_and_says_what_was_dropped():
+    with Simulator(rate=0) as sim:
+        read_end, write_end = os.pipe()
+        proc = subprocess.Popen([*spawn_args(), "connect", "localTimeline", *host(sim), "--jq", ".body.body.text",
+                                 "-r", "--no-reconnect", "--ping-timeout", "1", *SAFETY],
+                                stdout=write_end, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        os.close(write_end)
+        try:
+            sim.wait_for_subscription("localTimeline")
+            for text in TEXTS:
+                sim.post_note(text=text)
+            sim.freeze_all()
+            _, err = proc.communicate(timeout=60)
+        finally:
+            os.close(read_end)
+    assert proc.returncode == ExitCode.CONNECTION_LOST
+    assert re.search(r"\d+ record\(s\) could not be written within 5s \(stdout is not reading\)", err.decode())
+
+
+def spawn_args():
+    import sys
+
+    return [sys.executable, "-m", "misskey_cli"]
+
+
+# ----- process state --------------------------------------------------------------------------
+
+
+def test_a_run_leaves_signal_handlers_and_the_wakeup_fd_as_it_found_them(sim):
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    old = signal.set_wakeup_fd(wake_w)
+    try:
+        fd1 = os.fstat(1)
+        feeder = threading.Thread(target=lambda: (sim.wait_for_subscription("localTimeline"), sim.post_note(text="x")))
+        feeder.start()
+        result = run_cli("connect", "localTimeline", *host(sim), "-n", "1", *SAFETY)
+        feeder.join()
+        assert result.exit_code == 0, result.stderr
+        assert {s: signal.getsignal(s) for s in before} == before
+        assert signal.set_wakeup_fd(-1) == wake_w
+        assert os.fstat(1) == fd1
+    finally:
+        signal.set_wakeup_fd(old)
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+def test_truecolor_is_decided_from_the_environment_at_the_entry():
+    def run(env):
+        with Simulator(rate=0) as sim:
+            feeder = threading.Thread(target=lambda: (sim.wait_for_subscription("localTimeline"),
+                                                      sim.post_note(text="x")))
+            feeder.start()
+            result = run_cli("connect", "localTimeline", *host(sim), "-n", "1", "--pretty", "--color", "always",
+                             *SAFETY, env=env)
+            feeder.join()
+        assert result.exit_code == 0, result.stderr
+        return result.stdout
+
+    assert "\x1b[38;2;" in run({"COLORTERM": "truecolor"})
+    assert "\x1b[38;5;" in run({"COLORTERM": ""})
