@@ -26,7 +26,7 @@ from typing import Any
 
 from wcwidth import wcswidth
 
-from .safetext import escape_controls
+from misskey_cli.safetext import escape_controls
 
 __all__ = ["ELLIPSIS", "PALETTE", "LineFormatter"]
 
@@ -44,7 +44,7 @@ USER = BOLD
 
 # Below this many columns for the body, cutting the body alone would leave a stub: the whole
 # line is cut at the end instead.
-MIN_BODY = 12
+MIN_BODY = 8
 # Connection ids remembered for colours; beyond that an id's colour comes from its hash.
 _MAX_REMEMBERED_IDS = 1024
 # Nested notes followed (a renote of a quote of ...); deeper ones are named, not rendered.
