@@ -28,7 +28,7 @@ from wcwidth import wcswidth
 
 from misskey_cli.safetext import escape_controls
 
-__all__ = ["ELLIPSIS", "PALETTE", "LineFormatter"]
+__all__ = ["ELLIPSIS", "PALETTE", "LineFormatter", "clip", "compact_json", "display_width"]
 
 Span = tuple[str, str]  # (text, SGR parameters; "" for unstyled)
 
@@ -57,7 +57,6 @@ _MFM_FUNCTION = re.compile(r"\$\[[\w.,=+\-]+ ([^\[\]]*)\]")
 _MFM_TAG = re.compile(r"</?(?:center|small|i|b|s|sup|sub|left|right)>")
 _MFM_BOLD = re.compile(r"\*\*(.+?)\*\*")
 _MFM_PLAIN = re.compile(r"<plain>(.*?)</plain>")
-_VISIBILITY_SHOWN = {"home", "followers", "specified"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,7 +379,7 @@ class LineFormatter:
         """Author and markers: ``@alice [home] ↩ @bob``."""
         lead: list[Span] = [(self._acct(note.get("user")), USER)]
         visibility = note.get("visibility")
-        if visibility in _VISIBILITY_SHOWN or (isinstance(visibility, str) and visibility != "public"):
+        if isinstance(visibility, str) and visibility != "public":
             lead.append((f" [{self._clean(visibility)}]", MUTED))
         if note.get("localOnly") is True:
             lead.append((" [localOnly]", MUTED))
@@ -443,7 +442,9 @@ class LineFormatter:
         renote_id = note.get("renoteId")
         if renote is None and not isinstance(renote_id, str):
             return lead, text, markers
-        pure = note.get("text") is None and note.get("cw") is None and not markers
+        # Misskey's own test for a pure renote: no text, no CW, no files, no poll.
+        pure = (note.get("text") is None and note.get("cw") is None and not note.get("fileIds") and not note.get("files")
+                and not isinstance(note.get("poll"), dict))
         if not isinstance(renote, dict) or depth >= _MAX_NOTE_DEPTH:
             # the renoted note is gone (deleted) or nested too deep: name it
             named = self._clean(renote_id) if isinstance(renote_id, str) else "?"
@@ -451,7 +452,7 @@ class LineFormatter:
             return lead, text, markers
         inner_lead, inner_text, inner_markers = self._note(renote, depth + 1)
         if pure:
-            return [*lead, (" ♻ ", MUTED), *inner_lead], inner_text, inner_markers
+            return [*lead, (" ♻ ", MUTED), *inner_lead], inner_text, inner_markers + markers
         text.append((" ♻ ", MUTED))
         text.extend(inner_lead)
         if inner_text:
@@ -609,7 +610,7 @@ class LineFormatter:
         self._event(parts, kind)
         note = notification.get("note")
         user = notification.get("user")
-        if isinstance(note, dict) and kind in _NOTE_NOTIFICATIONS:
+        if isinstance(note, dict) and isinstance(kind, str) and kind in _NOTE_NOTIFICATIONS:
             self._put_note(parts, note, poll_results=kind == "pollEnded")
             return
         if isinstance(user, dict):
