@@ -269,7 +269,7 @@ class LineFormatter:
     def _stamp(self, received_at: float) -> str:
         try:
             if self._timestamps:
-                millis = int(received_at * 1000 // 1)
+                millis = round(received_at * 1000)
                 second, milli = divmod(millis, 1000)
                 if second != self._stamp_second:
                     moment = datetime.fromtimestamp(second, UTC)
@@ -443,8 +443,8 @@ class LineFormatter:
         if renote is None and not isinstance(renote_id, str):
             return lead, text, markers
         # Misskey's own test for a pure renote: no text, no CW, no files, no poll.
-        pure = (note.get("text") is None and note.get("cw") is None and not note.get("fileIds") and not note.get("files")
-                and not isinstance(note.get("poll"), dict))
+        pure = (note.get("text") is None and note.get("cw") is None
+                and not note.get("fileIds") and not note.get("files") and not isinstance(note.get("poll"), dict))
         if not isinstance(renote, dict) or depth >= _MAX_NOTE_DEPTH:
             # the renoted note is gone (deleted) or nested too deep: name it
             named = self._clean(renote_id) if isinstance(renote_id, str) else "?"

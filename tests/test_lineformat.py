@@ -246,7 +246,8 @@ def test_timestamps_are_rfc3339_utc_with_milliseconds() -> None:
     fmt = LineFormatter(width=None, color=False, timestamps=True)
     assert fmt.format(None, BASE_TIME).startswith("2026-11-27T19:28:42.184Z ")
     assert fmt.format(None, BASE_TIME + 0.816).startswith("2026-11-27T19:28:43.000Z ")
-    assert fmt.format(None, BASE_TIME + 1.0009).startswith("2026-11-27T19:28:43.184Z ")
+    assert fmt.format(None, BASE_TIME + 1.0004).startswith("2026-11-27T19:28:43.184Z ")  # to the nearest ms
+    assert fmt.format(None, BASE_TIME + 1.0006).startswith("2026-11-27T19:28:43.185Z ")
 
 
 def test_time_is_local_or_the_given_zone() -> None:
