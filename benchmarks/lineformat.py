@@ -22,7 +22,7 @@ from misskey_cli.lineformat import LineFormatter
 TARGET = 20_000  # frames/s on the 2-core reference machine
 
 
-def measure(frames: list[bytes], *, width: int | None, color: bool, decode: bool = False, rounds: int = 5) -> float:
+def measure(frames: list[bytes], *, width: int | None, color: bool, decode: bool = False, rounds: int = 7) -> float:
     """Best of ``rounds`` passes over ``frames``, in frames per second."""
     values = [json.loads(frame) for frame in frames]
     best = float("inf")
