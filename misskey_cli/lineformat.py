@@ -1,0 +1,933 @@
+"""``--format line``: one human-readable line per frame, like stern or ``kubectl get -w``.
+
+This module owns the wording and layout of that line, and fitting it to a terminal width. It is
+pure: the caller passes the width and whether to colour, and gets back a string without a
+trailing newline. Nothing here reads the terminal, the environment or the clock.
+
+A line is three runs of styled spans: a *head* that is always kept (time, connection id, event,
+who), a *body* that is cut first when the line is too wide (the note text, a JSON payload) and a
+*tail* of markers kept after the body (``[📎2] [poll]``). Widths are display columns (wcwidth: CJK
+and emoji count two), measured on the text only, so colour codes never count.
+
+Every server-provided string passes through :func:`safetext.escape_controls` after newlines are
+folded, so the only escape sequences in a line are the formatter's own colours. Any value that a
+renderer cannot make sense of falls back to its compact JSON: ``format`` never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+import zlib
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+from wcwidth import wcswidth
+
+from misskey_cli.safetext import escape_controls
+
+__all__ = ["ELLIPSIS", "PALETTE", "LineFormatter", "clip", "compact_json", "display_width"]
+
+Span = tuple[str, str]  # (text, SGR parameters; "" for unstyled)
+
+ELLIPSIS = "…"
+NEWLINE = " ⏎ "
+# Connection ids get these in first-seen order, as stern colours pods.
+PALETTE = ("36", "32", "33", "35", "34", "96", "92", "95")
+DIM = "2"
+BOLD = "1"
+MUTED = "90"
+EVENT = BOLD
+USER = BOLD
+
+# Below this many columns for the body, cutting the body alone would leave a stub: the whole
+# line is cut at the end instead.
+MIN_BODY = 8
+# Connection ids remembered for colours; beyond that an id's colour comes from its hash.
+_MAX_REMEMBERED_IDS = 1024
+# Nested notes followed (a renote of a quote of ...); deeper ones are named, not rendered.
+_MAX_NOTE_DEPTH = 2
+
+_NEEDS_FOLD = re.compile("[\t\n\u2028\u2029]")
+_NEWLINES = re.compile("[ \t]*(?:\r?\n|[\u2028\u2029])(?:[ \t]*(?:\r?\n|[\u2028\u2029]))*[ \t]*")
+_MFM_HINT = re.compile(r"\$\[|<|\*\*")
+_MFM_FUNCTION = re.compile(r"\$\[[\w.,=+\-]+ ([^\[\]]*)\]")
+_MFM_TAG = re.compile(r"</?(?:center|small|i|b|s|sup|sub|left|right)>")
+_MFM_BOLD = re.compile(r"\*\*(.+?)\*\*")
+_MFM_PLAIN = re.compile(r"<plain>(.*?)</plain>")
+
+
+# ---------------------------------------------------------------------------------------------
+# Display width and cutting
+# ---------------------------------------------------------------------------------------------
+
+def _wcs(text: str) -> int:
+    width = wcswidth(text)
+    # -1 means a control character; cleaned text has none, so this is only a guard.
+    return width if width >= 0 else len(text)
+
+
+def display_width(text: str) -> int:
+    """Display columns of ``text`` (no escape sequences in it): ``len`` for ASCII, else wcwidth."""
+    return len(text) if text.isascii() else _wcs(text)
+
+
+def _measure(text: str, cap: int) -> int:
+    """Display width of ``text`` when it is at most ``cap``, else some number above ``cap``.
+
+    Only a prefix of a long text is measured: the cost is bounded by the width, not the text.
+    """
+    if text.isascii():
+        return len(text)
+    if len(text) > cap + 1:
+        width = _wcs(text[: cap + 1])
+        if width > cap:
+            return width
+    return _wcs(text)
+
+
+def _continues_cluster(text: str, index: int) -> bool:
+    """Whether ``text[index]`` belongs to the grapheme cluster of ``text[index - 1]``."""
+    char = text[index]
+    previous = text[index - 1]
+    if previous == "\u200d" or char == "\u200d":
+        return True
+    code = ord(char)
+    if 0x1F3FB <= code <= 0x1F3FF or 0xE0020 <= code <= 0xE007F or code in (0xFF9E, 0xFF9F):
+        return True  # skin tone, emoji tag sequence, halfwidth (semi-)voiced mark
+    if 0x1F1E6 <= code <= 0x1F1FF and 0x1F1E6 <= ord(previous) <= 0x1F1FF:
+        run = 0  # regional indicators pair up left to right: cut only between pairs
+        while index - run - 1 >= 0 and 0x1F1E6 <= ord(text[index - run - 1]) <= 0x1F1FF:
+            run += 1
+        return run % 2 == 1
+    return unicodedata.category(char)[0] == "M"  # combining marks, variation selectors
+
+
+def clip(text: str, columns: int) -> str:
+    """The longest prefix of ``text`` at most ``columns`` wide that ends on a grapheme boundary."""
+    if columns <= 0:
+        return ""
+    if text.isascii():
+        return text[:columns]
+    size = len(text)
+    # A code point is at most two columns wide, so the first columns // 2 surely fit.
+    low = min(columns // 2, size)
+    if _wcs(text[:low]) > columns:
+        low = 0
+    high = min(size, columns + 1)
+    while high < size and _wcs(text[:high]) <= columns:
+        low, high = high, min(size, high * 2)
+    if _wcs(text[:high]) <= columns:
+        low = high
+    while high - low > 1:
+        middle = (low + high) // 2
+        if _wcs(text[:middle]) <= columns:
+            low = middle
+        else:
+            high = middle
+    end = low
+    while 0 < end < size and _continues_cluster(text, end):
+        end -= 1
+    return text[:end]
+
+
+def _cut(spans: list[Span], columns: int) -> list[Span]:
+    """``spans`` cut to ``columns`` with an ellipsis at the end; the caller knows they do not fit."""
+    room = columns - 1  # the ellipsis takes one column
+    out: list[Span] = []
+    used = 0
+    for text, style in spans:
+        width = _measure(text, room - used)
+        if used + width <= room:
+            out.append((text, style))
+            used += width
+            continue
+        out.append((clip(text, room - used) + ELLIPSIS, style))
+        return out
+    out.append((ELLIPSIS, ""))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Values to text
+# ---------------------------------------------------------------------------------------------
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def compact_json(value: Any) -> str:
+    """``value`` as compact JSON, terminal-safe; never raises (repr or a placeholder as last resorts)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
+    except RecursionError:
+        return "[too deeply nested]"
+    except Exception:  # circular values, keys json cannot write
+        try:
+            text = repr(value)
+        except Exception:
+            return f"[unprintable {type(value).__name__}]"
+    return escape_controls(text)
+
+
+def _reduce_mfm(text: str) -> str:
+    """MFM markup reduced to readable text: ``$[x2 big]`` -> ``big``, tags and ``**`` dropped."""
+    if _MFM_HINT.search(text) is None:
+        return text
+    if "<plain>" in text:
+        pieces = _MFM_PLAIN.split(text)  # odd pieces are <plain> contents: literal
+        return "".join(piece if i % 2 else _reduce_mfm_markup(piece) for i, piece in enumerate(pieces))
+    return _reduce_mfm_markup(text)
+
+
+def _reduce_mfm_markup(text: str) -> str:
+    for _ in range(8):  # innermost $[...] first; bounded against pathological nesting
+        reduced = _MFM_FUNCTION.sub(r"\1", text)
+        if reduced == text:
+            break
+        text = reduced
+    return _MFM_BOLD.sub(r"\1", _MFM_TAG.sub("", text))
+
+
+def _size(value: Any) -> str:
+    """Bytes as a compact figure: ``109B``, ``3.4K``, ``882M``."""
+    if not _is_number(value):
+        return "?"
+    number = float(value)
+    for unit in ("B", "K", "M", "G", "T"):
+        if abs(number) < 1024 or unit == "T":
+            if unit == "B" or abs(number) >= 10:
+                return f"{number:.0f}{unit}"
+            return f"{number:.1f}{unit}"
+        number /= 1024
+    return "?"  # unreachable
+
+
+def _count(value: Any) -> str:
+    if not _is_number(value):
+        return "?"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# The formatter
+# ---------------------------------------------------------------------------------------------
+
+class _Parts:
+    """The spans of one line being built: head (kept), body (cut first), tail (markers)."""
+
+    __slots__ = ("body", "head", "tail")
+
+    def __init__(self, stamp: str) -> None:
+        self.head: list[Span] = [(stamp, DIM)]
+        self.body: list[Span] = []
+        self.tail: list[Span] = []
+
+
+class LineFormatter:
+    """Turns decoded frames (or any JSON value) into single display lines.
+
+    ``width``: display columns to fit, None for no cut (pipes). ``color``: emit SGR colours.
+    ``show_cw``: show the text behind a content warning. ``timestamps``: full RFC 3339 UTC time
+    with milliseconds instead of local ``HH:MM:SS``. ``tz``: the zone for ``HH:MM:SS`` (None: the
+    machine's local time), for tests and callers that know better.
+
+    It keeps one piece of state: the colour given to each connection id, in first-seen order.
+    """
+
+    def __init__(self, *, width: int | None, color: bool, show_cw: bool = False, timestamps: bool = False,
+                 tz: tzinfo | None = None) -> None:
+        self._width = None if width is None else max(1, width)
+        # Server strings longer than this are cut before any work on them: a line never shows more.
+        self._limit = None if width is None else 4 * max(1, width) + 64
+        self._color = color
+        self._show_cw = show_cw
+        self._timestamps = timestamps
+        self._tz = tz
+        self._colours: dict[str, str] = {}
+        self._stamp_second: int | None = None
+        self._stamp_text = ""
+
+    # -- entry ------------------------------------------------------------------------------
+
+    def format(self, value: Any, received_at: float) -> str:
+        """One line for ``value`` received at ``received_at`` (epoch seconds), no trailing newline."""
+        stamp = self._stamp(received_at)
+        parts = _Parts(stamp)
+        try:
+            self._render(parts, value)
+            return self._finish(parts)
+        except Exception:  # a shape no renderer expected: the compact JSON still shows it
+            parts = _Parts(stamp)
+            parts.body.append((" " + self._json(value), ""))
+            return self._finish(parts)
+
+    # -- time -------------------------------------------------------------------------------
+
+    def _stamp(self, received_at: float) -> str:
+        try:
+            if self._timestamps:
+                millis = round(received_at * 1000)
+                second, milli = divmod(millis, 1000)
+                if second != self._stamp_second:
+                    moment = datetime.fromtimestamp(second, UTC)
+                    self._stamp_text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+                    self._stamp_second = second
+                return f"{self._stamp_text}.{milli:03d}Z"
+            second = int(received_at // 1)
+            if second != self._stamp_second:
+                self._stamp_text = datetime.fromtimestamp(second, self._tz).strftime("%H:%M:%S")
+                self._stamp_second = second
+            return self._stamp_text
+        except (TypeError, ValueError, OverflowError, OSError):
+            return "????-??-??T??:??:??.???Z" if self._timestamps else "??:??:??"
+
+    # -- layout -----------------------------------------------------------------------------
+
+    def _finish(self, parts: _Parts) -> str:
+        spans = parts.head + parts.body + parts.tail
+        width = self._width
+        if width is None:
+            return self._paint(spans)
+        head = sum(_measure(text, width) for text, _ in parts.head)
+        tail = sum(_measure(text, width) for text, _ in parts.tail)
+        if head + tail <= width:
+            body = sum(_measure(text, width) for text, _ in parts.body)
+            if head + body + tail <= width:
+                return self._paint(spans)
+            room = width - head - tail
+            if room >= MIN_BODY:
+                return self._paint(parts.head + _cut(parts.body, room) + parts.tail)
+        return self._paint(_cut(spans, width))
+
+    def _paint(self, spans: list[Span]) -> str:
+        if not self._color:
+            return "".join([text for text, _ in spans])
+        return "".join([f"\x1b[{style}m{text}\x1b[0m" if style and text else text for text, style in spans])
+
+    # -- text helpers -----------------------------------------------------------------------
+
+    def _clean(self, value: Any, mfm: bool = False) -> str:
+        """A server value as one terminal-safe line of text (non-strings as compact JSON)."""
+        if not isinstance(value, str):
+            return "" if value is None else self._json(value)
+        limit = self._limit
+        if limit is not None and len(value) > limit:
+            value = value[:limit] + ELLIPSIS
+        if mfm:
+            value = _reduce_mfm(value)
+        if _NEEDS_FOLD.search(value) is not None:
+            value = _NEWLINES.sub(NEWLINE, value.strip()).replace("\t", " ")
+        return escape_controls(value)
+
+    def _json(self, value: Any) -> str:
+        text = compact_json(value)
+        limit = self._limit
+        if limit is not None and len(text) > limit:
+            return text[:limit] + ELLIPSIS
+        return text
+
+    def _acct(self, user: Any) -> str:
+        if not isinstance(user, dict):
+            return "@?"
+        username = user.get("username")
+        name = self._clean(username) if isinstance(username, str) else "?"
+        host = user.get("host")
+        if host:
+            return f"@{name}@{self._clean(host)}"
+        return f"@{name}"
+
+    def _reaction(self, reaction: Any) -> str:
+        if isinstance(reaction, str) and reaction.endswith("@.:"):
+            reaction = reaction[:-3] + ":"  # a local custom emoji: :blobcat@.: is :blobcat:
+        return self._clean(reaction)
+
+    def _conn_style(self, key: str) -> str:
+        style = self._colours.get(key)
+        if style is None:
+            if len(self._colours) < _MAX_REMEMBERED_IDS:
+                style = PALETTE[len(self._colours) % len(PALETTE)]
+                self._colours[key] = style
+            else:
+                style = PALETTE[zlib.crc32(key.encode("utf-8", "replace")) % len(PALETTE)]
+        return style
+
+    def _connection(self, parts: _Parts, connection_id: Any) -> None:
+        text = connection_id if isinstance(connection_id, str) else compact_json(connection_id)
+        text = self._clean(text)
+        parts.head.append((" " + text, self._conn_style(text) if self._color else ""))
+
+    def _event(self, parts: _Parts, name: Any) -> None:
+        parts.head.append((" " + self._clean(name if isinstance(name, str) else compact_json(name)), EVENT))
+
+    def _put_json(self, parts: _Parts, value: Any) -> None:
+        if value is not None:
+            parts.body.append((" " + self._json(value), ""))
+
+    def _put_user(self, parts: _Parts, user: Any, *, with_name: bool = True) -> None:
+        parts.head.append((" " + self._acct(user), USER))
+        if with_name and isinstance(user, dict):
+            name = user.get("name")
+            if isinstance(name, str) and name:
+                parts.body.append((f" ({self._clean(name)})", ""))
+
+    # -- notes ------------------------------------------------------------------------------
+
+    def _note_lead(self, note: dict[str, Any]) -> list[Span]:
+        """Author and markers: ``@alice [home] ↩ @bob``."""
+        lead: list[Span] = [(self._acct(note.get("user")), USER)]
+        visibility = note.get("visibility")
+        if isinstance(visibility, str) and visibility != "public":
+            lead.append((f" [{self._clean(visibility)}]", MUTED))
+        if note.get("localOnly") is True:
+            lead.append((" [localOnly]", MUTED))
+        if note.get("isHidden") is True:
+            lead.append((" [hidden]", MUTED))
+        reply = note.get("reply")
+        if isinstance(reply, dict):
+            lead.append((" ↩", MUTED))
+            lead.append((" " + self._acct(reply.get("user")), USER))
+        elif isinstance(note.get("replyId"), str):
+            lead.append((" ↩ " + self._clean(note["replyId"]), MUTED))
+        return lead
+
+    def _note_text(self, note: dict[str, Any]) -> list[Span]:
+        """The text, or ``CW: <cw>`` with the text hidden unless show_cw."""
+        cw = note.get("cw")
+        text = note.get("text")
+        spans: list[Span] = []
+        if cw is not None:
+            spans.append(("CW: ", MUTED))
+            spans.append((self._clean(cw), ""))
+            if self._show_cw and text:
+                spans.append((NEWLINE, MUTED))
+                spans.append((self._clean(text, mfm=True), ""))
+        elif text:
+            spans.append((self._clean(text, mfm=True), ""))
+        return spans
+
+    def _note_markers(self, note: dict[str, Any], poll_results: bool = False) -> list[Span]:
+        markers: list[Span] = []
+        files = note.get("files")
+        if not isinstance(files, list):
+            files = note.get("fileIds")
+        if isinstance(files, list) and files:
+            markers.append((f" [📎{len(files)}]", MUTED))
+        poll = note.get("poll")
+        if isinstance(poll, dict):
+            markers.append((self._poll(poll) if poll_results else " [poll]", MUTED))
+        channel = note.get("channel")
+        if isinstance(channel, dict) and isinstance(channel.get("name"), str):
+            markers.append((f" [channel {self._clean(channel['name'])}]", MUTED))
+        return markers
+
+    def _poll(self, poll: dict[str, Any]) -> str:
+        choices = poll.get("choices")
+        if not isinstance(choices, list):
+            return " [poll]"
+        results = ", ".join(
+            f"{self._clean(c.get('text'))} {_count(c.get('votes'))}" if isinstance(c, dict) else "?" for c in choices
+        )
+        return f" [poll: {results}]"
+
+    def _note(self, note: dict[str, Any], depth: int = 0,
+              poll_results: bool = False) -> tuple[list[Span], list[Span], list[Span]]:
+        """(lead, text, markers) of a note, renotes and quotes included."""
+        lead = self._note_lead(note)
+        text = self._note_text(note)
+        markers = self._note_markers(note, poll_results)
+        renote = note.get("renote")
+        renote_id = note.get("renoteId")
+        if renote is None and not isinstance(renote_id, str):
+            return lead, text, markers
+        # Misskey's own test for a pure renote: no text, no CW, no files, no poll.
+        pure = (note.get("text") is None and note.get("cw") is None
+                and not note.get("fileIds") and not note.get("files") and not isinstance(note.get("poll"), dict))
+        if not isinstance(renote, dict) or depth >= _MAX_NOTE_DEPTH:
+            # the renoted note is gone (deleted) or nested too deep: name it
+            named = self._clean(renote_id) if isinstance(renote_id, str) else "?"
+            (lead if pure else text).append((" ♻ " + named, MUTED))
+            return lead, text, markers
+        inner_lead, inner_text, inner_markers = self._note(renote, depth + 1)
+        if pure:
+            return [*lead, (" ♻ ", MUTED), *inner_lead], inner_text, inner_markers + markers
+        text.append((" ♻ ", MUTED))
+        text.extend(inner_lead)
+        if inner_text:
+            text.append((": ", ""))
+            text.extend(inner_text)
+        text.extend(inner_markers)
+        return lead, text, markers
+
+    def _put_note(self, parts: _Parts, note: Any, poll_results: bool = False) -> None:
+        if not isinstance(note, dict):
+            self._put_json(parts, note)
+            return
+        lead, text, markers = self._note(note, poll_results=poll_results)
+        parts.head.append((" ", ""))
+        parts.head.extend(lead)
+        if text:
+            parts.head.append((":", ""))
+            parts.body.append((" ", ""))
+            parts.body.extend(text)
+        parts.tail.extend(markers)
+
+    # -- frames -----------------------------------------------------------------------------
+
+    def _render(self, parts: _Parts, value: Any) -> None:
+        if isinstance(value, dict) and isinstance(value.get("type"), str) and "body" in value:
+            kind = value["type"]
+            body = value["body"]
+            if kind == "channel":
+                self._render_channel(parts, body)
+                return
+            handler = _TOP_LEVEL.get(kind)
+            if handler is None:
+                self._event(parts, kind)
+                self._put_json(parts, body)
+            else:
+                handler(self, parts, body)
+            return
+        parts.body.append((" " + self._json(value), ""))
+
+    def _render_channel(self, parts: _Parts, body: Any) -> None:
+        if not isinstance(body, dict):
+            self._event(parts, "channel")
+            self._put_json(parts, body)
+            return
+        self._connection(parts, body.get("id"))
+        kind = body.get("type")
+        payload = body.get("body")
+        if kind == "note" and isinstance(payload, dict):
+            self._put_note(parts, payload)
+            return
+        self._event(parts, kind)
+        if not isinstance(kind, str):
+            self._put_json(parts, payload)
+            return
+        handler = _CHANNEL_EVENTS.get(kind)
+        if handler is not None:
+            handler(self, parts, payload)
+        elif kind in _OBJECT_EVENTS and isinstance(payload, dict):
+            _OBJECT_EVENTS[kind](self, parts, payload)
+        else:
+            self._put_json(parts, payload)
+
+    # top-level frames
+
+    def _connected(self, parts: _Parts, body: Any) -> None:
+        if isinstance(body, dict) and "id" in body:
+            self._connection(parts, body["id"])
+            self._event(parts, "connected")
+            rest = {k: v for k, v in body.items() if k != "id"}
+            self._put_json(parts, rest or None)
+        else:
+            self._event(parts, "connected")
+            self._put_json(parts, body)
+
+    def _note_updated(self, parts: _Parts, body: Any) -> None:
+        self._event(parts, "noteUpdated")
+        if not isinstance(body, dict):
+            self._put_json(parts, body)
+            return
+        parts.head.append((" " + self._clean(body.get("id")), MUTED))
+        kind = body.get("type")
+        payload = body.get("body")
+        self._event(parts, kind)
+        if kind in ("reacted", "unreacted") and isinstance(payload, dict):
+            parts.head.append((" " + self._reaction(payload.get("reaction")), ""))
+            self._by(parts, payload.get("userId"))
+        elif kind == "pollVoted" and isinstance(payload, dict):
+            parts.head.append((f" choice {_count(payload.get('choice'))}", ""))
+            self._by(parts, payload.get("userId"))
+        elif kind == "deleted" and isinstance(payload, dict):
+            pass  # {deletedAt}: the receive time already says when
+        elif kind == "updated" and isinstance(payload, dict):
+            text = self._note_text(payload)
+            if text:
+                parts.head.append((":", ""))
+                parts.body.append((" ", ""))
+                parts.body.extend(text)
+        else:
+            self._put_json(parts, payload)
+
+    def _by(self, parts: _Parts, user_id: Any) -> None:
+        if user_id is not None:
+            parts.head.append((" by", MUTED))
+            parts.head.append((" " + self._clean(user_id), ""))
+
+    def _emoji_added(self, parts: _Parts, body: Any) -> None:
+        self._event(parts, "emojiAdded")
+        emoji = body.get("emoji") if isinstance(body, dict) else None
+        if not isinstance(emoji, dict):
+            self._put_json(parts, body)
+            return
+        self._put_emojis(parts, [emoji])
+
+    def _emojis_changed(self, kind: str, parts: _Parts, body: Any) -> None:
+        self._event(parts, kind)
+        emojis = body.get("emojis") if isinstance(body, dict) else None
+        if not isinstance(emojis, list):
+            self._put_json(parts, body)
+            return
+        self._put_emojis(parts, emojis)
+
+    def _put_emojis(self, parts: _Parts, emojis: list[Any]) -> None:
+        for emoji in emojis[:32]:
+            if not isinstance(emoji, dict):
+                parts.body.append((" " + self._json(emoji), ""))
+                continue
+            parts.body.append((f" :{self._clean(emoji.get('name'))}:", ""))
+            category = emoji.get("category")
+            if isinstance(category, str) and category:
+                parts.body.append((f" ({self._clean(category)})", MUTED))
+        if len(emojis) > 32:
+            parts.body.append((f" +{len(emojis) - 32}", MUTED))
+
+    def _announcement_broadcast(self, parts: _Parts, body: Any) -> None:
+        self._event(parts, "announcementCreated")
+        self._put_announcement(parts, body)
+
+    def _put_announcement(self, parts: _Parts, body: Any) -> None:
+        announcement = body.get("announcement") if isinstance(body, dict) else None
+        if not isinstance(announcement, dict):
+            self._put_json(parts, body)
+            return
+        title = announcement.get("title")
+        if title:
+            parts.head.append((" " + self._clean(title), BOLD))
+        text = announcement.get("text")
+        if text:
+            parts.head.append((":", ""))
+            parts.body.append((" " + self._clean(text, mfm=True), ""))
+
+    # channel events
+
+    def _notification(self, parts: _Parts, notification: dict[str, Any]) -> None:
+        kind = notification.get("type")
+        self._event(parts, kind)
+        note = notification.get("note")
+        user = notification.get("user")
+        if isinstance(note, dict) and isinstance(kind, str) and kind in _NOTE_NOTIFICATIONS:
+            self._put_note(parts, note, poll_results=kind == "pollEnded")
+            return
+        if isinstance(user, dict):
+            parts.head.append((" " + self._acct(user), USER))
+        if "reaction" in notification:
+            parts.head.append((" " + self._reaction(notification["reaction"]), ""))
+        detail = _NOTIFICATION_DETAILS.get(kind) if isinstance(kind, str) else None
+        if detail is not None:
+            detail(self, parts, notification)
+        elif isinstance(note, dict):
+            pass
+        else:
+            rest = {k: v for k, v in notification.items() if k not in _NOTIFICATION_COMMON}
+            self._put_json(parts, rest or None)
+        if isinstance(note, dict):
+            parts.head.append((" on", MUTED))
+            self._put_note(parts, note)
+
+    def _app_notification(self, parts: _Parts, notification: dict[str, Any]) -> None:
+        header = notification.get("header")
+        if header:
+            parts.head.append((" " + self._clean(header), BOLD))
+        text = notification.get("body")
+        if text:
+            parts.head.append((":", ""))
+            parts.body.append((" " + self._clean(text), ""))
+
+    def _named_detail(self, key: str, parts: _Parts, notification: dict[str, Any]) -> None:
+        value = notification.get(key)
+        if isinstance(value, dict):
+            value = value.get("name")
+        if value is not None:
+            parts.body.append((" " + self._clean(value), ""))
+
+    def _user_event(self, parts: _Parts, user: Any) -> None:
+        if isinstance(user, dict):
+            self._put_user(parts, user)
+        else:
+            self._put_json(parts, user)
+
+    def _invited(self, parts: _Parts, body: Any) -> None:
+        user = body.get("user") if isinstance(body, dict) else None
+        if isinstance(user, dict):
+            parts.head.append((" by", MUTED))
+            self._put_user(parts, user)
+        else:
+            self._put_json(parts, body)
+
+    def _signin(self, parts: _Parts, body: Any) -> None:
+        # The body carries the sign-in's IP and HTTP headers: never shown.
+        if isinstance(body, dict) and body.get("success") is False:
+            parts.head.append((" [failed]", MUTED))
+
+    def _nothing(self, parts: _Parts, body: Any) -> None:
+        self._put_json(parts, body)  # these events have a null body; show one if a server sends it
+
+    def _bare_id(self, parts: _Parts, body: Any) -> None:
+        if isinstance(body, str):
+            parts.head.append((" " + self._clean(body), MUTED))
+        else:
+            self._put_json(parts, body)
+
+    def _drive_file(self, parts: _Parts, file: dict[str, Any]) -> None:
+        parts.body.append((" " + self._clean(file.get("name")), ""))
+        comment = file.get("comment")
+        if isinstance(comment, str) and comment:
+            parts.body.append((" alt:", MUTED))
+            parts.body.append((" " + self._clean(comment), ""))
+        kind = file.get("type")
+        facts = [self._clean(kind)] if isinstance(kind, str) else []
+        if "size" in file:
+            facts.append(_size(file.get("size")))
+        if facts:
+            parts.tail.append((f" [{' '.join(facts)}]", MUTED))
+        if file.get("isSensitive") is True:
+            parts.tail.append((" [sensitive]", MUTED))
+
+    def _url_upload(self, parts: _Parts, body: dict[str, Any]) -> None:
+        file = body.get("file")
+        if isinstance(file, dict):
+            self._drive_file(parts, file)
+        else:
+            self._put_json(parts, body)
+
+    def _folder(self, parts: _Parts, folder: dict[str, Any]) -> None:
+        parts.body.append((" " + self._clean(folder.get("name")), ""))
+
+    def _page_event(self, parts: _Parts, body: dict[str, Any]) -> None:
+        if isinstance(body.get("user"), dict):
+            parts.head.append((" " + self._acct(body["user"]), USER))
+        parts.head.append((" " + self._clean(body.get("event")), ""))
+        if "var" in body:
+            self._put_json(parts, body["var"])
+
+    def _registry(self, parts: _Parts, body: dict[str, Any]) -> None:
+        scope = body.get("scope")
+        path = "/".join(self._clean(s) for s in scope) if isinstance(scope, list) else self._clean(scope)
+        parts.head.append((f" {path} {self._clean(body.get('key'))} =", ""))
+        self._put_json(parts, body.get("value"))
+
+    def _chat_message(self, parts: _Parts, message: dict[str, Any]) -> None:
+        sender = message.get("fromUser")
+        if isinstance(sender, dict):
+            parts.head.append((" " + self._acct(sender), USER))
+        else:
+            parts.head.append((" " + self._clean(message.get("fromUserId")), MUTED))
+        text = message.get("text")
+        if text:
+            parts.head.append((":", ""))
+            parts.body.append((" " + self._clean(text, mfm=True), ""))
+        if message.get("file") or message.get("fileId"):
+            parts.tail.append((" [📎1]", MUTED))
+
+    def _chat_reaction(self, parts: _Parts, body: dict[str, Any]) -> None:
+        if isinstance(body.get("user"), dict):
+            parts.head.append((" " + self._acct(body["user"]), USER))
+        parts.head.append((" " + self._reaction(body.get("reaction")), ""))
+        parts.head.append((" on", MUTED))
+        parts.head.append((" " + self._clean(body.get("messageId")), MUTED))
+
+    def _abuse_report(self, parts: _Parts, report: dict[str, Any]) -> None:
+        parts.head.append((" " + self._clean(report.get("reporterId")), ""))
+        parts.head.append((" reported", MUTED))
+        parts.head.append((" " + self._clean(report.get("targetUserId")), ""))
+        comment = report.get("comment")
+        if comment:
+            parts.head.append((":", ""))
+            parts.body.append((" " + self._clean(comment), ""))
+
+    def _stats(self, parts: _Parts, stats: Any) -> None:
+        summary = self._stats_summary(stats)
+        if summary is None:
+            self._put_json(parts, stats)
+        else:
+            parts.body.append((" " + summary, ""))
+
+    def _stats_summary(self, stats: Any) -> str | None:
+        """``cpu 1.0% mem 882M net rx 0B/s tx 0B/s fs r 0/s w 4/s`` or the queue counts; None if neither."""
+        if not isinstance(stats, dict):
+            return None
+        if "cpu" in stats or "mem" in stats:
+            bits = []
+            if _is_number(stats.get("cpu")):
+                bits.append(f"cpu {stats['cpu'] * 100:.1f}%")
+            mem = stats.get("mem")
+            if isinstance(mem, dict):
+                bits.append(f"mem {_size(mem.get('used', mem.get('active')))}")
+            net = stats.get("net")
+            if isinstance(net, dict):
+                bits.append(f"net rx {_size(net.get('rx'))}/s tx {_size(net.get('tx'))}/s")
+            fs = stats.get("fs")
+            if isinstance(fs, dict):
+                bits.append(f"fs r {_count(fs.get('r'))}/s w {_count(fs.get('w'))}/s")
+            return " ".join(bits)
+        queues = [(name, q) for name, q in stats.items() if isinstance(q, dict)]
+        if not queues:
+            return None
+        return ", ".join(
+            f"{self._clean(name)} active {_count(q.get('active'))} waiting {_count(q.get('waiting'))}"
+            f" delayed {_count(q.get('delayed'))}"
+            for name, q in queues
+        )
+
+    def _stats_log(self, parts: _Parts, log: Any) -> None:
+        if not isinstance(log, list):
+            self._put_json(parts, log)
+            return
+        parts.head.append((f" {len(log)} samples", ""))
+        peaks = _stats_peaks(log)
+        if peaks:
+            parts.body.append((", peak " + peaks, ""))
+
+    def _game(self, parts: _Parts, body: dict[str, Any]) -> None:
+        game = body.get("game")
+        if not isinstance(game, dict):
+            self._put_json(parts, body)
+            return
+        parts.head.append((" " + self._acct(game.get("user1")), USER))
+        parts.head.append((" vs", MUTED))
+        parts.head.append((" " + self._acct(game.get("user2")), USER))
+
+    def _game_ended(self, parts: _Parts, body: dict[str, Any]) -> None:
+        game = body.get("game")
+        winner = game.get("winner") if isinstance(game, dict) else None
+        if isinstance(winner, dict):
+            parts.head.append((" winner", MUTED))
+            parts.head.append((" " + self._acct(winner), USER))
+        elif body.get("winnerId") is None and isinstance(game, dict):
+            parts.head.append((" draw", MUTED))
+        else:
+            parts.head.append((" winner " + self._clean(body.get("winnerId")), MUTED))
+
+    def _game_settings(self, parts: _Parts, body: dict[str, Any]) -> None:
+        parts.head.append((f" {self._clean(body.get('key'))} =", ""))
+        self._put_json(parts, body.get("value"))
+
+    def _ready_states(self, parts: _Parts, body: dict[str, Any]) -> None:
+        states = [f"{self._clean(k)} {'ready' if v is True else 'not ready'}" for k, v in body.items()]
+        parts.head.append((" " + ", ".join(states), ""))
+
+    def _game_log(self, parts: _Parts, body: dict[str, Any]) -> None:
+        parts.head.append((f" {self._clean(body.get('operation'))} {_count(body.get('pos'))}", ""))
+
+    def _game_canceled(self, parts: _Parts, body: dict[str, Any]) -> None:
+        parts.head.append((" by", MUTED))
+        parts.head.append((" " + self._clean(body.get("userId")), ""))
+
+    def _put_note_event(self, parts: _Parts, note: Any) -> None:
+        self._put_note(parts, note)
+
+    def _unread_notification(self, parts: _Parts, body: Any) -> None:
+        if isinstance(body, dict):
+            self._notification(parts, body)
+        else:
+            self._put_json(parts, body)
+
+
+def _stats_peaks(log: list[Any]) -> str:
+    """The peaks of a statsLog: ``cpu 2.0% mem 882M`` (server) or ``deliver waiting 3`` (queues)."""
+    samples = [s for s in log if isinstance(s, dict)]
+    if not samples:
+        return ""
+    cpus = [s["cpu"] for s in samples if _is_number(s.get("cpu"))]
+    mems = [m["used"] for s in samples if isinstance(m := s.get("mem"), dict) and _is_number(m.get("used"))]
+    bits = []
+    if cpus:
+        bits.append(f"cpu {max(cpus) * 100:.1f}%")
+    if mems:
+        bits.append(f"mem {_size(max(mems))}")
+    if bits:
+        return " ".join(bits)
+    for queue in ("deliver", "inbox"):
+        waiting = [q["waiting"] for s in samples
+                   if isinstance(q := s.get(queue), dict) and _is_number(q.get("waiting"))]
+        if waiting:
+            bits.append(f"{queue} waiting {_count(max(waiting))}")
+    return " ".join(bits)
+
+
+_Handler = Callable[[LineFormatter, _Parts, Any], None]
+
+# Notifications whose note is by the notifier: the note line says who.
+_NOTE_NOTIFICATIONS = {"mention", "reply", "renote", "quote", "note", "pollEnded", "scheduledNotePosted"}
+_NOTIFICATION_COMMON = {"id", "createdAt", "type", "userId", "user", "note", "reaction", "isRead"}
+_NOTIFICATION_DETAILS: dict[str, _Handler] = {
+    "app": LineFormatter._app_notification,
+    "achievementEarned": lambda f, p, n: f._named_detail("achievement", p, n),
+    "roleAssigned": lambda f, p, n: f._named_detail("role", p, n),
+    "exportCompleted": lambda f, p, n: f._named_detail("exportedEntity", p, n),
+    "followRequestAccepted": lambda f, p, n: f._named_detail("message", p, n),
+    "follow": lambda f, p, n: None,
+    "receiveFollowRequest": lambda f, p, n: None,
+    "login": lambda f, p, n: None,
+    "createToken": lambda f, p, n: None,
+    "test": lambda f, p, n: None,
+    "reaction": lambda f, p, n: None,
+}
+
+# Channel events, any body shape.
+_CHANNEL_EVENTS: dict[str, _Handler] = {
+    "mention": LineFormatter._put_note_event,
+    "reply": LineFormatter._put_note_event,
+    "renote": LineFormatter._put_note_event,
+    "note": LineFormatter._put_note_event,
+    "unreadNotification": LineFormatter._unread_notification,
+    "follow": LineFormatter._user_event,
+    "followed": LineFormatter._user_event,
+    "unfollow": LineFormatter._user_event,
+    "receiveFollowRequest": LineFormatter._user_event,
+    "meUpdated": LineFormatter._user_event,
+    "userAdded": LineFormatter._user_event,
+    "userRemoved": LineFormatter._user_event,
+    "invited": LineFormatter._invited,
+    "signin": LineFormatter._signin,
+    "readAllNotifications": LineFormatter._nothing,
+    "readAllAnnouncements": LineFormatter._nothing,
+    "notificationFlushed": LineFormatter._nothing,
+    "myTokenRegenerated": LineFormatter._nothing,
+    "fileDeleted": LineFormatter._bare_id,
+    "folderDeleted": LineFormatter._bare_id,
+    "deleted": LineFormatter._bare_id,
+    "announcementCreated": LineFormatter._put_announcement,
+    "stats": LineFormatter._stats,
+    "statsLog": LineFormatter._stats_log,
+}
+
+# Channel events whose body must be an object; any other body shows as JSON.
+_OBJECT_EVENTS: dict[str, _Handler] = {
+    "notification": LineFormatter._notification,
+    "driveFileCreated": LineFormatter._drive_file,
+    "fileCreated": LineFormatter._drive_file,
+    "fileUpdated": LineFormatter._drive_file,
+    "urlUploadFinished": LineFormatter._url_upload,
+    "folderCreated": LineFormatter._folder,
+    "folderUpdated": LineFormatter._folder,
+    "pageEvent": LineFormatter._page_event,
+    "registryUpdated": LineFormatter._registry,
+    "newChatMessage": LineFormatter._chat_message,
+    "message": LineFormatter._chat_message,
+    "react": LineFormatter._chat_reaction,
+    "unreact": LineFormatter._chat_reaction,
+    "newAbuseUserReport": LineFormatter._abuse_report,
+    "matched": LineFormatter._game,
+    "started": LineFormatter._game,
+    "ended": LineFormatter._game_ended,
+    "canceled": LineFormatter._game_canceled,
+    "updateSettings": LineFormatter._game_settings,
+    "changeReadyStates": LineFormatter._ready_states,
+    "log": LineFormatter._game_log,
+}
+
+# Top-level frames other than ``channel``.
+_TOP_LEVEL: dict[str, _Handler] = {
+    "connected": LineFormatter._connected,
+    "noteUpdated": LineFormatter._note_updated,
+    "emojiAdded": LineFormatter._emoji_added,
+    "emojiUpdated": lambda f, p, b: f._emojis_changed("emojiUpdated", p, b),
+    "emojiDeleted": lambda f, p, b: f._emojis_changed("emojiDeleted", p, b),
+    "announcementCreated": LineFormatter._announcement_broadcast,
+}
