@@ -11,6 +11,7 @@ every path but a second Ctrl-C, so nothing received is lost, and any crash is on
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -22,7 +23,7 @@ from typing import Any, BinaryIO, TextIO
 
 from misskey_cli.config import Redactor, Target, loose_permissions, read_token_file
 from misskey_cli.errors import ExitCode, MkstreamError, UsageError
-from misskey_cli.notices import Notices
+from misskey_cli.notices import Notices, StatusLine
 from misskey_cli.settings import ServerSettings, StreamSettings
 
 # How long the writer may take to write what is queued when mkstream is leaving.
@@ -42,6 +43,7 @@ class Environment:
     stdout_isatty: bool
     stderr_isatty: bool
     environ: Mapping[str, str]
+    stdout_columns: int | None = None  # the terminal's width, when stdout is one
 
     @classmethod
     def from_process(cls) -> Environment:
@@ -51,7 +53,7 @@ class Environment:
             stdout_fd=_fileno(sys.stdout), stdout_stream=getattr(sys.stdout, "buffer", None),
             stderr=sys.stderr,
             stdin_isatty=_isatty(sys.stdin), stdout_isatty=_isatty(sys.stdout), stderr_isatty=_isatty(sys.stderr),
-            environ=os.environ,
+            environ=os.environ, stdout_columns=_columns(sys.stdout),
         )
 
 
@@ -59,6 +61,16 @@ def _fileno(stream: Any) -> int | None:
     try:
         return int(stream.fileno())
     except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _columns(stream: Any) -> int | None:
+    fd = _fileno(stream)
+    if fd is None or not _isatty(stream):
+        return None
+    try:
+        return os.get_terminal_size(fd).columns or None
+    except OSError:
         return None
 
 
@@ -149,7 +161,8 @@ def leaving() -> Iterator[None]:
 
 def run_stream(settings: StreamSettings, env: Environment) -> int:
     """Run ``connect``, ``capture`` or ``send``; returns the exit status."""
-    notices = Notices(env.stderr, quiet=settings.notices.quiet, verbose=settings.notices.verbose)
+    notices = Notices(env.stderr, quiet=settings.notices.quiet, verbose=settings.notices.verbose,
+                      timestamps=not env.stderr_isatty)
     try:
         with ExitStack() as stack:
             return _stream(settings, env, notices, stack)
@@ -200,14 +213,23 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
         raise UsageError("--token-file - and --stdin both want standard input: put the token in a file")
     to_terminal = out.path is None and env.stdout_isatty
     fmt = decide_format(out.format, to_terminal)
+    width = out.width or (env.stdout_columns if to_terminal else None)
     renderer = Renderer(OutputOptions(
         fmt.name, decide_color(out.color, to_terminal, env.environ), decide_truecolor(env.environ), out.style,
-        out.filters, dict(out.jq_args), out.raw_output, out.timestamps, escape_raw_strings=to_terminal))
+        out.filters, dict(out.jq_args), out.raw_output, out.timestamps, escape_raw_strings=to_terminal and not out.unsafe_raw,
+        width=width, show_cw=out.show_cw))
     target = _target(settings, env, notices, stack)
     writer = stack.enter_context(Writer.open_append(out.path, notices.warn) if out.path
                                  else Writer.to_fd(env.stdout_fd, env.stdout_stream, notices.warn))
+    status = None
+    if env.stderr_isatty and env.stderr is not None and not to_terminal and settings.notices.status \
+            and not settings.notices.quiet:
+        status = StatusLine(env.stderr, width=_columns(env.stderr) or 80)
+        notices.status = status
+        stack.callback(_clear_status, notices)
     session = Session(target, settings.liveness, settings.reconnect,
-                      SessionNotices(notices.warn, notices.info, notices.debug), notices.redact)
+                      SessionNotices(notices.warn, notices.event, notices.debug,
+                                     status.set_state if status is not None else _ignore), notices.redact)
     for conn in request.connections:
         session.add_connection(conn.channel, conn.connection_id, conn.params)
     for note_id in request.captures:
@@ -215,10 +237,22 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
     wake_fd = stack.enter_context(signal_handling())
     stream = Stream(session, renderer, writer, settings.limits, notices, control=session,
                     require_ack=settings.liveness.require_ack, logged_in=bool(target.token),
-                    stdin_fd=env.stdin_fd if request.stdin_commands else None, watch=[wake_fd])
+                    stdin_fd=env.stdin_fd if request.stdin_commands else None, watch=[wake_fd], status=status)
     notices.debug(f"streaming from {target.display_url()}")
     code = _until_end(stream, session, request.sends, notices)
     return _drain_and_report(stream, writer, notices, settings.notices.stats, code)
+
+
+def _ignore(message: str) -> None:
+    pass
+
+
+def _clear_status(notices: Notices) -> None:
+    status, notices.status = notices.status, None
+    if status is not None:
+        status.clear()
+        with contextlib.suppress(OSError, ValueError):
+            status.stream.flush()
 
 
 def _until_end(stream: Any, session: Any, sends: Any, notices: Notices) -> ExitCode | MkstreamError:
@@ -273,6 +307,7 @@ def _drain_and_report(stream: Any, writer: Any, notices: Notices, stats: bool,
                 error, code = exc, exc.exit_code
         except KeyboardInterrupt:
             unwritten = writer.records_queued - writer.records_written
+    _clear_status(notices)
     stream.finish_notices()
     if unwritten:
         notices.warn(f"{unwritten} record(s) could not be written within {DRAIN_TIMEOUT:g}s "

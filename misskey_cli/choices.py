@@ -4,7 +4,7 @@ A module of its own, with no imports, so that ``cli.py`` can build its options w
 the output and connection code: ``mkstream --help`` stays fast.
 """
 
-FORMATS = ("pretty", "ndjson", "raw")
+FORMATS = ("pretty", "ndjson", "raw", "line")
 COLOR_MODES = ("auto", "always", "never")
 AUTH_MODES = ("query", "header")
 DEFAULT_STYLE = "monokai"

@@ -374,12 +374,16 @@ def server_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
     options = [
         click.option("--format", "fmt", type=click.Choice(FORMATS),
-                     help="pretty (indented, coloured), ndjson (one compact line), raw (bytes as received). "
-                          "Default: pretty on a terminal, else ndjson."),
+                     help="pretty (indented, coloured), ndjson (one compact line), raw (bytes as received), "
+                          "line (one readable line per event). Default: pretty on a terminal, else ndjson."),
         click.option("--pretty", "fmt", flag_value="pretty", help="Same as --format pretty."),
         click.option("--ndjson", "fmt", flag_value="ndjson", help="Same as --format ndjson."),
+        click.option("--line", "fmt", flag_value="line", help="Same as --format line."),
+        click.option("--width", type=click.IntRange(min=20, max=10000), metavar="N",
+                     help="Columns a --format line record may use (default: the terminal's; no cut in a pipe)."),
+        click.option("--show-cw", is_flag=True, help="--format line: show the text behind a content warning."),
         click.option("--color", type=click.Choice(COLOR_MODES), default="auto", show_default=True,
-                     help="Colour pretty output (auto honours NO_COLOR and FORCE_COLOR)."),
+                     help="Colour pretty and line output (auto honours NO_COLOR and FORCE_COLOR)."),
         click.option("--style", type=StyleType(), default=DEFAULT_STYLE, show_default=True,
                      help="Pygments colour style."),
         click.option("--jq", "filters", multiple=True, metavar="FILTER",
@@ -388,13 +392,18 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="Bind $NAME to a string in the filters."),
         click.option("--argjson", "jq_argjson", nargs=2, multiple=True, metavar="NAME JSON", type=(str, JsonType()),
                      help="Bind $NAME to a JSON value in the filters."),
-        click.option("-r", "--raw-output", is_flag=True, help="Write jq string results without quotes."),
+        click.option("-r", "--raw-output", is_flag=True,
+                     help="Write jq string results without quotes (to a terminal, control characters escaped)."),
+        click.option("--unsafe-raw", is_flag=True,
+                     help="With -r on a terminal, write strings byte for byte, control characters and all."),
         click.option("--timestamps/--no-timestamps", help='Add "ts" (receive time, RFC 3339 UTC) as the first key.'),
         click.option("-o", "--output", metavar="FILE", type=OutputPathType(),
                      help="Append records to FILE instead of stdout ('-' = stdout); a new file is made 0600."),
         click.option("-q", "--quiet", is_flag=True, help="No notices on stderr (errors, and --stats if asked, still)."),
         click.option("-v", "--verbose", is_flag=True, help="Connection diagnostics on stderr."),
         click.option("--stats", is_flag=True, help="On exit, print frame and record counts to stderr (even with -q)."),
+        click.option("--status/--no-status", default=True,
+                     help="A self-updating status line on stderr when it is a terminal and the records go elsewhere."),
     ]
     return apply_bundle("Output", options, f)
 
@@ -531,8 +540,9 @@ def stream_settings(kw: dict[str, Any], request: Any) -> StreamSettings:
                                 kw["ca_file"], kw["proxy"], kw["demo"]),
         output=s.OutputSettings(kw["fmt"], kw["color"], kw["style"], tuple(kw["filters"]),
                                 tuple(kw["jq_args"]) + tuple(kw["jq_argjson"]), kw["raw_output"], kw["timestamps"],
-                                None if kw["output"] in (None, "-") else kw["output"]),
-        notices=s.NoticeSettings(kw["quiet"], kw["verbose"], kw["stats"]),
+                                None if kw["output"] in (None, "-") else kw["output"], kw["width"], kw["show_cw"],
+                                kw["unsafe_raw"]),
+        notices=s.NoticeSettings(kw["quiet"], kw["verbose"], kw["stats"], kw["status"]),
         limits=s.Limits(kw["count"], kw["duration"], kw["idle_timeout"]),
         # A path is only known dead after a ping went unanswered: ping at least twice per timeout.
         liveness=s.Liveness(min(kw["ping_interval"], ping_timeout / 2), ping_timeout, kw["ack_timeout"],

@@ -1,46 +1,55 @@
-"""Every line mkstream writes to stderr: warnings, notices, diagnostics and errors.
+"""Every line mkstream writes to stderr: warnings, notices, diagnostics, errors, the status line.
 
 Each line is redacted (the token never appears) and has its control characters escaped, because
 notices quote server data (close reasons, frame types, jq errors that quote values) and server
-text must never drive the user's terminal.
+text must never drive the user's terminal. Notices about the connection (``event``) carry a UTC
+timestamp when stderr is not a terminal, so a cron log shows when each drop and gap happened.
+On a terminal, with the records going elsewhere, a ``StatusLine`` redraws itself below the notices.
 """
 
 from __future__ import annotations
 
-import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TextIO
 
 from misskey_cli.config import Redactor
-
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match[0])
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
+from misskey_cli.safetext import escape_controls
 
 def one_line(text: str) -> str:
     """``text`` with every control character (newlines too) shown as a visible escape."""
-    return _CONTROLS.sub(_escape, text)
+    return escape_controls(text)
 
 
 class Notices:
     def __init__(self, stream: TextIO | None, redact: Redactor | None = None, quiet: bool = False,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, timestamps: bool = False) -> None:
         self.stream = stream
         self.redact = redact or Redactor(None)
         self.quiet = quiet
         self.verbose = verbose
+        self.timestamps = timestamps
+        self.status: StatusLine | None = None
 
     def _emit(self, line: str) -> None:
         if self.stream is None:
             return
         try:
+            if self.status is not None:
+                self.status.clear()
             self.stream.write(one_line(self.redact(line)) + "\n")
+            if self.status is not None:
+                self.status.draw()
             self.stream.flush()
         except (OSError, ValueError):
             pass  # stderr closed or gone: nothing left to tell
+
+    def event(self, message: str) -> None:
+        """A notice about the connection (lost, retrying, reconnected, a gap), timestamped in a log."""
+        if not self.quiet:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ ", time.gmtime()) if self.timestamps else ""
+            self._emit(f"mkstream: {stamp}{message}")
 
     def warn(self, message: str) -> None:
         if not self.quiet:
@@ -66,3 +75,80 @@ class Notices:
         if self.verbose and self.stream is not None:
             for line in text.rstrip("\n").splitlines():
                 self._emit(line)
+
+
+@dataclass
+class Progress:
+    records: int = 0
+    bytes: int = 0
+    reconnects: int = 0
+    backfilled: int = 0
+
+
+class StatusLine:
+    """One self-updating stderr line: state, uptime, records, rate, reconnects, backfill, bytes.
+
+    Only for a terminal on stderr while the records go to a pipe or a file; redrawn at most
+    ``every`` seconds, cleared before each notice and at the end.
+    """
+
+    def __init__(self, stream: TextIO, width: int = 80, every: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stream = stream
+        self.width = max(20, width - 1)
+        self.every = every
+        self.clock = clock
+        self.started = clock()
+        self.state = "connecting"
+        self.progress = Progress()
+        self._drawn = False
+        self._last = -1e9
+        self._rate_mark = (self.started, 0)
+        self.rate = 0.0
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        self._last = -1e9
+        self.tick()
+
+    def tick(self) -> None:
+        now = self.clock()
+        if now - self._last < self.every:
+            return
+        mark_at, mark_records = self._rate_mark
+        if now - mark_at >= 1.0:
+            self.rate = (self.progress.records - mark_records) / (now - mark_at)
+            self._rate_mark = (now, self.progress.records)
+        self._last = now
+        self.draw()
+
+    def text(self) -> str:
+        p = self.progress
+        up = int(self.clock() - self.started)
+        parts = [self.state, f"up {up // 3600:d}:{up // 60 % 60:02d}:{up % 60:02d}", f"{p.records} records",
+                 f"{self.rate:.1f}/s", f"{p.reconnects} reconnects"]
+        if p.backfilled:
+            parts.append(f"{p.backfilled} backfilled")
+        parts.append(_size(p.bytes))
+        return ("mkstream: " + " | ".join(parts))[:self.width]
+
+    def draw(self) -> None:
+        self.stream.write("\r\x1b[K" + self.text())
+        self.stream.flush()
+        self._drawn = True
+
+    def clear(self) -> None:
+        if self._drawn:
+            self.stream.write("\r\x1b[K")
+            self._drawn = False
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KB", "MB", "GB"):
+        size /= 1024
+        if size < 1024 or unit == "GB":
+            break
+    return f"{size:.1f} {unit}"

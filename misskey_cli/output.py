@@ -20,6 +20,7 @@ import orjson
 from misskey_cli.choices import DEFAULT_STYLE
 from misskey_cli.errors import UsageError
 from misskey_cli.protocol import without_surrogates
+from misskey_cli.safetext import escape_controls, escape_json_text
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class OutputOptions:
     timestamps: bool = False
     # -r strings to a terminal: control characters from server text are shown escaped.
     escape_raw_strings: bool = False
+    width: int | None = None  # line format: the columns to fit (None: no cut)
+    show_cw: bool = False  # line format: show the text behind a content warning
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("pretty", "indented JSON, coloured on a terminal"),
     Format("ndjson", "one compact JSON text per line"),
     Format("raw", "each frame's text byte for byte as received", verbatim=True),
+    Format("line", "one human-readable line per frame, fitted to the terminal", ts_key=False),
 )}
 
 
@@ -178,12 +182,20 @@ class Renderer:
         # Plain path filters are evaluated on the decoded frame: jq would convert it to its own
         # values and back for every frame. Anything the shortcut cannot answer exactly goes to jq.
         self.path = simple_path(options.filters) if options.filters else None
+        self.line: Callable[[Any, float], str] | None = None
         if options.format == "pretty":
             self.encode: Callable[[Any], bytes] = (make_colourer(options.style, options.truecolor)
                                                    if options.color else _pretty)
+        elif options.format == "line":
+            from misskey_cli.lineformat import LineFormatter
+
+            self.line = LineFormatter(width=options.width, color=options.color, show_cw=options.show_cw,
+                                      timestamps=options.timestamps).format
+            self.encode = _ndjson  # unused: every line record needs its receive time
         else:
             self.encode = _ndjson
-        self.plain = self.program is None and not options.timestamps and not self.format.verbatim
+        self.plain = (self.program is None and not options.timestamps and not self.format.verbatim
+                      and self.line is None)
 
     def verbatim(self, data: bytes) -> list[bytes]:
         """Records for a frame as received, decoded or not: the frame itself in a verbatim format."""
@@ -200,7 +212,7 @@ class Renderer:
             frame = {"ts": rfc3339(received_at), **frame}
             data = b""
         if self.program is None:
-            return [self.encode(frame)]
+            return [self._line(frame, received_at) if self.line is not None else self.encode(frame)]
         if self.path is not None:
             value = frame
             for key in self.path:
@@ -212,7 +224,7 @@ class Renderer:
                 kind = type(value)
                 if value is None or kind is str or kind is bool or kind is float or (
                         kind is int and -_SAFE_INT < value < _SAFE_INT):
-                    return [self._encode_result(value)]
+                    return [self._encode_result(value, received_at)]
         try:
             if clean:
                 text = data.decode("utf-8") if data else dumps_compact(frame).decode("utf-8")
@@ -221,14 +233,20 @@ class Renderer:
             values = self.program.input_text(text).all()
         except ValueError as exc:
             raise JqRuntimeError(str(exc).splitlines()[0] if str(exc) else "jq error") from None
-        return [self._encode_result(v) for v in values]
+        return [self._encode_result(v, received_at) for v in values]
 
-    def _encode_result(self, value: Any) -> bytes:
+    def _encode_result(self, value: Any, received_at: float) -> bytes:
         if self.options.raw_output and type(value) is str:
             if self.options.escape_raw_strings:
-                value = escape_controls(value)
+                value = "\n".join(escape_controls(line) for line in value.split("\n"))
             return without_surrogates(value).encode("utf-8") + b"\n"
+        if self.line is not None:
+            return self._line(value, received_at)
         return self.encode(value)
+
+    def _line(self, value: Any, received_at: float) -> bytes:
+        assert self.line is not None
+        return self.line(value, received_at).encode("utf-8", "replace") + b"\n"
 
 
 def _ndjson(value: Any) -> bytes:
@@ -238,30 +256,8 @@ def _ndjson(value: Any) -> bytes:
         return dumps_compact(value) + b"\n"
 
 
-# Characters json.dumps(ensure_ascii=False) leaves raw that a terminal acts on: DEL, C1 controls
-# and the bidirectional overrides. In pretty output (meant for a terminal) they become \u escapes:
-# still the same JSON, but server text cannot move the cursor or reorder the line.
-_TERMINAL_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def _json_escape(match: re.Match[str]) -> str:
-    return f"\\u{ord(match[0]):04x}"
-
-
-def terminal_safe_json(text: str) -> str:
-    return _TERMINAL_UNSAFE.sub(_json_escape, text)
-
-
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def escape_controls(text: str) -> str:
-    """Control characters (but newline and tab) shown as visible escapes, for text bound for a terminal."""
-    return _CONTROLS.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
-
-
 def _pretty(value: Any) -> bytes:
-    return _utf8(terminal_safe_json(json.dumps(value, indent=2, ensure_ascii=False))) + b"\n"
+    return _utf8(escape_json_text(json.dumps(value, indent=2, ensure_ascii=False))) + b"\n"
 
 
 def make_colourer(style: str, truecolor: bool = False) -> Callable[[Any], bytes]:
@@ -305,7 +301,7 @@ class _Colourer:
     def walk(self, value: Any, pad: str, out: list[str]) -> None:
         kind = type(value)
         if kind is str:
-            out.append(self.string(terminal_safe_json(json.dumps(value, ensure_ascii=False))))
+            out.append(self.string(escape_json_text(json.dumps(value, ensure_ascii=False))))
         elif kind is dict or kind is list:
             self.walk_container(value, kind is dict, pad, out)
         elif value is None or kind is bool:
@@ -325,7 +321,7 @@ class _Colourer:
         for n, item in enumerate(value.items() if is_dict else value):
             out.append(separator if n == 0 else self.comma + separator)
             if is_dict:
-                out.append(self.key(terminal_safe_json(json.dumps(str(item[0]), ensure_ascii=False))))
+                out.append(self.key(escape_json_text(json.dumps(str(item[0]), ensure_ascii=False))))
                 out.append(self.colon)
                 item = item[1]
             self.walk(item, inner, out)

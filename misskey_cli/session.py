@@ -103,11 +103,16 @@ class Counters:
     connected_seconds: float = 0.0
 
 
+def _ignore(message: str) -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class SessionNotices:
     warn: Notice
-    info: Notice
+    info: Notice  # connection events: lost, retrying
     debug: Notice
+    state: Notice = _ignore  # "connecting", "connected", "reconnecting in 2.0 s", for a status line
 
 
 class Session:
@@ -117,7 +122,7 @@ class Session:
         self.liveness = liveness
         self.reconnect = reconnect
         self.redact = redact
-        self._warn, self._info, self._debug = notices.warn, notices.info, notices.debug
+        self._warn, self._info, self._debug, self._state = notices.warn, notices.info, notices.debug, notices.state
         self.backoff = backoff or Backoff(reconnect)
         self.connections: dict[str, Connection] = {}
         self.captures: dict[str, None] = {}
@@ -330,6 +335,7 @@ class Session:
     def _attempt(self) -> None:
         target = self.target
         self._debug(f"connecting to {target.display_url()}")
+        self._state("connecting")
         kwargs: dict[str, Any] = {
             "timeout": self.liveness.connect_timeout,
             "header": target.headers(),
@@ -366,6 +372,7 @@ class Session:
         if ws.sock is not None:
             ws.sock.settimeout(self.liveness.ping_timeout)
         self._debug(f"{'reconnected' if self.ever_connected else 'connected'} to {target.display_url()}")
+        self._state("connected")
         self.ever_connected = True
         for conn in self.connections.values():
             self._send_connect(conn)
@@ -394,6 +401,7 @@ class Session:
             spent = f" after {self.reconnect.max_retries} retries" if self.reconnect.enabled else ""
             raise error(f"could not connect to {where}{spent}: {reason}")
         self._retry_at = time.monotonic() + delay
+        self._state(f"retrying in {delay:.1f}s")
         self._info(f"could not connect to {where}: {reason}; retrying in {delay:.1f}s")
 
     def _lost(self, reason: str, clean: bool = False) -> None:
@@ -419,6 +427,7 @@ class Session:
             heard = time.time() - (now - self._last_heard)
             self._down = (now, heard, reason)
         self.counters.reconnects += 1
+        self._state(f"reconnecting in {delay:.1f}s")
         self._info(f"connection lost: {reason}; reconnecting in {delay:.1f}s")
 
     # ----- sending ----------------------------------------------------------------------------

@@ -48,6 +48,9 @@ class OutputSettings:
     raw_output: bool = False
     timestamps: bool = False
     path: str | None = None  # -o FILE; None = stdout
+    width: int | None = None  # --format line: columns (None: the terminal's, no cut in a pipe)
+    show_cw: bool = False
+    unsafe_raw: bool = False  # -r strings verbatim even on a terminal
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class NoticeSettings:
     quiet: bool = False
     verbose: bool = False
     stats: bool = False
+    status: bool = True  # the status line, when stderr is a terminal and the records go elsewhere
 
 
 # ----- run control ----------------------------------------------------------------------------
@@ -148,7 +152,7 @@ PROFILE_KEY_TABLE: tuple[ProfileKey, ...] = (
     ProfileKey("auth", str, "auth", "query or header"),
     ProfileKey("ca_file", str, "ca_file", "CA bundle to verify TLS against"),
     ProfileKey("proxy", str, "proxy", "HTTP proxy URL"),
-    ProfileKey("format", str, "fmt", "pretty, ndjson or raw"),
+    ProfileKey("format", str, "fmt", "pretty, ndjson, raw or line"),
     ProfileKey("color", str, "color", "auto, always or never"),
     ProfileKey("style", str, "style", "pygments style"),
     ProfileKey("timestamps", bool, "timestamps", "true to add receive times"),

@@ -21,7 +21,7 @@ from typing import Protocol
 from misskey_cli import commands, protocol
 from misskey_cli.channels import SpecError, check_connection, check_send, did_you_mean, unacked_reason
 from misskey_cli.errors import ExitCode, NotAcknowledged, UsageError
-from misskey_cli.notices import Notices
+from misskey_cli.notices import Notices, StatusLine
 from misskey_cli.output import JqRuntimeError, Renderer
 from misskey_cli.session import (
     AckMissing,
@@ -80,7 +80,8 @@ class Stats:
 class Stream:
     def __init__(self, source: FrameSource, renderer: Renderer, writer: Writer, limits: Limits,
                  notices: Notices, *, control: Session | None = None, require_ack: bool = False,
-                 logged_in: bool = False, stdin_fd: int | None = None, watch: Sequence[int] = ()) -> None:
+                 logged_in: bool = False, stdin_fd: int | None = None, watch: Sequence[int] = (),
+                 status: StatusLine | None = None) -> None:
         self.source = source
         self.renderer = renderer
         self.writer = writer
@@ -91,6 +92,7 @@ class Stream:
         self.logged_in = logged_in
         self.stdin_fd = stdin_fd
         self.extra_watch = list(watch)  # e.g. the app's signal wake-up fd: drained and ignored here
+        self.status = status
         self.stats = Stats()
         self.records = 0  # records handed to the writer
         self._stdin_buffer = b""
@@ -109,6 +111,10 @@ class Stream:
             if self.limits.idle_timeout is not None:
                 idle_end = last_frame + self.limits.idle_timeout
                 deadline = idle_end if deadline is None else min(deadline, idle_end)
+            limit = deadline
+            if self.status is not None:  # wake up to keep the status line's clock moving
+                tick = time.monotonic() + self.status.every
+                deadline = tick if deadline is None else min(deadline, tick)
             event = self.source.next(deadline, watch)
             if isinstance(event, Frames):
                 last_frame = time.monotonic()
@@ -117,17 +123,23 @@ class Stream:
                 # A reader slower than the stream: pause reading a moment rather than pile up records.
                 self.writer.wait_for_room(timeout=1.0)
             elif isinstance(event, Deadline):
-                if end is not None and time.monotonic() >= end:
+                if limit is None or time.monotonic() < limit:
+                    pass  # only the status line's tick
+                elif end is not None and time.monotonic() >= end:
                     self.notices.info(f"duration of {self.limits.duration:g}s reached")
+                    return ExitCode.OK
                 else:
                     self.notices.info(f"no frame for {self.limits.idle_timeout:g}s (--idle-timeout)")
-                return ExitCode.OK
+                    return ExitCode.OK
             elif isinstance(event, Readable):
                 self._readable(event.fd, watch)
             elif isinstance(event, Reconnected):
                 self._reconnected(event)
             elif isinstance(event, AckMissing):
                 self._ack_missing(event)
+            if self.status is not None:
+                self.status.progress.reconnects = self.source.counters.reconnects
+                self.status.tick()
 
     def finish_notices(self) -> None:
         if self.stats.bad_frames > BAD_FRAMES_SHOWN:
@@ -152,7 +164,7 @@ class Stream:
                 os.read(fd, 512)  # a wake-up byte: the signal's handler runs as this returns
 
     def _reconnected(self, event: Reconnected) -> None:
-        self.notices.info(f"reconnected after {_seconds(event.down_for)}")
+        self.notices.event(f"reconnected after {_seconds(event.down_for)}")
         if event.captures:
             self.notices.warn(f"events on {len(event.captures)} captured note(s) during the "
                               f"{_seconds(event.down_for)} gap cannot be fetched and may be missing")
@@ -200,7 +212,11 @@ class Stream:
                 break
         if out:
             self.records += len(out)
-            self.writer.write(out[0] if len(out) == 1 else b"".join(out), len(out))
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self.writer.write(data, len(out))
+            if self.status is not None:
+                self.status.progress.records = self.records
+                self.status.progress.bytes += len(data)
         return done
 
     def _bad(self, bad: protocol.Bad) -> None:

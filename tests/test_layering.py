@@ -19,8 +19,10 @@ ALLOWED = {
     "session": {"protocol", "config", "errors", "wsframes", "backoff", "settings"},
     "backoff": {"settings"},
     "writer": {"errors"},
-    "output": {"errors", "choices", "protocol"},
-    "notices": {"config"},
+    "output": {"errors", "choices", "protocol", "safetext", "lineformat"},
+    "lineformat": {"safetext"},
+    "safetext": set(),
+    "notices": {"config", "safetext"},
     "settings": {"config"},
     "profiles": {"errors", "config", "choices", "settings"},
     "commands": {"channels", "protocol"},
@@ -38,7 +40,8 @@ ALLOWED = {
 }
 
 # third-party library -> the one module allowed to import it
-OWNERS = {"click": "cli", "websocket": "session", "jq": "output", "pygments": "output", "websockets": "simulator"}
+OWNERS = {"click": "cli", "websocket": "session", "jq": "output", "pygments": "output", "websockets": "simulator",
+          "wcwidth": "lineformat"}
 
 
 def imports_of(path: Path) -> tuple[set[str], set[str]]:
