@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from conftest import fixture_frames, shape
 
-from misskey_cli.traffic import (
+from misskey_cli.simulator.traffic import (
     AIDX_EPOCH_MS,
     CAST,
     NOTE_KEYS,
