@@ -1,28 +1,135 @@
-"""The public ``Simulator``: the engine and its activity, with the knobs and observations tests use.
+"""The public ``Simulator``: the engine, its activity and its HTTP API, with the knobs and observations tests use.
 
 Knobs (any thread; each runs on the server's loop and returns once its frames are written to the
 sockets' transports): post notes, send channel/main/noteUpdated/broadcast events, inject raw,
 invalid or huge frames, close every socket with a code, drop them without a close frame, freeze
 them (the peer vanishes), refuse the next handshakes, change the ping settings and the rate.
-Observations: every handshake and client frame, the live connections and captures, closes and
-pongs, and ``wait_for_*`` helpers that wait for an event rather than for time.
+HTTP knobs: answer the next calls of an endpoint with an error status, skew the ``Date`` clock,
+approve a MiAuth session. Observations: every handshake, client frame and HTTP request (never its
+token), the live connections and captures, closes and pongs, MiAuth pages opened, and
+``wait_for_*`` helpers that wait for an event rather than for time.
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from misskey_cli.protocol import encode
 from misskey_cli.simulator.activity import Activity
+from misskey_cli.simulator.api_server import ApiServer, Fault
 from misskey_cli.simulator.engine import Connection, channel_frame, encode_any
-from misskey_cli.simulator.rules import Targets
+from misskey_cli.simulator.httpwire import HttpRequest, HttpResponse
+from misskey_cli.simulator.rules import DEFAULT_MODERATORS, DEFAULT_SUSPENDED_TOKENS, Targets
 from misskey_cli.simulator.traffic import NOTE_KINDS, NoteRequest, Traffic, extract_tags, order_note
 
 
 class Simulator(Activity):
-    """A Misskey streaming server on a loopback port, with test knobs. See the module docstring."""
+    """A Misskey server (streaming and HTTP API) on a loopback port, with test knobs. See the module docstring.
+
+    ``software_name``/``software_version`` are what nodeinfo and ``meta`` report (simulate a fork
+    such as ``sharkey``); ``miauth=False`` is a server without MiAuth; ``clock_offset`` skews the
+    HTTP ``Date`` header by that many seconds.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        rate: float = 0.0,
+        ticks: bool = False,
+        tokens: dict[str, str] | None = None,
+        suspended_tokens: Iterable[str] = DEFAULT_SUSPENDED_TOKENS,
+        ping_interval: float | None = 60.0,
+        ping_timeout: float = 120.0,
+        seed: int | None = None,
+        moderators: Iterable[str] = DEFAULT_MODERATORS,
+        ssl_context: ssl.SSLContext | None = None,
+        history_size: int = 10_000,
+        *,
+        software_name: str = "misskey",
+        software_version: str = "2025.12.2",
+        miauth: bool = True,
+        clock_offset: float = 0.0,
+    ) -> None:
+        super().__init__(host, port, rate, ticks, tokens, suspended_tokens, ping_interval, ping_timeout, seed,
+                         moderators, ssl_context, history_size)
+        self.clock_offset = clock_offset
+        self._http_requests: list[dict[str, Any]] = []
+        self.api = ApiServer(tokens=self.tokens, suspended=self.suspended_tokens, traffic=self.traffic,
+                             history=self.history, notifications=self.notifications, viewer=self.viewer,
+                             moderators=self.moderators, software_name=software_name,
+                             software_version=software_version, miauth=miauth, record=self._record_http)
+
+    # -- the HTTP API (on the loop) -----------------------------------------------------------
+
+    def answer_http(self, request: HttpRequest) -> HttpResponse:
+        return self.api.handle(request)
+
+    def http_now(self) -> float:
+        return time.time() + self.clock_offset
+
+    def _record_http(self, record: dict[str, Any]) -> None:
+        with self._cond:
+            self._http_requests.append(record)
+            self._cond.notify_all()
+
+    @property
+    def api_url(self) -> str:
+        """``http(s)://host:port``: the HTTP API answers on the socket's host and port."""
+        return self.http_url
+
+    def http_requests(self) -> list[dict[str, Any]]:
+        """Every HTTP request answered: method, path, endpoint, body and query without ``i``, auth, status.
+
+        ``auth`` says how a token came (``"body"``, ``"bearer"``) or None; the token is never kept.
+        """
+        with self._cond:
+            return [dict(r) for r in self._http_requests]
+
+    def wait_for_http_requests(self, n: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Wait until ``n`` HTTP requests have been answered since this Simulator was made."""
+        self._wait(lambda: len(self._http_requests) >= n, timeout,
+                   lambda: f"{n} HTTP request(s); {len(self._http_requests)} so far")
+        return self.http_requests()
+
+    def fail_next(self, endpoint: str, status: int, count: int = 1, retry_after: float | None = None) -> None:
+        """Answer the next ``count`` calls of ``endpoint`` (``"i"``, ``"notes/timeline"``; ``"*"``: any)
+        with ``status``: 429 is Misskey's RATE_LIMIT_EXCEEDED with ``Retry-After`` (default 1 s),
+        500 its INTERNAL_ERROR, 502-504 a reverse proxy's HTML page."""
+        def run() -> None:
+            queue = self.api.faults.setdefault(endpoint, deque())
+            queue.extend(Fault(status, retry_after) for _ in range(count))
+
+        self._call(run)
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Skew the HTTP ``Date`` header by ``seconds`` (for clock-skew checks)."""
+        self.clock_offset = seconds
+
+    def approve_miauth(self, session: str, username: str = "admin", permissions: list[str] | None = None) -> str:
+        """The user approves MiAuth ``session`` as ``username``: returns the new token, which the
+        next ``miauth/{session}/check`` hands out once and which both the socket and the API accept."""
+        return self._call(lambda: self.api.approve_miauth(session, username, permissions))
+
+    def miauth_requests(self) -> list[dict[str, Any]]:
+        """The MiAuth pages clients sent users to: ``{"session", "name", "permission", ...}`` each."""
+        return [{"session": r["path"][len("/miauth/"):], **r.get("query", {})} for r in self.http_requests()
+                if r["method"] == "GET" and r["path"].startswith("/miauth/")]
+
+    def notify(self, username: str, kind: str = "app", **fields: Any) -> dict[str, Any]:
+        """Send ``username`` a ``notification`` on main (and keep it for ``i/notifications``); returns it."""
+        def run() -> dict[str, Any]:
+            user = self.traffic.account(username)
+            notification = self.traffic.notification(kind, **fields)
+            self._main_event(user.id, "notification", notification)
+            return notification
+
+        return self._call(run)
 
     # -- observing (any thread) ---------------------------------------------------------------
 

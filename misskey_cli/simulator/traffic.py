@@ -849,6 +849,12 @@ class Traffic:
 
     # -- main channel -----------------------------------------------------------------------
 
+    def notification(self, kind: str, **rest: Any) -> dict[str, Any]:
+        """A notification made now (``app`` ones get a body and header unless given)."""
+        if kind == "app":
+            rest = {"body": "mkstream simulator", "header": "simulator", "icon": None, **rest}
+        return self._notification(kind, **rest)
+
     def _notification(self, kind: str, **rest: Any) -> dict[str, Any]:
         notification_id, ms = self.ids.next()
         return {"id": notification_id, "createdAt": iso(ms), "type": kind, **rest}
