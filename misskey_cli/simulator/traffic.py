@@ -1,4 +1,4 @@
-"""Realistic Misskey traffic for the simulator: notes, notifications, note events, stats.
+"""Realistic Misskey content for the simulator: notes, notifications, note events, stats.
 
 Owns the shapes of everything the simulator sends that carries content: note objects (same keys
 in the same order as a real Misskey 2025.x server packs them, see tests/fixtures/frames.jsonl),
@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 # ---------------------------------------------------------------------------------------------
@@ -372,6 +372,28 @@ class _CaptureState:
 
 
 @dataclass
+class _Content:
+    """The parts of a fresh note that depend on its kind."""
+
+    text: str | None
+    cw: str | None = None
+    files: list[dict[str, Any]] | None = None
+    reply: dict[str, Any] | None = None
+    renote: dict[str, Any] | None = None
+    poll: dict[str, Any] | None = None
+
+
+def _remote_links(author: User, note_id: str, created_ms: int) -> dict[str, str]:
+    """``uri`` and ``url`` of a remote note, in the form its server's software uses."""
+    assert author.host is not None
+    if author.host.startswith(("mastodon", "pleroma")):
+        status = str(110_000_000_000_000_000 + created_ms)
+        return {"uri": f"https://{author.host}/users/{author.username}/statuses/{status}",
+                "url": f"https://{author.host}/@{author.username}/{status}"}
+    return {"uri": f"https://{author.host}/notes/{note_id}", "url": f"https://{author.host}/notes/{note_id}"}
+
+
+@dataclass
 class NoteRequest:
     """What a note should look like to be delivered on a given connection."""
 
@@ -588,6 +610,22 @@ class Traffic:
         note["files"] = files
         note["replyId"] = reply["id"] if reply else None
         note["renoteId"] = renote["id"] if renote else None
+        self._pack_links(note, text, channel, visible_user_ids, poll)
+        if author.host is not None:
+            note.update(_remote_links(author, note_id, created_ms))
+        if detail:
+            note["clippedCount"] = 0
+            if reply is not None:
+                note["reply"] = reply
+            if renote is not None:
+                note["renote"] = renote
+            if poll is not None:
+                note["poll"] = {k: v for k, v in poll.items() if k != "question"}
+        return note
+
+    def _pack_links(self, note: dict[str, Any], text: str | None, channel: dict[str, Any] | None,
+                    visible_user_ids: list[str] | None, poll: dict[str, Any] | None) -> None:
+        """channelId/channel, mentions and hasPoll, in that order."""
         if channel is not None:
             note["channelId"] = channel["id"]
             note["channel"] = channel
@@ -599,23 +637,6 @@ class Traffic:
             note["mentions"] = mentions
         if poll is not None:
             note["hasPoll"] = True
-        if author.host is not None:
-            if author.host.startswith(("mastodon", "pleroma")):
-                status = str(110_000_000_000_000_000 + created_ms)
-                note["uri"] = f"https://{author.host}/users/{author.username}/statuses/{status}"
-                note["url"] = f"https://{author.host}/@{author.username}/{status}"
-            else:
-                note["uri"] = f"https://{author.host}/notes/{note_id}"
-                note["url"] = f"https://{author.host}/notes/{note_id}"
-        if detail:
-            note["clippedCount"] = 0
-            if reply is not None:
-                note["reply"] = reply
-            if renote is not None:
-                note["renote"] = renote
-            if poll is not None:
-                note["poll"] = {k: v for k, v in poll.items() if k != "question"}
-        return note
 
     def older_note(self, author: User | None = None, *, now_ms: int | None = None, detail: bool = True,
                    with_text: bool = True) -> dict[str, Any]:
@@ -641,12 +662,12 @@ class Traffic:
 
     # -- notes ------------------------------------------------------------------------------
 
-    def note(self, request: NoteRequest | None = None) -> dict[str, Any]:
-        """A fresh note (id made now) shaped by the request; counts toward the opening rule."""
-        req = request or NoteRequest()
+    def _choose_kind(self, req: NoteRequest) -> str:
+        """The request's kind, or a random one fit for the request and the opening rule."""
+        opening = self.notes_made < ORDINARY_OPENING
         kind = req.kind
         if kind is None:
-            if self.notes_made < ORDINARY_OPENING:
+            if opening:
                 kind = self.rng.choice(ORDINARY_KINDS)
             else:
                 kind = self.rng.choices(NOTE_KINDS, weights=_KIND_WEIGHTS)[0]
@@ -658,51 +679,27 @@ class Traffic:
             kind = "hashtags"
         if req.with_files and kind not in ("files", "file_only"):
             kind = "files"
-        if self.notes_made < ORDINARY_OPENING and kind == "file_only" and req.kind is None:
-            kind = "files"
-        if self.notes_made < ORDINARY_OPENING and kind == "pure_renote" and req.kind is None:
-            kind = "plain"
+        if opening and req.kind is None:
+            kind = {"file_only": "files", "pure_renote": "plain"}.get(kind, kind)
+        return kind
+
+    def note(self, request: NoteRequest | None = None) -> dict[str, Any]:
+        """A fresh note (id made now) shaped by the request; counts toward the opening rule."""
+        req = request or NoteRequest()
+        kind = self._choose_kind(req)
         self.notes_made += 1
 
         author = req.author or self._pick_author(req.remote)
         note_id, created = self.ids.next()
-        text: str | None = self._text(author)
-        cw: str | None = None
-        files: list[dict[str, Any]] | None = None
-        reply = renote = poll = None
+        content = _Content(text=self._text(author))
         reaction_acceptance = self.rng.choice((None, None, None, None, "likeOnlyForRemote", "nonSensitiveOnly"))
         tags = list(req.tags)
-        if kind == "cw":
-            cw, text = self.rng.choice(CW_PAIRS)
-        elif kind == "mfm":
-            text = self.rng.choice(MFM)
-        elif kind == "hashtags":
-            if not tags:
-                tags = self.rng.sample(HASHTAGS, self.rng.randint(1, 2))
-        elif kind == "mention":
-            other = self._pick_author(None, exclude=author.id)
-            text = f"@{other.acct} {self.rng.choice(REPLIES)}"
-        elif kind in ("reply", "self_reply"):
-            target = author if kind == "self_reply" else self._pick_author(None, exclude=author.id)
-            reply = self.older_note(target, now_ms=created, detail=False)
-            reply_text = self.rng.choice(REPLIES)
-            text = reply_text if kind == "self_reply" else f"@{target.acct} {reply_text}"
-        elif kind == "pure_renote":
-            text = None
-            renote = self.older_note(self._pick_author(None, exclude=author.id), now_ms=created)
-            renote["renoteCount"] += 1
-        elif kind == "quote":
-            text = self.rng.choice(QUOTES)
-            renote = self.older_note(self._pick_author(None, exclude=author.id), now_ms=created)
-        elif kind in ("files", "file_only"):
-            files = self._files(author, created, self.rng.randint(1, 4))
-            if kind == "file_only":
-                text = None
-        elif kind == "poll":
-            poll = self._poll(created)
-            text = poll["question"]
-        elif kind == "long":
-            text = "\n\n".join(self.rng.sample(JAPANESE + ENGLISH, 12))
+        if kind == "hashtags" and not tags:
+            tags = self.rng.sample(HASHTAGS, self.rng.randint(1, 2))
+        maker = self._CONTENT.get(kind)
+        if maker is not None:
+            maker(self, content, author, created)
+        text = content.text
         if tags and text is not None:
             text = text + " " + " ".join(f"#{t}" for t in tags)
         elif tags:
@@ -712,13 +709,71 @@ class Traffic:
         if req.visibility == "specified":
             visible_user_ids = [self._pick_author(False, exclude=author.id).id]
         note = self.pack(
-            note_id=note_id, created_ms=created, author=author, text=text, cw=cw,
+            note_id=note_id, created_ms=created, author=author, text=text, cw=content.cw,
             visibility=req.visibility, local_only=channel is not None,
             reaction_acceptance=reaction_acceptance, visible_user_ids=visible_user_ids,
-            files=files, reply=reply, renote=renote, channel=channel, poll=poll,
+            files=content.files, reply=content.reply, renote=content.renote, channel=channel, poll=content.poll,
         )
         self.remember(note)
         return note
+
+    # Each kind's content, made in the order the seeded generator has always drawn it.
+
+    def _cw_content(self, content: _Content, author: User, created: int) -> None:
+        content.cw, content.text = self.rng.choice(CW_PAIRS)
+
+    def _mfm_content(self, content: _Content, author: User, created: int) -> None:
+        content.text = self.rng.choice(MFM)
+
+    def _mention_content(self, content: _Content, author: User, created: int) -> None:
+        other = self._pick_author(None, exclude=author.id)
+        content.text = f"@{other.acct} {self.rng.choice(REPLIES)}"
+
+    def _reply_content(self, content: _Content, author: User, created: int, own: bool = False) -> None:
+        target = author if own else self._pick_author(None, exclude=author.id)
+        content.reply = self.older_note(target, now_ms=created, detail=False)
+        reply_text = self.rng.choice(REPLIES)
+        content.text = reply_text if own else f"@{target.acct} {reply_text}"
+
+    def _self_reply_content(self, content: _Content, author: User, created: int) -> None:
+        self._reply_content(content, author, created, own=True)
+
+    def _pure_renote_content(self, content: _Content, author: User, created: int) -> None:
+        content.text = None
+        content.renote = self.older_note(self._pick_author(None, exclude=author.id), now_ms=created)
+        content.renote["renoteCount"] += 1
+
+    def _quote_content(self, content: _Content, author: User, created: int) -> None:
+        content.text = self.rng.choice(QUOTES)
+        content.renote = self.older_note(self._pick_author(None, exclude=author.id), now_ms=created)
+
+    def _files_content(self, content: _Content, author: User, created: int) -> None:
+        content.files = self._files(author, created, self.rng.randint(1, 4))
+
+    def _file_only_content(self, content: _Content, author: User, created: int) -> None:
+        self._files_content(content, author, created)
+        content.text = None
+
+    def _poll_content(self, content: _Content, author: User, created: int) -> None:
+        content.poll = self._poll(created)
+        content.text = content.poll["question"]
+
+    def _long_content(self, content: _Content, author: User, created: int) -> None:
+        content.text = "\n\n".join(self.rng.sample(JAPANESE + ENGLISH, 12))
+
+    _CONTENT: ClassVar[dict[str, Callable[[Traffic, _Content, User, int], None]]] = {
+        "cw": _cw_content,
+        "mfm": _mfm_content,
+        "mention": _mention_content,
+        "reply": _reply_content,
+        "self_reply": _self_reply_content,
+        "pure_renote": _pure_renote_content,
+        "quote": _quote_content,
+        "files": _files_content,
+        "file_only": _file_only_content,
+        "poll": _poll_content,
+        "long": _long_content,
+    }
 
     def note_for(self, channel: str, params: dict[str, Any], viewer: User | None) -> dict[str, Any]:
         """A fresh note that a connection of ``channel`` with ``params`` would receive."""
@@ -793,6 +848,12 @@ class Traffic:
         return "reacted", body
 
     # -- main channel -----------------------------------------------------------------------
+
+    def notification(self, kind: str, **rest: Any) -> dict[str, Any]:
+        """A notification made now (``app`` ones get a body and header unless given)."""
+        if kind == "app":
+            rest = {"body": "mkstream simulator", "header": "simulator", "icon": None, **rest}
+        return self._notification(kind, **rest)
 
     def _notification(self, kind: str, **rest: Any) -> dict[str, Any]:
         notification_id, ms = self.ids.next()

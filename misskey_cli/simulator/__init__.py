@@ -1,0 +1,44 @@
+"""The built-in Misskey-compatible server (SPEC.md section 5, PROTOCOL.md): the streaming API and,
+on the same host and port, the HTTP API beside it (PROTOCOL.md 9).
+
+A package of small modules, each owning one job:
+
+- ``rules``: the pure admission and routing rules (handshakes, connects, which note goes where);
+- ``engine``: the asyncio ``websockets`` server thread, the only module importing ``websockets``;
+- ``activity``: the background tasks (generated notes, stats, main and capture ticks, broadcasts);
+- ``traffic``: the content (notes, notifications, note events, stats) in the real server's shapes;
+- ``history``: the ordered note and notification history and the pagination rule;
+- ``httpwire`` and ``api_server``: HTTP/1.1 framing and the Misskey HTTP API endpoints;
+- ``knobs``: the public ``Simulator`` with the knobs and observations tests use, and ``serve``.
+
+Only ``protocol.py`` and ``channels.py`` are shared with the client.
+"""
+
+from __future__ import annotations
+
+from misskey_cli.simulator.knobs import Simulator, serve
+from misskey_cli.simulator.rules import (
+    DEFAULT_MODERATORS,
+    DEFAULT_SUSPENDED_TOKENS,
+    DEFAULT_TOKENS,
+    DEMO_TOKEN,
+    WWW_AUTHENTICATE,
+    hashtag_matches,
+    hashtag_q_valid,
+    js_truthy,
+    reply_shown,
+)
+
+__all__ = [
+    "DEFAULT_MODERATORS",
+    "DEFAULT_SUSPENDED_TOKENS",
+    "DEFAULT_TOKENS",
+    "DEMO_TOKEN",
+    "WWW_AUTHENTICATE",
+    "Simulator",
+    "hashtag_matches",
+    "hashtag_q_valid",
+    "js_truthy",
+    "reply_shown",
+    "serve",
+]

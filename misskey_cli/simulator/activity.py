@@ -1,0 +1,138 @@
+"""What happens on the simulated server without anyone asking: the background tasks.
+
+Generated timeline notes at ``rate`` notes/s while a note-carrying connection exists (each made
+for a connection that will accept it, from ``traffic.py``), and with ``ticks``: serverStats and
+queueStats samples, ``main`` bursts for a connected user, ``noteUpdated`` events for captured
+notes, and rare broadcasts. Every task only calls the engine's sending primitives, so none of
+this touches the server library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from misskey_cli.simulator.engine import STATS_LOG_MAX, Connection, Engine, Socket
+from misskey_cli.simulator.rules import NOTE_CHANNELS, Targets
+
+SERVER_STATS_INTERVAL = 2.0
+QUEUE_STATS_INTERVAL = 10.0
+
+
+class Activity(Engine):
+    """The engine plus its background activity."""
+
+    def _background(self) -> list[Coroutine[Any, Any, None]]:
+        tasks = [*super()._background(), self._generate_notes()]
+        if self.ticks:
+            tasks += [
+                self._every(SERVER_STATS_INTERVAL, lambda: self._stats_tick("serverStats")),
+                self._every(QUEUE_STATS_INTERVAL, lambda: self._stats_tick("queueStats")),
+                self._random_ticks(self._main_tick, 5.0, 8.0),
+                self._random_ticks(self._capture_tick, 1.5, 3.0),
+                self._occasional_broadcasts(),
+            ]
+        return tasks
+
+    def _note_targets(self) -> list[tuple[Socket, Connection]]:
+        return [(s, c) for s in self._open_sockets() if not s.frozen
+                for c in s.connections.values() if c.channel in NOTE_CHANNELS and not c.inert]
+
+    def _next_delay(self, first: bool) -> float:
+        rng = self.traffic.rng
+        if first:
+            return rng.uniform(0.05, 0.5) / self.rate
+        return min(max(rng.expovariate(self.rate), 0.02 / self.rate), 3.0 / self.rate)
+
+    async def _generate_notes(self) -> None:
+        """Timeline traffic at ``rate`` notes/s while a note-carrying connection exists."""
+        assert self._wake_generator is not None
+        rng = self.traffic.rng
+        first = True
+        while True:
+            if self.rate <= 0 or not self._note_targets():
+                self._wake_generator.clear()
+                if self.rate <= 0 or not self._note_targets():
+                    await self._wake_generator.wait()
+                first = True
+                continue
+            await asyncio.sleep(self._next_delay(first))
+            first = False
+            candidates = self._note_targets()
+            if not candidates or self.rate <= 0:
+                continue
+            try:
+                sock, connection = rng.choice(candidates)
+                note = self.traffic.note_for(connection.channel, connection.params, sock.user)
+                self._route_note(note, self._random_targets(connection))
+            except Exception as exc:  # keep generating
+                self._record_error(exc)
+
+    def _random_targets(self, chosen: Connection) -> Targets:
+        """Which lists, antennas and roles a generated note belongs to: the chosen one, others at random."""
+        rng = self.traffic.rng
+        found: dict[str, set[str]] = {"listId": set(), "antennaId": set(), "roleId": set()}
+        for _, connection in self._note_targets():
+            for key, ids in found.items():
+                value = connection.params.get(key)
+                if isinstance(value, str) and (connection is chosen or rng.random() < 0.3):
+                    ids.add(value)
+        return Targets(tuple(found["listId"]), tuple(found["antennaId"]), tuple(found["roleId"]))
+
+    async def _every(self, interval: float, action: Callable[[], None]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                action()
+            except Exception as exc:
+                self._record_error(exc)
+
+    async def _random_ticks(self, action: Callable[[], None], mean_at_rate_1: float, mean_idle: float) -> None:
+        rng = self.traffic.rng
+        while True:
+            mean = mean_at_rate_1 / self.rate if self.rate > 0 else mean_idle
+            await asyncio.sleep(min(max(rng.expovariate(1.0 / mean), mean / 10), mean * 4))
+            try:
+                action()
+            except Exception as exc:
+                self._record_error(exc)
+
+    async def _occasional_broadcasts(self) -> None:
+        # Rare and never early, whatever the rate: a demo's first records are the timeline's notes.
+        rng = self.traffic.rng
+        await asyncio.sleep(rng.uniform(30.0, 90.0))
+        while True:
+            try:
+                self._broadcast_tick()
+            except Exception as exc:
+                self._record_error(exc)
+            await asyncio.sleep(30.0 + rng.expovariate(1 / 60.0))
+
+    def _stats_tick(self, channel: str) -> None:
+        sample = self.traffic.server_stats() if channel == "serverStats" else self.traffic.queue_stats()
+        log = self._stats_log[channel]
+        log.insert(0, sample)
+        del log[STATS_LOG_MAX:]
+        self._channel_event(channel, "stats", sample)
+
+    def _main_tick(self) -> None:
+        viewers = {s.user.id: s.user for s in self._open_sockets() if s.user is not None and not s.frozen
+                   and any(c.channel == "main" for c in s.connections.values())}
+        if viewers:
+            viewer = viewers[self.traffic.rng.choice(sorted(viewers))]
+            for event, payload in self.traffic.main_events(viewer):
+                self._main_event(viewer.id, event, payload)
+
+    def _capture_tick(self) -> None:
+        captured = sorted({note_id for s in self._open_sockets() if not s.frozen for note_id in s.captures})
+        if captured:
+            note_id = self.traffic.rng.choice(captured)
+            event = self.traffic.note_event(note_id)
+            if event is not None:
+                self._note_updated(note_id, *event)
+
+    def _broadcast_tick(self) -> None:
+        if self._open_sockets():
+            kind, body = self.traffic.broadcast()
+            self._broadcast(kind, body)
