@@ -216,8 +216,8 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
     width = out.width or (env.stdout_columns if to_terminal else None)
     renderer = Renderer(OutputOptions(
         fmt.name, decide_color(out.color, to_terminal, env.environ), decide_truecolor(env.environ), out.style,
-        out.filters, dict(out.jq_args), out.raw_output, out.timestamps, escape_raw_strings=to_terminal and not out.unsafe_raw,
-        width=width, show_cw=out.show_cw))
+        out.filters, dict(out.jq_args), out.raw_output, out.timestamps,
+        escape_raw_strings=to_terminal and not out.unsafe_raw, width=width, show_cw=out.show_cw))
     target = _target(settings, env, notices, stack)
     writer = stack.enter_context(Writer.open_append(out.path, notices.warn) if out.path
                                  else Writer.to_fd(env.stdout_fd, env.stdout_stream, notices.warn))

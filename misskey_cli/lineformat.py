@@ -164,10 +164,10 @@ def compact_json(value: Any) -> str:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
     except RecursionError:
         return "[too deeply nested]"
-    except Exception:  # circular values, keys json cannot write
+    except Exception:  # noqa: BLE001 - circular values, keys json cannot write
         try:
             text = repr(value)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a last resort that must not raise
             return f"[unprintable {type(value).__name__}]"
     return escape_controls(text)
 
@@ -259,7 +259,7 @@ class LineFormatter:
         try:
             self._render(parts, value)
             return self._finish(parts)
-        except Exception:  # a shape no renderer expected: the compact JSON still shows it
+        except Exception:  # noqa: BLE001 - a shape no renderer expected: the compact JSON still shows it
             parts = _Parts(stamp)
             parts.body.append((" " + self._json(value), ""))
             return self._finish(parts)

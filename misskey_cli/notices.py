@@ -17,6 +17,7 @@ from typing import TextIO
 from misskey_cli.config import Redactor
 from misskey_cli.safetext import escape_controls
 
+
 def one_line(text: str) -> str:
     """``text`` with every control character (newlines too) shown as a visible escape."""
     return escape_controls(text)

@@ -96,6 +96,8 @@ class Stream:
         self.stats = Stats()
         self.records = 0  # records handed to the writer
         self._stdin_buffer = b""
+        self._end: float | None = None
+        self._last_frame = 0.0
 
     def run(self) -> ExitCode:
         """Stream until a limit is reached; raises on errors, signals and a closed pipe."""
@@ -104,32 +106,24 @@ class Stream:
         if self.stdin_fd is not None:
             watch.append(self.stdin_fd)
         start = time.monotonic()
-        end = start + self.limits.duration if self.limits.duration is not None else None
-        last_frame = start
+        self._end = start + self.limits.duration if self.limits.duration is not None else None
+        self._last_frame = start
         while True:
-            deadline = end
-            if self.limits.idle_timeout is not None:
-                idle_end = last_frame + self.limits.idle_timeout
-                deadline = idle_end if deadline is None else min(deadline, idle_end)
-            limit = deadline
+            limit = self._limit()
+            deadline = limit
             if self.status is not None:  # wake up to keep the status line's clock moving
                 tick = time.monotonic() + self.status.every
                 deadline = tick if deadline is None else min(deadline, tick)
             event = self.source.next(deadline, watch)
             if isinstance(event, Frames):
-                last_frame = time.monotonic()
+                self._last_frame = time.monotonic()
                 if self._handle(event.items):
                     return ExitCode.OK
                 # A reader slower than the stream: pause reading a moment rather than pile up records.
                 self.writer.wait_for_room(timeout=1.0)
             elif isinstance(event, Deadline):
-                if limit is None or time.monotonic() < limit:
-                    pass  # only the status line's tick
-                elif end is not None and time.monotonic() >= end:
-                    self.notices.info(f"duration of {self.limits.duration:g}s reached")
-                    return ExitCode.OK
-                else:
-                    self.notices.info(f"no frame for {self.limits.idle_timeout:g}s (--idle-timeout)")
+                if limit is not None and time.monotonic() >= limit:
+                    self._limit_reached()
                     return ExitCode.OK
             elif isinstance(event, Readable):
                 self._readable(event.fd, watch)
@@ -140,6 +134,20 @@ class Stream:
             if self.status is not None:
                 self.status.progress.reconnects = self.source.counters.reconnects
                 self.status.tick()
+
+    def _limit(self) -> float | None:
+        """The monotonic time at which --duration or --idle-timeout ends the run, if any."""
+        deadline = self._end
+        if self.limits.idle_timeout is not None:
+            idle_end = self._last_frame + self.limits.idle_timeout
+            deadline = idle_end if deadline is None else min(deadline, idle_end)
+        return deadline
+
+    def _limit_reached(self) -> None:
+        if self._end is not None and time.monotonic() >= self._end:
+            self.notices.info(f"duration of {self.limits.duration:g}s reached")
+        else:
+            self.notices.info(f"no frame for {self.limits.idle_timeout:g}s (--idle-timeout)")
 
     def finish_notices(self) -> None:
         if self.stats.bad_frames > BAD_FRAMES_SHOWN:

@@ -65,7 +65,7 @@ def test_committed_scripts_are_what_the_code_generates(shell):
     (("send",), "queue", ["queueStats"]),
     (("channels",), "rev", ["reversi", "reversiGame"]),
     (("completion",), "", ["bash", "zsh", "fish"]),
-    (("connect", "--format"), "", ["pretty", "ndjson", "raw"]),
+    (("connect", "--format"), "", ["pretty", "ndjson", "raw", "line"]),
     (("connect", "--color"), "a", ["auto", "always"]),
     (("send", "queueStats", "requestLog", "--auth"), "", ["query", "header"]),
     (("capture", "--style"), "monok", ["monokai"]),

@@ -66,7 +66,7 @@ class Activity(Engine):
                 sock, connection = rng.choice(candidates)
                 note = self.traffic.note_for(connection.channel, connection.params, sock.user)
                 self._route_note(note, self._random_targets(connection))
-            except Exception as exc:  # keep generating
+            except Exception as exc:  # noqa: BLE001 - keep generating
                 self._record_error(exc)
 
     def _random_targets(self, chosen: Connection) -> Targets:
@@ -85,7 +85,7 @@ class Activity(Engine):
             await asyncio.sleep(interval)
             try:
                 action()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a background task keeps running; the error is recorded
                 self._record_error(exc)
 
     async def _random_ticks(self, action: Callable[[], None], mean_at_rate_1: float, mean_idle: float) -> None:
@@ -95,7 +95,7 @@ class Activity(Engine):
             await asyncio.sleep(min(max(rng.expovariate(1.0 / mean), mean / 10), mean * 4))
             try:
                 action()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a background task keeps running; the error is recorded
                 self._record_error(exc)
 
     async def _occasional_broadcasts(self) -> None:
@@ -105,7 +105,7 @@ class Activity(Engine):
         while True:
             try:
                 self._broadcast_tick()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a background task keeps running; the error is recorded
                 self._record_error(exc)
             await asyncio.sleep(30.0 + rng.expovariate(1 / 60.0))
 

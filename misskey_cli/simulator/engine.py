@@ -221,7 +221,7 @@ class Engine:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(self._main(ready))
-        except BaseException as exc:  # reported to start() or recorded
+        except BaseException as exc:  # noqa: BLE001 - reported to start() or recorded
             if not ready.is_set():
                 self._start_error = exc
             else:
@@ -309,7 +309,7 @@ class Engine:
         def run() -> None:
             try:
                 future.set_result(fn())
-            except BaseException as exc:  # handed to the caller
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
                 future.set_exception(exc)
 
         loop.call_soon_threadsafe(run)
@@ -320,7 +320,7 @@ class Engine:
     def _answer_http_request(self, request: httpwire.HttpRequest) -> bytes:
         try:
             response = self.answer_http(request)
-        except Exception as exc:  # a bug here answers 500 rather than hanging the client
+        except Exception as exc:  # noqa: BLE001 - a bug here answers 500 rather than hanging the client
             self._record_error(exc)
             response = httpwire.plain(500, "Internal Server Error")
         return httpwire.render(response, self.http_now())
@@ -404,7 +404,7 @@ class Engine:
 
         try:
             received = Close.parse(data)
-        except Exception:  # a malformed close frame: websockets fails the connection
+        except Exception:  # noqa: BLE001 - a malformed close frame: websockets fails the connection
             return
         sent = sock.conn.protocol.close_sent
         frame = sent if sock.server_closed and sent is not None else received
@@ -457,7 +457,7 @@ class Engine:
                 message = await conn.recv()
                 try:
                     self._on_message(sock, message)
-                except Exception as exc:  # a bug here must not kill the socket
+                except Exception as exc:  # noqa: BLE001 - a bug here must not kill the socket
                     self._record_error(exc)
         except ConnectionClosed:
             pass
@@ -681,7 +681,7 @@ class Engine:
                 try:
                     sock.conn.protocol.send_ping(b"")
                     sock.conn.send_data()
-                except Exception as exc:  # a dying socket
+                except Exception as exc:  # noqa: BLE001 - a dying socket
                     self._record_error(exc)
 
     def _server_close(self, sock: Socket, code: int, reason: str) -> bool:

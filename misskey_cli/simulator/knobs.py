@@ -211,7 +211,7 @@ class Simulator(Activity):
                     continue
                 try:
                     matched = predicate(frame)
-                except Exception:  # a predicate that does not apply
+                except Exception:  # noqa: BLE001 - a predicate that does not apply
                     matched = False
                 if matched:
                     found.append(frame)
