@@ -234,10 +234,12 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
         session.add_connection(conn.channel, conn.connection_id, conn.params)
     for note_id in request.captures:
         session.add_capture(note_id)
+    gaps = _gaps(settings, target, notices, stack)
     wake_fd = stack.enter_context(signal_handling())
     stream = Stream(session, renderer, writer, settings.limits, notices, control=session,
                     require_ack=settings.liveness.require_ack, logged_in=bool(target.token),
-                    stdin_fd=env.stdin_fd if request.stdin_commands else None, watch=[wake_fd], status=status)
+                    stdin_fd=env.stdin_fd if request.stdin_commands else None, watch=[wake_fd], status=status,
+                    gaps=gaps)
     notices.debug(f"streaming from {target.display_url()}")
     code = _until_end(stream, session, request.sends, notices)
     return _drain_and_report(stream, writer, notices, settings.notices.stats, code)
@@ -245,6 +247,33 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
 
 def _ignore(message: str) -> None:
     pass
+
+
+def _gaps(settings: StreamSettings, target: Target, notices: Notices, stack: ExitStack) -> Any:
+    """The backfill, dedupe and state-file machinery the settings ask for, or None."""
+    from misskey_cli.api import ApiClient
+    from misskey_cli.backfill import Backfill, Gaps, SeenNotes, StateFile
+
+    wanted = settings.gaps
+    if not wanted.backfill and not wanted.dedupe:
+        return None
+    backfill = None
+    if wanted.backfill:
+        proxy = target.proxy
+        try:
+            client = ApiClient(target.endpoint.http_base, target.token, ca_file=target.ca_file,
+                               insecure=target.insecure, timeout=target.connect_timeout,
+                               proxy=(proxy.host, proxy.port, proxy.kind, proxy.auth) if proxy else None)
+        except UsageError as exc:
+            if wanted.state:
+                raise
+            notices.warn(f"no backfill after reconnects: {exc.message}")
+        else:
+            backfill = Backfill(client.call, wanted.backfill_max, wanted.mark)
+    state = StateFile(wanted.state, target.endpoint.netloc, notices.warn) if wanted.state else None
+    gaps = Gaps(backfill, SeenNotes() if wanted.dedupe else None, state)
+    stack.callback(gaps.close)
+    return gaps
 
 
 def _clear_status(notices: Notices) -> None:
@@ -296,6 +325,7 @@ def _drain_and_report(stream: Any, writer: Any, notices: Notices, stats: bool,
 
     error: MkstreamError | None = outcome if isinstance(outcome, MkstreamError) else None
     code = outcome.exit_code if isinstance(outcome, MkstreamError) else outcome
+    stream.save_state(force=True)
     with leaving():
         try:
             unwritten = writer.finish(DRAIN_TIMEOUT)

@@ -432,6 +432,21 @@ def run_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return apply_bundle("Run control", options, f)
 
 
+def gap_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--no-backfill", is_flag=True,
+                     help="Do not fetch what a reconnect missed from the HTTP API (timeline channels and main)."),
+        click.option("--backfill-max", type=click.IntRange(1, 100_000), default=1000, show_default=True, metavar="N",
+                     help="Fetch at most N notes per connection after a reconnect."),
+        click.option("--mark-backfill", is_flag=True, help='Add "backfilled": true to records fetched by backfill.'),
+        click.option("--dedupe", is_flag=True,
+                     help="Write a note seen on several connections (home and local timeline) only once."),
+        click.option("--state", "state_file", metavar="FILE", type=click.Path(dir_okay=False, writable=True),
+                     help="Keep the last note id per connection in FILE and resume from it: no gap between runs."),
+    ]
+    return apply_bundle("No gaps", options, f)
+
+
 # ----- the group ------------------------------------------------------------------------------
 
 
@@ -505,7 +520,7 @@ def build_connections(specs: tuple[ChannelSpec, ...], assignments: tuple[tuple[s
 
 
 def stream_command(f: Callable[..., Any]) -> Callable[..., Any]:
-    return server_options(output_options(run_options(f)))
+    return server_options(output_options(run_options(gap_options(f))))
 
 
 def explicit(ctx: click.Context, name: str) -> bool:
@@ -526,6 +541,8 @@ def stream_settings(kw: dict[str, Any], request: Any) -> StreamSettings:
         raise click.UsageError("-q/--quiet and -v/--verbose contradict each other: keep one")
     if kw["raw_output"] and not kw["filters"]:
         raise click.UsageError("-r/--raw-output applies to --jq results: add a --jq filter")
+    if kw["state_file"] and kw["no_backfill"]:
+        raise click.UsageError("--state resumes by backfilling what happened between runs: drop --no-backfill")
     # A token from the flag or the environment beats a token_file from the profile, and the other way round.
     token_file = kw["token_file"]
     token = kw["token"]
@@ -549,6 +566,7 @@ def stream_settings(kw: dict[str, Any], request: Any) -> StreamSettings:
                             kw["require_ack"], kw["connect_timeout"]),
         reconnect=s.Reconnect(not kw["no_reconnect"], kw["max_retries"], kw["reconnect_delay"]),
         request=request,
+        gaps=s.Gaps(not kw["no_backfill"], kw["backfill_max"], kw["mark_backfill"], kw["dedupe"], kw["state_file"]),
     )
 
 

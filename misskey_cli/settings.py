@@ -122,6 +122,17 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Gaps:
+    """Backfill after reconnects, dedupe across connections, resume across runs."""
+
+    backfill: bool = True
+    backfill_max: int = 1000
+    mark: bool = False  # add "backfilled": true to backfilled records
+    dedupe: bool = False
+    state: str | None = None  # --state FILE
+
+
+@dataclass(frozen=True)
 class StreamSettings:
     """Everything a streaming command (connect, capture, send) asked for."""
 
@@ -132,6 +143,7 @@ class StreamSettings:
     liveness: Liveness
     reconnect: Reconnect
     request: Request
+    gaps: Gaps = Gaps()
 
 
 # ----- config profiles ------------------------------------------------------------------------

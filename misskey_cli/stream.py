@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from misskey_cli import commands, protocol
+from misskey_cli.backfill import DROP, HOLD, TIMELINES, Gaps, Target, unfetchable_notice
 from misskey_cli.channels import SpecError, check_connection, check_send, did_you_mean, unacked_reason
 from misskey_cli.errors import ExitCode, NotAcknowledged, UsageError
 from misskey_cli.notices import Notices, StatusLine
@@ -81,7 +82,7 @@ class Stream:
     def __init__(self, source: FrameSource, renderer: Renderer, writer: Writer, limits: Limits,
                  notices: Notices, *, control: Session | None = None, require_ack: bool = False,
                  logged_in: bool = False, stdin_fd: int | None = None, watch: Sequence[int] = (),
-                 status: StatusLine | None = None) -> None:
+                 status: StatusLine | None = None, gaps: Gaps | None = None) -> None:
         self.source = source
         self.renderer = renderer
         self.writer = writer
@@ -93,6 +94,7 @@ class Stream:
         self.stdin_fd = stdin_fd
         self.extra_watch = list(watch)  # e.g. the app's signal wake-up fd: drained and ignored here
         self.status = status
+        self.gaps = gaps
         self.stats = Stats()
         self.records = 0  # records handed to the writer
         self._stdin_buffer = b""
@@ -105,6 +107,9 @@ class Stream:
         watch = [self.writer.failed_fd, *self.extra_watch]
         if self.stdin_fd is not None:
             watch.append(self.stdin_fd)
+        if self.gaps is not None and self.gaps.fd is not None:
+            watch.append(self.gaps.fd)
+            self._resume()
         start = time.monotonic()
         self._end = start + self.limits.duration if self.limits.duration is not None else None
         self._last_frame = start
@@ -115,25 +120,34 @@ class Stream:
                 tick = time.monotonic() + self.status.every
                 deadline = tick if deadline is None else min(deadline, tick)
             event = self.source.next(deadline, watch)
-            if isinstance(event, Frames):
-                self._last_frame = time.monotonic()
-                if self._handle(event.items):
+            try:
+                if self._dispatch(event, watch, limit):
                     return ExitCode.OK
-                # A reader slower than the stream: pause reading a moment rather than pile up records.
-                self.writer.wait_for_room(timeout=1.0)
-            elif isinstance(event, Deadline):
-                if limit is not None and time.monotonic() >= limit:
-                    self._limit_reached()
-                    return ExitCode.OK
-            elif isinstance(event, Readable):
-                self._readable(event.fd, watch)
-            elif isinstance(event, Reconnected):
-                self._reconnected(event)
-            elif isinstance(event, AckMissing):
-                self._ack_missing(event)
+            except CountReached:
+                return ExitCode.OK
             if self.status is not None:
                 self.status.progress.reconnects = self.source.counters.reconnects
                 self.status.tick()
+
+    def _dispatch(self, event: Event, watch: list[int], limit: float | None) -> bool:
+        """Act on one event; True when the run is over."""
+        if isinstance(event, Frames):
+            self._last_frame = time.monotonic()
+            if self._handle(event.items):
+                return True
+            # A reader slower than the stream: pause reading a moment rather than pile up records.
+            self.writer.wait_for_room(timeout=1.0)
+        elif isinstance(event, Readable):
+            self._readable(event.fd, watch)
+        elif isinstance(event, Deadline):
+            if limit is not None and time.monotonic() >= limit:
+                self._limit_reached()
+                return True
+        elif isinstance(event, Reconnected):
+            self._reconnected(event)
+        elif isinstance(event, AckMissing):
+            self._ack_missing(event)
+        return False
 
     def _limit(self) -> float | None:
         """The monotonic time at which --duration or --idle-timeout ends the run, if any."""
@@ -164,6 +178,8 @@ class Stream:
     def _readable(self, fd: int, watch: list[int]) -> None:
         if fd == self.writer.failed_fd:
             self.writer.raise_error()
+        elif self.gaps is not None and fd == self.gaps.fd:
+            self._backfilled()
         elif fd == self.stdin_fd:
             if not self._read_stdin():
                 watch.remove(fd)
@@ -172,10 +188,78 @@ class Stream:
                 os.read(fd, 512)  # a wake-up byte: the signal's handler runs as this returns
 
     def _reconnected(self, event: Reconnected) -> None:
-        self.notices.event(f"reconnected after {_seconds(event.down_for)}")
+        what = f"reconnected after {_seconds(event.down_for)}"
         if event.captures:
             self.notices.warn(f"events on {len(event.captures)} captured note(s) during the "
                               f"{_seconds(event.down_for)} gap cannot be fetched and may be missing")
+        gaps = self.gaps
+        if gaps is None or gaps.backfill is None or self.control is None:
+            self.notices.event(what)
+            return
+        targets, unfetchable = [], []
+        for conn in self.control.connections.values():
+            if conn.channel in TIMELINES:
+                targets.append(Target(conn.id, conn.channel, conn.params, gaps.backfill.cursors.get(conn.id),
+                                      event.down_since))
+            else:
+                unfetchable.append(unfetchable_notice(conn.id, conn.channel, event.down_since))
+        gaps.start(what, targets, unfetchable)
+        self._gap_notices(gaps.finished()[2] if not targets else [])
+
+    def _resume(self) -> None:
+        """Start from a state file: fetch what each connection missed since the last run."""
+        gaps = self.gaps
+        assert gaps is not None and gaps.backfill is not None
+        if gaps.state is None or self.control is None:
+            return
+        saved, updated = gaps.state.load()
+        since = updated if updated is not None else time.time()
+        targets = []
+        for conn in self.control.connections.values():
+            entry = saved.pop(conn.id, None)
+            if entry is None:
+                continue
+            if entry.channel != conn.channel or entry.params != conn.params:
+                self.notices.warn(f"state file {gaps.state.path}: {conn.id} was {entry.channel} with other params; "
+                                  "starting it fresh")
+                continue
+            gaps.backfill.observe(conn.id, entry.last_id)
+            if conn.channel in TIMELINES:
+                targets.append(Target(conn.id, conn.channel, conn.params, entry.last_id, since))
+        if saved:
+            self.notices.warn(f"state file {gaps.state.path} also holds {', '.join(saved)}, not connected this run")
+        if targets:
+            gaps.start(f"resumed from {gaps.state.path}", targets, [])
+
+    def _backfilled(self) -> None:
+        assert self.gaps is not None
+        frames, released, notices = self.gaps.finished()
+        now = time.time()
+        done = False
+        if frames:
+            done = self._handle([Received(frame, False, now) for frame in frames], live=False)
+        if released and not done:
+            done = self._handle(released)
+        self._gap_notices(notices)
+        if done:
+            raise CountReached()
+
+    def _gap_notices(self, lines: list[str]) -> None:
+        for line in lines:
+            if line.startswith("warning: "):
+                self.notices.warn(line.removeprefix("warning: "))
+            else:
+                self.notices.event(line)
+
+    def save_state(self, force: bool = False) -> None:
+        gaps = self.gaps
+        if gaps is None or gaps.state is None or self.control is None:
+            return
+        if not force and not gaps.state.due():
+            return
+        cursors = gaps.cursors()
+        gaps.state.save([(c.id, c.channel, c.params, cursors[c.id]) for c in self.control.connections.values()
+                         if c.id in cursors], force=True)
 
     def _ack_missing(self, event: AckMissing) -> None:
         conn = event.connection
@@ -188,17 +272,21 @@ class Stream:
 
     # ----- frames -------------------------------------------------------------------------------
 
-    def _handle(self, batch: list[Received]) -> bool:
+    def _handle(self, batch: list[Received], live: bool = True) -> bool:
         """Decode, count and render every frame of a batch; write its records with one write.
 
-        True when the record count has been reached (records past it are not written).
+        True when the record count has been reached (records past it are not written). Live
+        note frames go through the backfill and dedupe rules first (``live=False``: frames the
+        backfill made, already sorted).
         """
         out: list[bytes] = []
         renderer = self.renderer
         encode = renderer.encode if renderer.plain else None
         limit = self.limits.count
+        gaps = self.gaps if live else None
         done = False
-        for data, binary, at in batch:
+        for received in batch:
+            data, binary, at = received
             decoded = protocol.decode(data, binary)
             if type(decoded) is protocol.Bad:
                 self.stats.count(decoded.label)
@@ -207,6 +295,8 @@ class Stream:
             else:
                 assert type(decoded) is protocol.Frame
                 self.stats.count(decoded.kind)
+                if gaps is not None and decoded.kind == "channel" and self._held_or_dropped(gaps, decoded, received):
+                    continue
                 if encode is not None and decoded.clean:
                     out.append(encode(decoded.value))
                 else:
@@ -225,7 +315,25 @@ class Stream:
             if self.status is not None:
                 self.status.progress.records = self.records
                 self.status.progress.bytes += len(data)
+        if self.gaps is not None and self.gaps.state is not None:
+            self.save_state()
         return done
+
+    def _held_or_dropped(self, gaps: Gaps, frame: protocol.Frame, received: Received) -> bool:
+        body = frame.value.get("body")
+        if type(body) is not dict:
+            return False
+        kind = body.get("type")
+        if kind != "note" and kind != "notification":
+            return False
+        item = body.get("body")
+        item_id = item.get("id") if type(item) is dict else None
+        if type(item_id) is not str:
+            return False
+        verdict = gaps.sort(body.get("id"), kind, item_id)
+        if verdict == HOLD:
+            gaps.hold(body["id"], received)
+        return verdict in (HOLD, DROP)
 
     def _bad(self, bad: protocol.Bad) -> None:
         self.stats.bad_frames += 1
@@ -315,3 +423,7 @@ class Stream:
 
 def _seconds(value: float) -> str:
     return f"{value:.1f} s" if value < 10 else f"{value:.0f} s"
+
+
+class CountReached(Exception):
+    """-n records were written (raised where the loop cannot simply return)."""

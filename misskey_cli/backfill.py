@@ -1,0 +1,466 @@
+"""No hole in the log: what a reconnect (or the time between two runs) missed, fetched over HTTP.
+
+For every channel connection with a timeline endpoint (PROTOCOL.md 9) the stream loop tells a
+``Backfill`` the newest note id it wrote (``observe``). After a reconnect (``start``) a worker
+thread pages the endpoint from that id with the connection's own params, sorts by id, and hands
+back each note in exactly the frame shape the channel sends; the loop writes them, oldest first,
+before the live frames that arrived on that connection meanwhile (held until then), and drops
+the live ones the backfill already wrote. The worker never touches the socket, so pings are
+answered and other connections flow while it pages.
+
+``--dedupe`` (``SeenNotes``) drops a note already written on another connection, with bounded
+memory. ``StateFile`` keeps the last id per connection across runs: a small JSON file written
+atomically, never holding the token, locked so two runs cannot interleave.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from misskey_cli.errors import MkstreamError, UsageError
+
+PAGE = 100  # the most a Misskey timeline answers at once
+
+# channel -> (HTTP endpoint, params it needs renamed: channel param -> endpoint param)
+TIMELINES: dict[str, tuple[str, dict[str, str]]] = {
+    "localTimeline": ("notes/local-timeline", {}),
+    "globalTimeline": ("notes/global-timeline", {}),
+    "homeTimeline": ("notes/timeline", {}),
+    "hybridTimeline": ("notes/hybrid-timeline", {}),
+    "userList": ("notes/user-list-timeline", {}),
+    "antenna": ("antennas/notes", {}),
+    "channel": ("channels/timeline", {}),
+    "roleTimeline": ("roles/notes", {}),
+    "hashtag": ("notes/search-by-tag", {"q": "query"}),
+    "main": ("i/notifications", {}),
+}
+# What the channel calls the items its timeline holds, and the inner frame type it sends them as.
+ITEM = {"main": ("notification", "notifications")}
+NOTE = ("note", "notes")
+
+
+def item_kind(channel: str) -> tuple[str, str]:
+    return ITEM.get(channel, NOTE)
+
+
+def id_key(note_id: str) -> tuple[int, str]:
+    """Misskey ids (aidx, aid, meid, ulid, objectid) sort by time as equal-length strings."""
+    return len(note_id), note_id
+
+
+def newer(a: str | None, b: str) -> bool:
+    return a is None or id_key(b) > id_key(a)
+
+
+# ----- what to fetch, and what came of it ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One connection to backfill: where it stood, and from when the gap runs."""
+
+    connection_id: str
+    channel: str
+    params: dict[str, Any]
+    since_id: str | None  # None: nothing was written yet, so the gap is fetched by date
+    gap_from: float  # epoch seconds: when the connection was last known to be alive
+
+
+@dataclass
+class Result:
+    target: Target
+    frames: list[tuple[str, bytes]] = field(default_factory=list)  # (item id, frame JSON), oldest first
+    capped: bool = False
+    failure: str | None = None  # why the endpoint gave nothing (or not everything)
+
+
+def _request_body(target: Target, since_id: str | None) -> dict[str, Any]:
+    _, renames = TIMELINES[target.channel]
+    body = {renames.get(key, key): value for key, value in target.params.items()}
+    if since_id is not None:
+        body["sinceId"] = since_id
+    else:
+        body["sinceDate"] = int(target.gap_from * 1000)
+    body["limit"] = PAGE
+    return body
+
+
+def fetch(call: Callable[[str, dict[str, Any]], Any], target: Target, limit: int,
+          mark: bool = False) -> Result:
+    """Page a timeline from ``target.since_id`` (exclusive), at most ``limit`` items, oldest first."""
+    endpoint, _ = TIMELINES[target.channel]
+    kind, _ = item_kind(target.channel)
+    result = Result(target)
+    since = target.since_id
+    while len(result.frames) < limit:
+        try:
+            page = call(endpoint, _request_body(target, since))
+        except MkstreamError as exc:
+            result.failure = exc.message
+            return result
+        items = sorted((i for i in page if isinstance(i, dict) and isinstance(i.get("id"), str))
+                       if isinstance(page, list) else (), key=lambda i: id_key(i["id"]))
+        items = [i for i in items if since is None or newer(since, i["id"])]
+        for item in items[:limit - len(result.frames)]:
+            frame: dict[str, Any] = {"type": "channel", "body": {"id": target.connection_id, "type": kind,
+                                                                   "body": item}}
+            if mark:
+                frame["backfilled"] = True
+            result.frames.append((item["id"], json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+                                  .encode("utf-8", "backslashreplace")))
+        if not items or len(page) < PAGE:
+            return result
+        since = items[-1]["id"]
+    result.capped = True
+    return result
+
+
+# ----- the worker ---------------------------------------------------------------------------------
+
+
+class Backfill:
+    """Cursors per connection, and a worker thread that fetches gaps; results come back through ``fd``."""
+
+    def __init__(self, call: Callable[[str, dict[str, Any]], Any], limit: int, mark: bool = False) -> None:
+        self.call = call
+        self.limit = limit
+        self.mark = mark
+        self.cursors: dict[str, str] = {}  # connection id -> newest item id written
+        self.pending: dict[str, Target] = {}  # connection id -> its fetch under way
+        self._results: queue.SimpleQueue[Result] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Target | None] = queue.SimpleQueue()
+        self.fd, self._signal = os.pipe()
+        os.set_blocking(self.fd, False)
+        self._thread: threading.Thread | None = None
+
+    def observe(self, connection_id: str, item_id: str) -> None:
+        cursor = self.cursors.get(connection_id)
+        if cursor is None or id_key(item_id) > id_key(cursor):
+            self.cursors[connection_id] = item_id
+
+    def start(self, target: Target) -> None:
+        self.pending[target.connection_id] = target
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="mkstream-backfill", daemon=True)
+            self._thread.start()
+        self._jobs.put(target)
+
+    def collect(self) -> list[Result]:
+        """The fetches finished since the last call."""
+        with contextlib.suppress(BlockingIOError):
+            os.read(self.fd, 4096)
+        done: list[Result] = []
+        while True:
+            try:
+                result = self._results.get_nowait()
+            except queue.Empty:
+                return done
+            self.pending.pop(result.target.connection_id, None)
+            done.append(result)
+
+    def _work(self) -> None:
+        while (target := self._jobs.get()) is not None:
+            try:
+                result = fetch(self.call, target, self.limit, self.mark)
+            except Exception as exc:  # noqa: BLE001 - a failed backfill must never stop the stream
+                result = Result(target, failure=f"unexpected {type(exc).__name__}: {exc}")
+            self._results.put(result)
+            with contextlib.suppress(OSError):
+                os.write(self._signal, b"!")
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        for fd in (self.fd, self._signal):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class SeenNotes:
+    """Note ids written recently, on any connection (``--dedupe``); the oldest are forgotten first."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self.size = size
+        self._ids: OrderedDict[str, None] = OrderedDict()
+
+    def first_time(self, note_id: str) -> bool:
+        if note_id in self._ids:
+            self._ids.move_to_end(note_id)
+            return False
+        self._ids[note_id] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+        return True
+
+
+# ----- the state file -----------------------------------------------------------------------------
+
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SavedConnection:
+    channel: str
+    params: dict[str, Any]
+    last_id: str
+
+
+class StateFile:
+    """``--state FILE``: the last item id per connection, kept across runs.
+
+    Format (version 1)::
+
+        {"mkstream": "state", "version": 1, "host": "misskey.example", "updated": "2026-12-01T09:00:00Z",
+         "connections": {"localTimeline": {"channel": "localTimeline", "params": {}, "lastId": "9xyz..."}}}
+
+    Written to a temporary file and renamed (atomic), at most every ``every`` seconds and at the
+    end, mode 0600; ``FILE.lock`` is held (flock) for the whole run.
+    """
+
+    def __init__(self, path: str, host: str, warn: Callable[[str], None], every: float = 1.0) -> None:
+        self.path = path
+        self.host = host
+        self.warn = warn
+        self.every = every
+        self._written_at = 0.0
+        self._lock_fd = self._lock()
+
+    def _lock(self) -> int:
+        try:
+            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise UsageError(f"cannot use state file {self.path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise UsageError(f"state file {self.path} is in use by another mkstream run") from None
+        return fd
+
+    def load(self) -> tuple[dict[str, SavedConnection], float | None]:
+        """The saved connections and when they were saved; a bad file is a warning and a fresh start."""
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return {}, None
+        except (OSError, ValueError, RecursionError) as exc:
+            self.warn(f"state file {self.path} is unreadable ({type(exc).__name__}): starting fresh")
+            return {}, None
+        return self._parse(data)
+
+    def _parse(self, data: Any) -> tuple[dict[str, SavedConnection], float | None]:
+        if not isinstance(data, dict) or data.get("mkstream") != "state" or not isinstance(data.get("connections"),
+                                                                                            dict):
+            self.warn(f"state file {self.path} is not an mkstream state file: starting fresh")
+            return {}, None
+        if data.get("version") != STATE_VERSION:
+            self.warn(f"state file {self.path} has format version {data.get('version')!r}, this mkstream "
+                      f"reads {STATE_VERSION}: starting fresh")
+            return {}, None
+        if data.get("host") != self.host:
+            self.warn(f"state file {self.path} was written for {data.get('host')!r}, not {self.host}: starting fresh")
+            return {}, None
+        saved = {}
+        for cid, entry in data["connections"].items():
+            if (isinstance(entry, dict) and isinstance(entry.get("channel"), str)
+                    and isinstance(entry.get("params"), dict) and isinstance(entry.get("lastId"), str)):
+                saved[cid] = SavedConnection(entry["channel"], entry["params"], entry["lastId"])
+        return saved, _parse_time(data.get("updated"))
+
+    def due(self) -> bool:
+        return time.monotonic() - self._written_at >= self.every
+
+    def save(self, connections: Iterable[tuple[str, str, dict[str, Any], str]], force: bool = False) -> None:
+        """Write (connection id, channel, params, last id) rows, at most every ``every`` seconds."""
+        if not force and not self.due():
+            return
+        self._written_at = time.monotonic()
+        document = {
+            "mkstream": "state", "version": STATE_VERSION, "host": self.host,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "connections": {cid: {"channel": channel, "params": params, "lastId": last}
+                            for cid, channel, params, last in connections},
+        }
+        directory = os.path.dirname(os.path.abspath(self.path))
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".mkstream-state-", dir=directory)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(document, handle, ensure_ascii=False)
+                handle.write("\n")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            self.warn(f"cannot write state file {self.path}: {exc.strerror or exc}")
+            with contextlib.suppress(OSError, UnboundLocalError):
+                os.unlink(tmp)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._lock_fd)
+
+
+def _parse_time(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        import calendar
+
+        return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
+    except ValueError:
+        return None
+
+
+# ----- the stream's side --------------------------------------------------------------------------
+
+WRITE, HOLD, DROP = 0, 1, 2
+
+
+@dataclass
+class _Reconnect:
+    """What one reconnect (or the start from a state file) is waiting for, for its one notice."""
+
+    what: str  # "reconnected after 12 s" / "resumed from state file X"
+    waiting: set[str]
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+class Gaps:
+    """Decides, frame by frame, what the stream loop writes: the backfill and ``--dedupe`` rules.
+
+    ``sort`` is called with each live channel frame's connection id, inner type and item id;
+    ``finished`` turns completed fetches into frames to write and releases held ones.
+    """
+
+    def __init__(self, backfill: Backfill | None, seen: SeenNotes | None, state: StateFile | None) -> None:
+        self.backfill = backfill
+        self.seen = seen
+        self.state = state
+        self.held: dict[str, list[Any]] = {}  # connection id -> live frames waiting for its backfill
+        self.backfilled: dict[str, set[str]] = {}  # connection id -> ids its backfill wrote
+        self.again: dict[str, Target] = {}  # a reconnect came while a fetch was under way
+        self.reconnects: list[_Reconnect] = []
+
+    @property
+    def fd(self) -> int | None:
+        return self.backfill.fd if self.backfill is not None else None
+
+    def sort(self, connection_id: Any, kind: Any, item_id: str) -> int:
+        """WRITE, HOLD or DROP a live note or notification."""
+        backfill = self.backfill
+        if backfill is not None:
+            if connection_id in backfill.pending:
+                return HOLD
+            done = self.backfilled.get(connection_id)
+            if done is not None and item_id in done:
+                return DROP
+            backfill.observe(connection_id, item_id)
+        if self.seen is not None and kind == "note" and not self.seen.first_time(item_id):
+            return DROP
+        return WRITE
+
+    def hold(self, connection_id: str, item: Any) -> None:
+        self.held.setdefault(connection_id, []).append(item)
+
+    def start(self, what: str, targets: list[Target], unfetchable: list[str]) -> None:
+        """Fetch the gaps of ``targets``; ``unfetchable`` are connections nothing can be fetched for."""
+        record = _Reconnect(what, set(), problems=list(unfetchable))
+        self.reconnects.append(record)
+        for target in targets:
+            assert self.backfill is not None
+            record.waiting.add(target.connection_id)
+            if target.connection_id in self.backfill.pending:
+                self.again[target.connection_id] = target
+            else:
+                self.backfilled.pop(target.connection_id, None)
+                self.backfill.start(target)
+
+    def finished(self) -> tuple[list[bytes], list[Any], list[str]]:
+        """(backfilled frames, released live frames, notices) for the fetches that completed."""
+        assert self.backfill is not None
+        frames: list[bytes] = []
+        released: list[Any] = []
+        for result in self.backfill.collect():
+            cid = result.target.connection_id
+            frames += self._accept(result)
+            if cid in self.again:
+                target = self.again.pop(cid)
+                cursor = self.backfill.cursors.get(cid, target.since_id)
+                self.backfill.start(Target(cid, target.channel, target.params, cursor, target.gap_from))
+                continue
+            released += self.held.pop(cid, [])
+        return frames, released, self._notices()
+
+    def _accept(self, result: Result) -> list[bytes]:
+        assert self.backfill is not None
+        target = result.target
+        cid = target.connection_id
+        written = self.backfilled.setdefault(cid, set())
+        frames = []
+        for item_id, frame in result.frames:
+            if item_id in written:
+                continue
+            written.add(item_id)
+            self.backfill.observe(cid, item_id)
+            kind, _ = item_kind(target.channel)
+            if self.seen is not None and kind == "note" and not self.seen.first_time(item_id):
+                continue
+            frames.append(frame)
+        for record in self.reconnects:
+            if cid in record.waiting and cid not in self.again:
+                record.waiting.discard(cid)
+                record.lines.append(f"{len(result.frames)} {item_kind(target.channel)[1]} on {cid}")
+                record.problems += _problems(result)
+        return frames
+
+    def _notices(self) -> list[str]:
+        out = []
+        while self.reconnects and not self.reconnects[0].waiting:
+            record = self.reconnects.pop(0)
+            line = record.what
+            if record.lines:
+                line += "; backfilled " + ", ".join(record.lines)
+            out.append(line)
+            out += [f"warning: {problem}" for problem in record.problems]
+        return out
+
+    def cursors(self) -> dict[str, str]:
+        return dict(self.backfill.cursors) if self.backfill is not None else {}
+
+    def close(self) -> None:
+        if self.backfill is not None:
+            self.backfill.close()
+        if self.state is not None:
+            self.state.close()
+
+
+def _problems(result: Result) -> list[str]:
+    target = result.target
+    since = _clock(target.gap_from)
+    what = item_kind(target.channel)[1]
+    if result.failure is not None:
+        return [f"{target.connection_id}: backfill failed ({result.failure}); {what} since {since} may be missing"]
+    if result.capped:
+        last = result.frames[-1][0] if result.frames else target.since_id
+        return [f"{target.connection_id}: backfill stopped at the cap of {len(result.frames)} {what} "
+                f"(--backfill-max); {what} after {last} may be missing"]
+    return []
+
+
+def _clock(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def unfetchable_notice(connection_id: str, channel: str, gap_from: float) -> str:
+    return (f"{connection_id}: {channel} has no timeline to backfill from; its events since {_clock(gap_from)} "
+            "may be missing")
