@@ -112,17 +112,20 @@ def fetch(call: Callable[[str, dict[str, Any]], Any], target: Target, limit: int
         items = sorted((i for i in page if isinstance(i, dict) and isinstance(i.get("id"), str))
                        if isinstance(page, list) else (), key=lambda i: id_key(i["id"]))
         items = [i for i in items if since is None or newer(since, i["id"])]
-        for item in items[:limit - len(result.frames)]:
+        room = limit - len(result.frames)
+        if len(items) > room:
+            result.capped = True
+        for item in items[:room]:
             frame: dict[str, Any] = {"type": "channel", "body": {"id": target.connection_id, "type": kind,
                                                                    "body": item}}
             if mark:
                 frame["backfilled"] = True
             result.frames.append((item["id"], json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
                                   .encode("utf-8", "backslashreplace")))
-        if not items or len(page) < PAGE:
+        if result.capped or not items or len(page) < PAGE:
             return result
         since = items[-1]["id"]
-    result.capped = True
+    result.capped = True  # a full last page: there may be more
     return result
 
 
@@ -419,7 +422,7 @@ class Gaps:
         for record in self.reconnects:
             if cid in record.waiting and cid not in self.again:
                 record.waiting.discard(cid)
-                record.lines.append(f"{len(result.frames)} {item_kind(target.channel)[1]} on {cid}")
+                record.lines.append(f"{len(frames)} {item_kind(target.channel)[1]} on {cid}")
                 record.problems += _problems(result)
         return frames
 
