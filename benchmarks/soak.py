@@ -17,6 +17,14 @@ mkstream's output is the sequence numbers it wrote. At the end the script prints
   drop, freeze, server restart), which no client can receive: reported, not counted as lost.
 
 Exit status 0 when there are no losses and no duplicates.
+
+    python benchmarks/soak.py --notes --minutes 0.5   # what CI runs
+
+``--notes`` soaks the backfill instead: notes are posted at ``--rate`` whether mkstream is
+connected or not (the simulator keeps them in the history its HTTP timelines answer from), and
+the faults include outages where handshakes are refused for a few seconds. Every note posted,
+connected or not, must be written exactly once and in id order: it prints notes posted, written,
+lost, duplicated.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import argparse
 import contextlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -46,12 +55,17 @@ STABLE_AFTER = 5.5
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=2.0)
-    parser.add_argument("--rate", type=float, default=200.0, help="frames per second")
+    parser.add_argument("--rate", type=float, default=None, help="frames per second (default 200; 40 with --notes)")
     parser.add_argument("--fault-every", type=float, default=2.0,
                         help="mean seconds between faults, after each reconnected stream has lived 5.5 s")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--notes", action="store_true", help="soak the backfill: notes posted while down too")
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    if args.notes:
+        args.rate = args.rate or 40.0
+        return soak_notes(args, rng)
+    args.rate = args.rate or 200.0
 
     sim = Simulator(ping_interval=1.0, ping_timeout=3.0).start()
     proc = subprocess.Popen(
@@ -175,6 +189,109 @@ def main() -> int:
     print(f"in order             {'yes' if order_ok else 'NO'}")
     print(f"mkstream exit        {proc.returncode}")
     ok = duplicates == 0 and losses == 0 and order_ok and proc.returncode == 143
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+NOTE_FAULTS = ("drop", "close-1001", "close-1011", "freeze", "restart", "outage")
+
+
+def soak_notes(args: argparse.Namespace, rng: random.Random) -> int:
+    sim = Simulator(ping_interval=1.0, ping_timeout=3.0).start()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "misskey_cli", "connect", "localTimeline", "--host", f"http://{sim.host_port}",
+         "--jq", ".body.body.id", "-r", "--reconnect-delay", "0.1", "--ping-interval", "0.5", "--ping-timeout", "1.5",
+         "--stats"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    written: list[str] = []
+
+    def read_output() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            written.append(line.decode().strip())
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
+    posted: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    end = time.monotonic() + args.minutes * 60
+
+    def post() -> None:
+        tick = 1.0 / args.rate
+        next_at = time.monotonic()
+        while not stop.is_set():
+            with lock:  # not while the server restarts
+                posted.append(sim.post_note(text=f"soak {len(posted)}")["id"])
+            next_at += tick
+            time.sleep(max(0.0005, next_at - time.monotonic()))
+
+    injected: list[str] = []
+
+    def inject_faults() -> None:
+        while time.monotonic() < end:
+            with contextlib.suppress(TimeoutError):
+                sim.wait_for_subscription("localTimeline", timeout=60)
+            time.sleep(max(0.0, min(STABLE_AFTER + rng.expovariate(1.0 / args.fault_every), end - time.monotonic())))
+            if time.monotonic() >= end:
+                break
+            fault = rng.choice(NOTE_FAULTS)
+            injected.append(fault)
+            with lock:
+                if fault in ("drop", "outage"):
+                    if fault == "outage":
+                        sim.refuse_next(10_000)
+                    sim.drop_all()
+                elif fault == "freeze":
+                    sim.freeze_all()
+                elif fault == "restart":
+                    sim.stop()
+                    sim.start()
+                else:
+                    sim.close_all(int(fault.split("-")[1]))
+            if fault == "outage":  # notes keep being posted while every handshake is refused
+                time.sleep(rng.uniform(1.0, 3.0))
+                sim.refuse_next(0)
+            print(f"  {time.strftime('%H:%M:%S')} fault: {fault}", flush=True)
+
+    sim.wait_for_subscription("localTimeline", timeout=60)  # notes from before mkstream started are not its to write
+    poster = threading.Thread(target=post, daemon=True)
+    poster.start()
+    faults = threading.Thread(target=inject_faults, daemon=True)
+    faults.start()
+    faults.join()
+    stop.set()
+    poster.join()
+    # Wait until everything posted is written (backfill after the last fault may still be paging).
+    deadline = time.monotonic() + 60
+    while len(set(written)) < len(posted) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    reader.join(timeout=10)
+    sim.stop()
+
+    counts = Counter(written)
+    duplicates = sum(n - 1 for n in counts.values() if n > 1)
+    lost = [note_id for note_id in posted if note_id not in counts]
+    order_ok = written == sorted(written, key=lambda i: (len(i), i))
+    text = err.decode()
+    print()
+    print(f"duration             {args.minutes:g} min, {len(injected)} faults ({', '.join(injected)}), "
+          f"rate {args.rate:g} notes/s")
+    print(f"notes posted         {len(posted)} (connected or not)")
+    print(f"notes written        {len(written)}")
+    print(f"reconnects           {text.count('reconnecting in')}")
+    backfilled = sum(int(n) for n in re.findall(r"backfilled (\d+) notes", text))
+    print(f"backfilled           {backfilled}")
+    print(f"lost                 {len(lost)}")
+    print(f"duplicated           {duplicates}")
+    print(f"in id order          {'yes' if order_ok else 'NO'}")
+    print(f"mkstream exit        {proc.returncode}")
+    ok = not lost and duplicates == 0 and order_ok and proc.returncode == 143 and injected
+    if not ok:
+        print("lost (index in posting order):", [posted.index(i) for i in lost][:50])
+        print(text[-3000:])
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 
