@@ -15,7 +15,7 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from types import FrameType
@@ -82,7 +82,11 @@ def _isatty(stream: Any) -> bool:
 
 
 class Terminated(BaseException):
-    """SIGTERM arrived: leave cleanly, exit 143."""
+    """SIGTERM (or SIGHUP without -o FILE) arrived: leave cleanly, exit 143 (129)."""
+
+    def __init__(self, code: ExitCode = ExitCode.SIGTERM) -> None:
+        super().__init__(code)
+        self.code = code
 
 
 # ----- the token ------------------------------------------------------------------------------
@@ -118,20 +122,32 @@ def resolve_token(server: ServerSettings, env: Environment, notices: Notices) ->
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
+    raise Terminated(ExitCode.SIGHUP if signum == signal.SIGHUP else ExitCode.SIGTERM)
 
 
 def _exit_now(signum: int, frame: FrameType | None) -> None:
     os._exit(ExitCode.SIGINT if signum == signal.SIGINT else ExitCode.SIGTERM)
 
 
-@contextmanager
-def signal_handling() -> Iterator[int]:
-    """SIGTERM raises ``Terminated``; a wake-up fd makes a signal interrupt ``select`` at once.
+def _quit_now(signum: int, frame: FrameType | None) -> None:
+    os._exit(ExitCode.SIGQUIT)
 
-    Yields the fd to watch. Everything is restored on the way out.
+
+@contextmanager
+def signal_handling(reopen: Callable[[], None] | None = None) -> Iterator[int]:
+    """The run's signals, restored on the way out; yields the wake-up fd to watch.
+
+    SIGTERM raises ``Terminated`` (a clean leave). SIGHUP reopens the output file when there is
+    one (what logrotate expects after moving it) and is a clean leave otherwise (the terminal
+    closed). SIGQUIT exits at once. The wake-up fd makes a signal interrupt ``select`` at once.
     """
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    def hangup(signum: int, frame: FrameType | None) -> None:
+        assert reopen is not None
+        reopen()
+
+    handlers: dict[int, Any] = {signal.SIGTERM: _raise_terminated, signal.SIGQUIT: _quit_now,
+                                signal.SIGHUP: hangup if reopen is not None else _raise_terminated}
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
     wake_read, wake_write = os.pipe()
     for fd in (wake_read, wake_write):
         os.set_blocking(fd, False)
@@ -140,7 +156,8 @@ def signal_handling() -> Iterator[int]:
         yield wake_read
     finally:
         signal.set_wakeup_fd(previous_wake)
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         os.close(wake_read)
         os.close(wake_write)
 
@@ -148,7 +165,7 @@ def signal_handling() -> Iterator[int]:
 @contextmanager
 def leaving() -> Iterator[None]:
     """While mkstream says goodbye and drains, a second Ctrl-C (or SIGTERM) exits at once."""
-    previous = {signum: signal.signal(signum, _exit_now) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: signal.signal(signum, _exit_now) for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
@@ -235,11 +252,11 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
     for note_id in request.captures:
         session.add_capture(note_id)
     gaps = _gaps(settings, target, notices, stack)
-    wake_fd = stack.enter_context(signal_handling())
+    wake_fd = stack.enter_context(signal_handling(writer.reopen if out.path else None))
     stream = Stream(session, renderer, writer, settings.limits, notices, control=session,
                     require_ack=settings.liveness.require_ack, logged_in=bool(target.token),
                     stdin_fd=env.stdin_fd if request.stdin_commands else None, watch=[wake_fd], status=status,
-                    gaps=gaps)
+                    gaps=gaps, max_backlog=out.max_backlog)
     notices.debug(f"streaming from {target.display_url()}")
     code = _until_end(stream, session, request.sends, notices)
     return _drain_and_report(stream, writer, notices, settings.notices.stats, code)
@@ -298,8 +315,8 @@ def _until_end(stream: Any, session: Any, sends: Any, notices: Notices) -> ExitC
         outcome = stream.run()
     except KeyboardInterrupt:
         outcome = ExitCode.SIGINT
-    except Terminated:
-        outcome = ExitCode.SIGTERM
+    except Terminated as exc:
+        outcome = exc.code
     except ReaderGone:
         outcome = ExitCode.OK
     except ServerClosed as exc:

@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 import click
 from click.core import ParameterSource
@@ -199,6 +199,26 @@ class OutputPathType(click.Path):
         if value == "":
             self.fail("an empty file name: give a file, or - for stdout", param, ctx)
         return super().convert(value, param, ctx)
+
+
+class SizeType(click.ParamType):
+    """A size in bytes: ``512K``, ``64M``, ``1G`` or a number."""
+
+    name = "size"
+    UNITS: ClassVar[dict[str, int]] = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        import re
+
+        if isinstance(value, int):
+            return value
+        match = re.fullmatch(r"\s*(\d+)\s*([KMG]?)i?B?\s*", str(value), re.IGNORECASE)
+        if match is None:
+            self.fail(f"{value!r} is not a size: use e.g. 64M, 1G or 512K", param, ctx)
+        size = int(match[1]) * self.UNITS[match[2].upper()]
+        if not 1024 * 1024 <= size <= 64 * 1024 ** 3:
+            self.fail(f"{value!r} is out of range: give 1M to 64G", param, ctx)
+        return size
 
 
 class NoteIdType(click.ParamType):
@@ -402,6 +422,9 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-q", "--quiet", is_flag=True, help="No notices on stderr (errors, and --stats if asked, still)."),
         click.option("-v", "--verbose", is_flag=True, help="Connection diagnostics on stderr."),
         click.option("--stats", is_flag=True, help="On exit, print frame and record counts to stderr (even with -q)."),
+        click.option("--max-backlog", type=SizeType(), default="256M", show_default=True, metavar="SIZE",
+                     help="Records held in memory for a reader that is not reading; past it new frames are "
+                          "dropped (and backfilled once it catches up)."),
         click.option("--status/--no-status", default=True,
                      help="A self-updating status line on stderr when it is a terminal and the records go elsewhere."),
     ]
@@ -558,7 +581,7 @@ def stream_settings(kw: dict[str, Any], request: Any) -> StreamSettings:
         output=s.OutputSettings(kw["fmt"], kw["color"], kw["style"], tuple(kw["filters"]),
                                 tuple(kw["jq_args"]) + tuple(kw["jq_argjson"]), kw["raw_output"], kw["timestamps"],
                                 None if kw["output"] in (None, "-") else kw["output"], kw["width"], kw["show_cw"],
-                                kw["unsafe_raw"]),
+                                kw["unsafe_raw"], kw["max_backlog"]),
         notices=s.NoticeSettings(kw["quiet"], kw["verbose"], kw["stats"], kw["status"]),
         limits=s.Limits(kw["count"], kw["duration"], kw["idle_timeout"]),
         # A path is only known dead after a ping went unanswered: ping at least twice per timeout.

@@ -17,7 +17,9 @@ class ExitCode(IntEnum):
     FORBIDDEN = 5
     CONNECTION_LOST = 6
     NOT_ACKNOWLEDGED = 7
+    SIGHUP = 129
     SIGINT = 130
+    SIGQUIT = 131
     SIGTERM = 143
 
 

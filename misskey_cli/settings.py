@@ -51,6 +51,7 @@ class OutputSettings:
     width: int | None = None  # --format line: columns (None: the terminal's, no cut in a pipe)
     show_cw: bool = False
     unsafe_raw: bool = False  # -r strings verbatim even on a terminal
+    max_backlog: int = 256 * 1024 * 1024  # bytes of records waiting for a slow reader before dropping
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,8 @@ class Stream:
     def __init__(self, source: FrameSource, renderer: Renderer, writer: Writer, limits: Limits,
                  notices: Notices, *, control: Session | None = None, require_ack: bool = False,
                  logged_in: bool = False, stdin_fd: int | None = None, watch: Sequence[int] = (),
-                 status: StatusLine | None = None, gaps: Gaps | None = None) -> None:
+                 status: StatusLine | None = None, gaps: Gaps | None = None,
+                 max_backlog: int = 256 * 1024 * 1024) -> None:
         self.source = source
         self.renderer = renderer
         self.writer = writer
@@ -95,6 +96,12 @@ class Stream:
         self.extra_watch = list(watch)  # e.g. the app's signal wake-up fd: drained and ignored here
         self.status = status
         self.gaps = gaps
+        # Records waiting for a slow reader are held in memory up to this many bytes; past it new
+        # frames are dropped (counted) until the reader catches up, and then backfilled.
+        self.max_backlog = max_backlog
+        self.dropping = False
+        self.dropped = 0
+        self._dropping_since = 0.0
         self.stats = Stats()
         self.records = 0  # records handed to the writer
         self._stdin_buffer = b""
@@ -114,10 +121,14 @@ class Stream:
         self._end = start + self.limits.duration if self.limits.duration is not None else None
         self._last_frame = start
         while True:
+            if self.dropping and self.writer.backlog <= self.max_backlog // 4:
+                self._caught_up()
             limit = self._limit()
             deadline = limit
-            if self.status is not None:  # wake up to keep the status line's clock moving
-                tick = time.monotonic() + self.status.every
+            # Wake up to keep the status line's clock moving, or to see a slow reader catch up.
+            every = 0.2 if self.dropping else self.status.every if self.status is not None else None
+            if every is not None:
+                tick = time.monotonic() + every
                 deadline = tick if deadline is None else min(deadline, tick)
             event = self.source.next(deadline, watch)
             try:
@@ -135,8 +146,6 @@ class Stream:
             self._last_frame = time.monotonic()
             if self._handle(event.items):
                 return True
-            # A reader slower than the stream: pause reading a moment rather than pile up records.
-            self.writer.wait_for_room(timeout=1.0)
         elif isinstance(event, Readable):
             self._readable(event.fd, watch)
         elif isinstance(event, Deadline):
@@ -164,6 +173,9 @@ class Stream:
             self.notices.info(f"no frame for {self.limits.idle_timeout:g}s (--idle-timeout)")
 
     def finish_notices(self) -> None:
+        if self.dropping:
+            self.notices.warn(f"{self.dropped} frames were dropped while {self.writer.label} was not reading "
+                              "(--max-backlog)")
         if self.stats.bad_frames > BAD_FRAMES_SHOWN:
             self.notices.warn(f"{self.stats.bad_frames} bad frames skipped in all (the first {BAD_FRAMES_SHOWN} shown)")
         if self.stats.jq_errors > JQ_ERRORS_SHOWN:
@@ -285,6 +297,8 @@ class Stream:
         limit = self.limits.count
         gaps = self.gaps if live else None
         done = False
+        if self.writer.backlog > self.max_backlog or self.dropping:
+            return self._drop(batch)
         for received in batch:
             data, binary, at = received
             decoded = protocol.decode(data, binary)
@@ -318,6 +332,36 @@ class Stream:
         if self.gaps is not None and self.gaps.state is not None:
             self.save_state()
         return done
+
+    def _drop(self, batch: list[Received]) -> bool:
+        """The reader is too far behind: count the frames, write nothing, keep reading the socket."""
+        if not self.dropping:
+            self.dropping = True
+            self._dropping_since = time.time()
+            mb = self.writer.backlog // (1024 * 1024)
+            recovered = " (notes will be backfilled once it catches up)" if self._can_backfill() else ""
+            self.notices.warn(f"{self.writer.label} is not reading: {mb} MB of records wait (--max-backlog); "
+                              f"dropping new frames until it catches up{recovered}")
+        self.dropped += len(batch)
+        for data, binary, _ in batch:
+            decoded = protocol.decode(data, binary)
+            self.stats.count(decoded.kind if isinstance(decoded, protocol.Frame) else decoded.label)
+        return False
+
+    def _can_backfill(self) -> bool:
+        return self.gaps is not None and self.gaps.backfill is not None and self.control is not None
+
+    def _caught_up(self) -> None:
+        self.dropping = False
+        self.notices.warn(f"{self.writer.label} caught up; {self.dropped} frames were dropped while it was not reading")
+        if not self._can_backfill():
+            return
+        assert self.gaps is not None and self.gaps.backfill is not None and self.control is not None
+        since = self._dropping_since
+        targets = [Target(c.id, c.channel, c.params, self.gaps.backfill.cursors.get(c.id), since)
+                   for c in self.control.connections.values() if c.channel in TIMELINES]
+        if targets:
+            self.gaps.start(f"{self.writer.label} caught up", targets, [])
 
     def _held_or_dropped(self, gaps: Gaps, frame: protocol.Frame, received: Received) -> bool:
         body = frame.value.get("body")

@@ -6,13 +6,18 @@ records queue up in memory. ``Writer`` is a context manager: leaving it waits (f
 time) until every queued record is written, so an error exit loses nothing that was received;
 ``records_written`` counts the records that reached the file, which is what ``--stats`` reports.
 Write errors surface on the next ``write``, through ``failed_fd`` (readable once a write failed,
-so an event loop learns of it without waiting for a frame), or at the end.
+so an event loop learns of it without waiting for a frame), or at the end. On a regular file a
+failed write (a full disk) is cut back to the last whole record, so the file never ends in half a
+line. ``reopen`` (SIGHUP, after logrotate moved the file) makes the thread open the path again
+between two writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import stat
 import threading
 from collections.abc import Callable
 from typing import BinaryIO, Self
@@ -24,27 +29,28 @@ class ReaderGone(Exception):
     """The reader closed the pipe: a normal end."""
 
 
+_REOPEN = (b"", -1)  # a queue item: open the path again before the next write
+
+
 class Writer:
-    BACKLOG_HIGH = 2 * 1024 * 1024
-    BACKLOG_LOW = 512 * 1024
-    BACKLOG_WARNING = 64 * 1024 * 1024
     BATCH = 512
 
     def __init__(self, fd: int, label: str, owns: bool = False, stream: BinaryIO | None = None,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None, path: str | None = None) -> None:
         self.fd = fd
         self.label = label
         self.owns = owns
         self.stream = stream
         self.warn = warn
+        self.path = path  # set for -o FILE: what reopen opens
         self.error: Exception | None = None
         self.backlog = 0  # bytes queued, not yet written
         self.records_queued = 0
         self.records_written = 0
         self._changed = threading.Condition()
-        self._warned = False
         self._queue: queue.SimpleQueue[tuple[bytes, int] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._regular = fd >= 0 and _is_regular(fd)
         self.failed_fd, self._failed_signal = os.pipe()
 
     # ----- opening --------------------------------------------------------------------------
@@ -61,11 +67,14 @@ class Writer:
     @classmethod
     def open_append(cls, path: str, warn: Callable[[str], None] | None = None) -> Writer:
         """Append to ``path``; a new file is created 0600 (``main`` events carry sign-in IPs and headers)."""
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise UsageError(f"cannot open output file {path}: {exc.strerror or exc}") from None
-        return cls(fd, path, owns=True, warn=warn)
+        return cls(_open_append(path), path, owns=True, warn=warn, path=path)
+
+    def reopen(self) -> None:
+        """Open the path again before the next write (safe to call from a signal handler)."""
+        if self.path is not None:
+            self._queue.put(_REOPEN)
+            if self._thread is None:
+                self._start()
 
     def __enter__(self) -> Self:
         return self
@@ -84,23 +93,15 @@ class Writer:
         if self.error is not None:
             raise self.error
         if self._thread is None:
-            self._thread = threading.Thread(target=self._drain, name="mkstream-writer", daemon=True)
-            self._thread.start()
+            self._start()
         with self._changed:
             self.backlog += len(data)
             self.records_queued += records
-        if self.backlog > self.BACKLOG_WARNING and not self._warned and self.warn is not None:
-            self._warned = True
-            self.warn(f"{self.label} is not keeping up: {self.backlog // (1024 * 1024)} MB of records waiting "
-                      "in memory (nothing is dropped)")
         self._queue.put((data, records))
 
-    def wait_for_room(self, timeout: float) -> None:
-        """If more than BACKLOG_HIGH bytes wait, wait (up to ``timeout``) until BACKLOG_LOW or less do."""
-        if self.backlog <= self.BACKLOG_HIGH:
-            return
-        with self._changed:
-            self._changed.wait_for(lambda: self.backlog <= self.BACKLOG_LOW or self.error is not None, timeout)
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._drain, name="mkstream-writer", daemon=True)
+        self._thread.start()
 
     def finish(self, timeout: float | None = None) -> int:
         """Wait until every queued record is written (at most ``timeout`` seconds).
@@ -125,6 +126,9 @@ class Writer:
             item = get()
             if item is None:
                 return
+            if item is _REOPEN:
+                self._reopen()
+                continue
             batch = [item]
             # Buffers that queued up while the last write ran go out in one system call (writev).
             try:
@@ -132,6 +136,9 @@ class Writer:
                     more = get_nowait()
                     if more is None:
                         finished = True
+                        break
+                    if more is _REOPEN:
+                        self._queue.put(_REOPEN)  # after this batch, in order
                         break
                     batch.append(more)
             except queue.Empty:
@@ -146,6 +153,8 @@ class Writer:
     def _write(self, buffers: list[bytes]) -> int:
         """Write every buffer; returns how many were written whole (all of them unless it failed)."""
         done = 0
+        whole = 0  # bytes of the buffers written whole
+        start = os.fstat(self.fd).st_size if self._regular else 0
         try:
             if self.stream is not None:
                 self.stream.write(b"".join(buffers))
@@ -155,7 +164,9 @@ class Writer:
             while pending:
                 written = os.writev(self.fd, pending)
                 while pending and written >= len(pending[0]):
-                    written -= len(pending.pop(0))
+                    size = len(pending.pop(0))
+                    written -= size
+                    whole += size
                     done += 1
                 if written:
                     pending[0] = pending[0][written:]
@@ -164,8 +175,24 @@ class Writer:
             self.error = ReaderGone()
         except OSError as exc:
             self.error = OutputError(f"cannot write to {self.label}: {exc.strerror or exc}")
+            if self._regular:  # whole records or nothing: cut the half-written one off
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self.fd, start + whole)
         os.write(self._failed_signal, b"!")
         return done
+
+    def _reopen(self) -> None:
+        assert self.path is not None
+        try:
+            fd = _open_append(self.path)
+        except UsageError as exc:
+            if self.warn is not None:
+                self.warn(f"{exc.message}; still writing to the file it had open")
+            return
+        old, self.fd = self.fd, fd
+        self._regular = _is_regular(fd)
+        with contextlib.suppress(OSError):
+            os.close(old)
 
     def close(self) -> None:
         for fd in (self.failed_fd, self._failed_signal):
@@ -175,3 +202,18 @@ class Writer:
         if self.owns:
             os.close(self.fd)
             self.owns = False
+
+
+def _open_append(path: str) -> int:
+    """Append to ``path``; a new file is created 0600 (``main`` events carry sign-in IPs and headers)."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise UsageError(f"cannot open output file {path}: {exc.strerror or exc}") from None
+
+
+def _is_regular(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False

@@ -7,6 +7,7 @@ must then write them all before the process ends, and ``--stats`` must count wha
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -163,3 +164,98 @@ def test_truecolor_is_decided_from_the_environment_at_the_entry():
 
     assert "\x1b[38;2;" in run({"COLORTERM": "truecolor"})
     assert "\x1b[38;5;" in run({"COLORTERM": ""})
+
+
+def test_sigterm_with_a_reader_that_never_reads_leaves_cleanly_and_says_what_was_dropped():
+    with Simulator(rate=0) as sim:
+        read_end, write_end = os.pipe()
+        proc = subprocess.Popen([*spawn_args(), "connect", "localTimeline", *host(sim), "--jq", ".body.body.text",
+                                 "-r", *SAFETY], stdout=write_end, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        os.close(write_end)
+        try:
+            sim.wait_for_subscription("localTimeline")
+            for text in TEXTS:
+                sim.post_note(text=text)
+            proc.send_signal(signal.SIGTERM)
+            # The goodbye goes out at once, before the bounded wait for the reader.
+            sim.wait_for_client_frame(lambda f: f == {"type": "disconnect", "body": {"id": "localTimeline"}})
+            assert sim.wait_for_closed() == [(1000, "")]
+            _, err = proc.communicate(timeout=60)
+        finally:
+            os.close(read_end)
+    assert proc.returncode == ExitCode.SIGTERM
+    assert re.search(r"\d+ record\(s\) could not be written within 5s", err.decode())
+
+
+def test_sighup_without_an_output_file_leaves_like_sigterm(sim):
+    proc = spawn("connect", "localTimeline", *host(sim), *SAFETY)
+    sim.wait_for_subscription("localTimeline")
+    proc.send_signal(signal.SIGHUP)
+    code, _, err = finish(proc)
+    assert code == ExitCode.SIGHUP, err
+    sim.wait_for_client_frame(lambda f: f == {"type": "disconnect", "body": {"id": "localTimeline"}})
+    assert sim.wait_for_closed() == [(1000, "")]
+
+
+def test_sighup_with_an_output_file_reopens_it_as_logrotate_expects(sim, tmp_path):
+    log = tmp_path / "ltl.ndjson"
+    proc = spawn("connect", "localTimeline", *host(sim), "-o", str(log), "--jq", ".body.body.text", "-r", *SAFETY)
+    sim.wait_for_subscription("localTimeline")
+    sim.post_note(text="before rotation")
+    wait_for_line(log, "before rotation")
+    log.rename(tmp_path / "ltl.ndjson.1")
+    proc.send_signal(signal.SIGHUP)
+    sim.post_note(text="after rotation")
+    wait_for_line(log, "after rotation")
+    proc.send_signal(signal.SIGINT)
+    code, _, err = finish(proc)
+    assert code == ExitCode.SIGINT, err
+    assert (tmp_path / "ltl.ndjson.1").read_text() == "before rotation\n"
+    assert log.read_text() == "after rotation\n"
+    assert os.stat(log).st_mode & 0o777 == 0o600
+
+
+def wait_for_line(path, line, timeout=30.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and line in path.read_text().splitlines():
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"{line!r} never reached {path}")
+
+
+def test_sigquit_exits_at_once(sim):
+    proc = spawn("connect", "localTimeline", *host(sim), *SAFETY)
+    sim.wait_for_subscription("localTimeline")
+    proc.send_signal(signal.SIGQUIT)
+    code, _, _ = finish(proc)
+    assert code == ExitCode.SIGQUIT
+
+
+def test_a_full_disk_leaves_whole_records_counts_them_and_closes_cleanly(sim, tmp_path):
+    """A file size limit stands in for a full disk: the write that crosses it fails part way."""
+    import resource
+
+    log = tmp_path / "out.ndjson"
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    proc = subprocess.Popen([*spawn_args(), "connect", "localTimeline", *host(sim), "-o", str(log), "--stats",
+                             *SAFETY], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            preexec_fn=limit)
+    sim.wait_for_subscription("localTimeline")
+    while proc.poll() is None and sim.open_sockets:
+        sim.post_note(text="あ" * 700)
+    code, _, err = finish(proc)
+    assert code == ExitCode.RUNTIME_ERROR, err
+    assert "cannot write to" in err and "File too large" in err
+    content = log.read_bytes()
+    assert content.endswith(b"\n")
+    lines = content.splitlines()
+    assert all(json.loads(line)["type"] == "channel" for line in lines)
+    assert written(err)[1] == len(lines)
+    assert sim.wait_for_closed() == [(1000, "")]
