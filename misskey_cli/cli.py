@@ -487,7 +487,7 @@ class MkstreamGroup(click.Group):
         except click.UsageError as exc:
             hint = None
             if exc.ctx is not None:
-                hint = f"see '{exc.ctx.command_path} --help'"
+                hint = f"see '{' '.join(['mkstream', *exc.ctx.command_path.split()[1:]])} --help'"
             fail(exc.format_message(), ExitCode.USAGE, hint)
         except click.ClickException as exc:
             fail(exc.format_message(), exc.exit_code)
