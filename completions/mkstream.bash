@@ -1,8 +1,22 @@
 _mkstream_completion() {
     local IFS=$'\n'
     local response
+    local -a words
+    local cword prefix=""
 
-    response=$(env COMP_WORDS="${COMP_WORDS[*]}" COMP_CWORD=$COMP_CWORD _MKSTREAM_COMPLETE=bash_complete $1)
+    if [[ -n ${COMP_LINE+set} ]]; then
+        local line="${COMP_LINE:0:${COMP_POINT:-${#COMP_LINE}}}"
+        IFS=$' \t' read -r -a words <<< "$line"
+        [[ -z $line || $line == *[[:blank:]] ]] && words+=("")
+        cword=$(( ${#words[@]} - 1 ))
+        local cur="${words[cword]}" fragment="${COMP_WORDS[COMP_CWORD]}"
+        [[ $cur == *"$fragment" ]] && prefix="${cur%"$fragment"}"
+    else
+        words=("${COMP_WORDS[@]}")
+        cword=$COMP_CWORD
+    fi
+
+    response=$(env COMP_WORDS="${words[*]}" COMP_CWORD=$cword _MKSTREAM_COMPLETE=bash_complete $1)
 
     for completion in $response; do
         IFS=',' read type value <<< "$completion"
@@ -14,7 +28,8 @@ _mkstream_completion() {
             COMPREPLY=()
             compopt -o default
         elif [[ $type == 'plain' ]]; then
-            COMPREPLY+=($value)
+            [[ $value == *= ]] && compopt -o nospace
+            COMPREPLY+=("${value#"$prefix"}")
         fi
     done
 

@@ -131,26 +131,69 @@ def test_profile_names_come_from_the_config_file(tmp_path, monkeypatch):
     assert complete("connect", "--profile", incomplete="") == []  # a broken file completes nothing, quietly
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
-@pytest.mark.parametrize(("words", "expected"), [
-    (["mkstream", "connect", "localT"], ["localTimeline"]),
-    (["mkstream", "connect", "hashtag?"], ["hashtag?q="]),
-    (["mkstream", "connect", "localTimeline", "-p", "withR"], ["withRenotes=", "withReplies="]),
-])
-def test_real_bash_completes_channels_and_params(tmp_path, words, expected):
-    mkstream = shutil.which("mkstream", path=os.path.dirname(sys.executable))
-    if mkstream is None:
-        pytest.skip("the mkstream entry point is not installed beside this Python")
+BREAKS = " \t\n\"'><=;|&(:"  # bash's default COMP_WORDBREAKS
+
+
+def bash_words(line):
+    """COMP_WORDS as bash makes them: split at blanks, and at each word-break character too."""
+    words, word = [], ""
+    for char in line:
+        if char in " \t":
+            if word:
+                words.append(word)
+            word = ""
+        elif char in BREAKS:
+            if word and word[-1] not in BREAKS:
+                words.append(word)
+                word = ""
+            word += char
+        else:
+            if word and word[-1] in BREAKS:
+                words.append(word)
+                word = ""
+            word += char
+    words.append(word)
+    return words
+
+
+def run_bash_completion(tmp_path, line):
+    """Source the committed script in a real bash and complete ``line`` as bash would; COMPREPLY."""
+    if shutil.which("bash") is None:
+        pytest.skip("bash is not installed")
+    shim = tmp_path / "bin" / "mkstream"  # the CLI under its installed name, from this checkout
+    shim.parent.mkdir(exist_ok=True)
+    shim.write_text(f"#!/bin/sh\nexec '{sys.executable}' -c 'from misskey_cli.cli import main; "
+                    f"main(prog_name=\"mkstream\")' \"$@\"\n")
+    shim.chmod(0o755)
+    words = bash_words(line)
     script = ROOT / "completions" / "mkstream.bash"
-    words_array = " ".join(f"'{w}'" for w in words)
+    words_array = " ".join("'" + w.replace("'", "'\\''") + "'" for w in words)
     program = (f"source '{script}'\n"
+               f"COMP_LINE='{line}'; COMP_POINT={len(line)}\n"
                f"COMP_WORDS=({words_array}); COMP_CWORD={len(words) - 1}\n"
                "_mkstream_completion mkstream\n"
                "printf '%s\\n' \"${COMPREPLY[@]}\"\n")
-    env = dict(os.environ, PATH=os.path.dirname(mkstream) + os.pathsep + os.environ.get("PATH", ""),
-               XDG_CONFIG_HOME=str(tmp_path / "xdg"))
-    # An empty working directory: click's script leaves COMPREPLY words unquoted, so `?` could glob.
-    done = subprocess.run(["bash", "--norc", "--noprofile", "-c", program], check=False, cwd=tmp_path, env=env,
+    env = dict(os.environ, PATH=str(shim.parent) + os.pathsep + os.environ.get("PATH", ""),
+               XDG_CONFIG_HOME=str(tmp_path / "xdg"), PYTHONPATH=str(ROOT))
+    env.pop("_MKSTREAM_COMPLETE", None)
+    # An empty working directory, so a `?` in a word has nothing to glob against.
+    work = tmp_path / "cwd"
+    work.mkdir(exist_ok=True)
+    done = subprocess.run(["bash", "--norc", "--noprofile", "-c", program], check=False, cwd=work, env=env,
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == expected
+    return done.stdout.splitlines()
+
+
+@pytest.mark.parametrize(("line", "expected"), [
+    ("mkstream connect localT", ["localTimeline"]),
+    ("mkstream connect hashtag?", ["hashtag?q="]),
+    ("mkstream connect localTimeline -p withR", ["withRenotes=", "withReplies="]),
+    # bash breaks these words at = and :, and replaces only what follows the break.
+    ("mkstream connect localTimeline -p withFiles=", ["=true", "=false"]),
+    ("mkstream connect localTimeline -p withFiles=t", ["true"]),
+    ("mkstream connect localTimeline?withFiles=f", ["false"]),
+    ("mkstream connect userList:work?listId=1&with", ["withRenotes=", "withFiles="]),
+])
+def test_real_bash_completes_channels_and_params(tmp_path, line, expected):
+    assert run_bash_completion(tmp_path, line) == expected

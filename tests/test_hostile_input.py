@@ -154,7 +154,7 @@ def test_closed_stdout_is_a_usage_error_not_a_traceback():
 @pytest.mark.parametrize("args", [("--token-file", "-", "--host", "h.example"), ("--stdin", "--demo")])
 def test_closed_stdin_is_a_usage_error_not_a_traceback(args):
     done = subprocess.run([sys.executable, "-m", "misskey_cli", "connect", "localTimeline", *args],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60,
+                          capture_output=True, timeout=60,
                           preexec_fn=lambda: os.close(0))
     assert done.returncode == ExitCode.USAGE, done.stderr
     assert b"standard input is closed" in done.stderr and b"Traceback" not in done.stderr
@@ -217,3 +217,32 @@ def test_click_usage_errors_look_like_mkstream_errors():
     first, *rest = result.stderr.splitlines()
     assert first.startswith("mkstream: error: ") and "--no-such-option" in first
     assert len(rest) <= 1 and (not rest or rest[0] == "mkstream: see 'mkstream connect --help'")
+
+
+def test_token_file_dash_on_a_terminal_prompts_without_echo(sim):
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "misskey_cli", "connect", "localTimeline", *host(sim),
+                             "--token-file", "-", "--duration", "1", "--ndjson"],
+                            stdin=slave, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    screen = b""
+    while b"token (not echoed)" not in screen:
+        assert select.select([master], [], [], 30)[0], screen
+        screen += os.read(master, 4096)
+    os.write(master, b"tok-alice\n")
+    sim.wait_for_subscription("localTimeline")
+    assert sim.handshakes[-1]["query"].get("i") == "tok-alice"
+    assert proc.wait(timeout=30) == 0
+    while select.select([master], [], [], 0.5)[0]:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        screen += chunk
+    os.close(master)
+    assert b"tok-alice" not in screen
