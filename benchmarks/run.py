@@ -732,7 +732,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, help="notes per throughput run (default 30,000)")
     parser.add_argument("--idle-seconds", type=float, help="length of the idle CPU measurement (default 60)")
     parser.add_argument("--no-wscat", action="store_true", help="skip the wscat | jq anchor")
-    parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md", help="where to write the report")
+    parser.add_argument("--output", type=Path, help="where to write the report (default: benchmarks/RESULTS.md, "
+                                                    "and only for a full run)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
     parser.add_argument("--profile", choices=sorted(PROFILE_FORMATS),
                         help="instead of benchmarking, run mkstream under cProfile in this format")
@@ -788,10 +789,16 @@ def main() -> int:
     print()
     print(details)
     print(f"\nsender CPU over the whole benchmark: {sender_cpu:.2f} s")
-    if not args.no_write:
-        report = render_report(table, details, memory, settings, statistics.mean(sizes), tools, args.quick)
-        args.output.write_text(report + kept_history(args.output), encoding="utf-8")
-        log(f"wrote {args.output}")
+    full = not args.quick and args.rounds is None and args.frames is None and args.idle_seconds is None \
+        and not args.no_wscat
+    output = args.output or (HERE / "RESULTS.md" if full else None)
+    if args.no_write or output is None:
+        if not args.no_write:
+            log("not a full run: benchmarks/RESULTS.md left as it is (--output FILE keeps this report)")
+        return 0
+    report = render_report(table, details, memory, settings, statistics.mean(sizes), tools, args.quick)
+    output.write_text(report + kept_history(output), encoding="utf-8")
+    log(f"wrote {output}")
     return 0
 
 
