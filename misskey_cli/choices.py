@@ -8,3 +8,18 @@ FORMATS = ("pretty", "ndjson", "raw", "line")
 COLOR_MODES = ("auto", "always", "never")
 AUTH_MODES = ("query", "header")
 DEFAULT_STYLE = "monokai"
+
+# Config profile keys: (key, TOML type, the click parameter it defaults, help). One table drives
+# profile loading (profiles.py), click's default_map (cli.py) and the `mkstream profiles` help.
+PROFILE_KEYS: tuple[tuple[str, type, str, str], ...] = (
+    ("host", str, "host", "server, as --host takes it"),
+    ("token", str, "token", "access token (keep the file private: chmod 600)"),
+    ("token_file", str, "token_file", "file holding the token (relative to the config file)"),
+    ("auth", str, "auth", "query or header"),
+    ("ca_file", str, "ca_file", "CA bundle to verify TLS against"),
+    ("proxy", str, "proxy", "HTTP proxy URL"),
+    ("format", str, "fmt", "pretty, ndjson, raw or line"),
+    ("color", str, "color", "auto, always or never"),
+    ("style", str, "style", "pygments style"),
+    ("timestamps", bool, "timestamps", "true to add receive times"),
+)

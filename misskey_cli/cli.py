@@ -19,7 +19,7 @@ import click
 from click.core import ParameterSource
 
 from misskey_cli import __version__
-from misskey_cli.choices import AUTH_MODES, COLOR_MODES, DEFAULT_STYLE, FORMATS
+from misskey_cli.choices import AUTH_MODES, COLOR_MODES, DEFAULT_STYLE, FORMATS, PROFILE_KEYS
 from misskey_cli.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -270,14 +270,8 @@ DURATION = DurationType()
 # ----- config profiles --------------------------------------------------------------------------
 
 
-def _profile_params() -> dict[str, str]:
-    from misskey_cli.settings import PROFILE_KEY_TABLE
-
-    return {key.name: key.param for key in PROFILE_KEY_TABLE if key.param != key.name}
-
-
-# Profile keys whose click parameter has another name (from the one table in settings.py).
-PROFILE_PARAMS = _profile_params()
+# Profile keys whose click parameter has another name (from the one table in choices.py).
+PROFILE_PARAMS = {key: param for key, _, param, _ in PROFILE_KEYS if param != key}
 _META = "mkstream.profile."
 
 

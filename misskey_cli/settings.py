@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from misskey_cli.choices import PROFILE_KEYS as _PROFILE_KEYS
+
 if TYPE_CHECKING:  # annotations only: cli.py imports this module at start-up, so it stays light
     from misskey_cli.config import Endpoint, Proxy
 
@@ -149,26 +151,8 @@ class StreamSettings:
 
 # ----- config profiles ------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class ProfileKey:
-    name: str
-    type: type
-    param: str  # the click parameter it defaults
-    help: str
-
-
-PROFILE_KEY_TABLE: tuple[ProfileKey, ...] = (
-    ProfileKey("host", str, "host", "server, as --host takes it"),
-    ProfileKey("token", str, "token", "access token (keep the file private: chmod 600)"),
-    ProfileKey("token_file", str, "token_file", "file holding the token (relative to the config file)"),
-    ProfileKey("auth", str, "auth", "query or header"),
-    ProfileKey("ca_file", str, "ca_file", "CA bundle to verify TLS against"),
-    ProfileKey("proxy", str, "proxy", "HTTP proxy URL"),
-    ProfileKey("format", str, "fmt", "pretty, ndjson, raw or line"),
-    ProfileKey("color", str, "color", "auto, always or never"),
-    ProfileKey("style", str, "style", "pygments style"),
-    ProfileKey("timestamps", bool, "timestamps", "true to add receive times"),
-)
-PROFILE_KEYS: dict[str, type] = {key.name: key.type for key in PROFILE_KEY_TABLE}
+# The one table of profile keys lives in choices.py, which cli.py imports at start-up without
+# the cost of these dataclasses; its rows are (key, TOML type, click parameter, help).
+PROFILE_KEY_TABLE = _PROFILE_KEYS
+PROFILE_KEYS: dict[str, type] = {key: kind for key, kind, _, _ in PROFILE_KEY_TABLE}
 PATH_KEYS = ("token_file", "ca_file")

@@ -26,7 +26,7 @@ ALLOWED = {
     "lineformat": {"safetext"},
     "safetext": set(),
     "notices": {"config", "safetext"},
-    "settings": {"config"},
+    "settings": {"config", "choices"},
     "profiles": {"errors", "config", "choices", "settings"},
     "commands": {"channels", "protocol"},
     "catalogue_view": {"channels"},
