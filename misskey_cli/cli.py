@@ -841,6 +841,63 @@ def logout(profile_name, config_path):
     sys.exit(run_logout(LogoutSettings(profile_name, config_path), sys.stderr, os.environ))
 
 
+@main.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
+  mkstream doctor --host misskey.example
+  mkstream doctor main 'hashtag?q=misskey' --profile work
+  mkstream doctor --json --host http://localhost:3000 | jq '.checks[] | select(.status != "ok")'""")
+@click.argument("channels", nargs=-1, type=ChannelSpecType(), metavar="[CHANNEL]...")
+@click.option("--json", "as_json", is_flag=True, help="Write the report as one JSON document on stdout.")
+@click.option("--ack-timeout", type=DURATION, default=5.0, show_default=True, metavar="D",
+              help="How long a channel may take to be acknowledged.")
+@click.option("--connect-timeout", type=DURATION, default=10.0, show_default=True, metavar="D",
+              help="Bound on each phase of connecting (DNS, TCP, TLS, HTTP, handshake).")
+@click.option("--color", type=click.Choice(COLOR_MODES), default="auto", show_default=True,
+              help="Colour the marks (auto honours NO_COLOR and FORCE_COLOR).")
+# A profile may carry output defaults for the streaming commands; doctor accepts and ignores them.
+@click.option("--format", "fmt", type=click.Choice(FORMATS), hidden=True)
+@click.option("--style", hidden=True)
+@click.option("--timestamps/--no-timestamps", hidden=True)
+@server_options
+def doctor(channels, as_json, ack_timeout, connect_timeout, color, fmt, style, timestamps, **kw):
+    """Check, step by step, why a stream does not work.
+
+    Name resolution, TCP, TLS (certificate and its expiry), HTTP, the server's clock, nodeinfo
+    (Misskey or which fork), meta, the token (whose it is), the streaming handshake, and each
+    CHANNEL (default: localTimeline, and main with a token) connected and acknowledged or not,
+    with the likely reason. One line per check; it stops at the first failure that makes the rest
+    meaningless. Exit status: 0 when nothing failed (warnings allowed), else that of the first
+    failure: 3 connect, 4 token rejected, 5 forbidden, 7 channel not acknowledged.
+    """
+    from misskey_cli.app import Environment
+    from misskey_cli.doctor import DoctorSettings
+    from misskey_cli.doctor import run as run_doctor
+
+    connections, _ = build_connections(channels, (), None, logged_in(kw))
+    settings = DoctorSettings(doctor_server_settings(kw), connections, ack_timeout, connect_timeout, as_json, color)
+    ctx = click.get_current_context()
+    for warning in ctx.meta.get("mkstream.warnings", ()):
+        click.echo(f"mkstream: warning: {warning}", err=True)
+    sys.exit(run_doctor(settings, Environment.from_process()))
+
+
+def doctor_server_settings(kw: dict[str, Any]) -> Any:
+    """The server settings from the server options, with stream_settings' token rules."""
+    from misskey_cli import settings as s
+
+    ctx = click.get_current_context()
+    token, token_file = kw["token"], kw["token_file"]
+    if token and token_file:
+        if explicit(ctx, "token") and explicit(ctx, "token_file"):
+            raise click.UsageError("--token and --token-file both give a token: keep one")
+        if explicit(ctx, "token"):
+            token_file = None
+        else:
+            token = None
+    return s.ServerSettings(kw["host"], s.TokenSource(token or None, token_file), kw["auth"], kw["insecure"],
+                            kw["ca_file"], kw["proxy"], kw["demo"])
+
+
 @main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream completion bash > ~/.local/share/bash-completion/completions/mkstream

@@ -132,6 +132,10 @@ def test_login_writes_a_private_token_file_and_a_default_profile_then_connect_ne
     assert records(streamed)[0]["body"]["body"]["text"] == "at home"
     assert sim.handshakes[-1]["query"]["i"] == token
 
+    doctor = run_cli("doctor", env=env_for(xdg))
+    assert doctor.exit_code == 0, doctor.stdout + doctor.stderr
+    assert "belongs to @admin" in doctor.stdout and "channel main" in doctor.stdout
+    assert token not in doctor.stdout + doctor.stderr
 
 
 def test_an_existing_config_keeps_its_comments_other_profiles_and_default(sim, xdg):
