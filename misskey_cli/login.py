@@ -207,11 +207,12 @@ def run_login(settings: LoginSettings, terminal: LoginTerminal, *,
         config_path = settings.config_path or default_config_path(terminal.environ)
         name = settings.profile or default_profile_name(settings.endpoint)
         edit = _open_config(config_path, name, settings.force)
-        api = _client(settings, None)
-        _check_miauth(api, settings.endpoint)
+        _check_miauth(_client(settings, None), settings.endpoint)
         session = new_session()
         _tell_where_to_approve(settings, terminal, notices, session, open_url)
-        approval = _wait_for_approval(api, session, settings, waiting, notices, sleep, clock)
+        # No retries inside one check: the next poll is the retry, and it keeps the countdown honest.
+        poller = _client(settings, None, retries=0)
+        approval = _wait_for_approval(poller, session, settings, waiting, notices, sleep, clock)
         notices.redact = Redactor(approval.token)
         username = _verify(_client(settings, approval.token))
         token_path, default_set = _store(edit, config_path, name, settings, approval.token)
@@ -239,10 +240,11 @@ def _toml_key(name: str) -> str:
     return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else '"' + name.replace('"', '\\"') + '"'
 
 
-def _client(settings: LoginSettings, token: str | None) -> ApiClient:
+def _client(settings: LoginSettings, token: str | None, retries: int = 2) -> ApiClient:
     proxy = settings.proxy
     return ApiClient(settings.endpoint.http_base, token, ca_file=settings.ca_file, insecure=settings.insecure,
-                     proxy=(proxy.host, proxy.port, proxy.kind, proxy.auth) if proxy is not None else None)
+                     proxy=(proxy.host, proxy.port, proxy.kind, proxy.auth) if proxy is not None else None,
+                     retries=retries)
 
 
 def _open_config(config_path: str, name: str, force: bool) -> ConfigEdit:

@@ -21,6 +21,7 @@ import pytest
 from helpers import SAFETY, in_background, join_ok, records, run_cli, spawn
 
 from misskey_cli.config import parse_host
+from misskey_cli.configwrite import ConfigEdit
 from misskey_cli.errors import ExitCode, UsageError
 from misskey_cli.login import (
     DEFAULT_PERMISSIONS,
@@ -233,6 +234,9 @@ def test_a_browser_opens_only_on_a_desktop_terminal_and_the_countdown_is_cleared
     assert code == 0, stderr.getvalue()
     assert opened == [approval_url(f"http://{sim.host_port}", checked_sessions(sim)[0], DEFAULT_PERMISSIONS)]
     assert "your browser shows this page" in stderr.getvalue()
+    # A countdown on the terminal's stderr while waiting, cleared before the next line.
+    assert "\r\x1b[Kmkstream: / waiting for the approval, 5:00 left (Ctrl-C to cancel)" in stderr.getvalue()
+    assert "\r\x1b[Kmkstream: logged in as @admin" in stderr.getvalue()
 
     # --no-browser, or no display: only the URL.
     settings = LoginSettings(parse_host(f"http://{sim.host_port}"), profile="again", poll_interval=0.02,
@@ -241,6 +245,22 @@ def test_a_browser_opens_only_on_a_desktop_terminal_and_the_countdown_is_cleared
     assert run_login(settings, terminal, open_url=lambda url: opened.append(url) or True) == 0
     join_ok(feeder)
     assert len(opened) == 1
+
+
+def test_a_server_failing_while_the_user_approves_is_waited_out(sim, xdg):
+    def restart_then_approve():
+        session = wait_for_polling(sim)
+        before = len(sim.http_requests())
+        sim.fail_next("*", 503, count=2)
+        sim.wait_for_http_requests(before + 2)
+        sim.approve_miauth(session)
+
+    feeder = in_background(restart_then_approve)
+    result = run_cli("login", f"http://{sim.host_port}", "--no-browser", env=env_for(xdg))
+    join_ok(feeder)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr.count("HTTP 503") == 1 and "still waiting" in result.stderr
+    assert [r["status"] for r in sim.http_requests() if r.get("endpoint", "").endswith("/check")].count(503) == 2
 
 
 def test_login_with_a_write_permission_warns(sim, xdg):
@@ -316,6 +336,81 @@ def test_logout_leaves_a_token_file_it_did_not_make(tmp_path):
 def test_logout_without_a_config_is_a_usage_error(xdg):
     result = run_cli("logout", env=env_for(xdg))
     assert result.exit_code == ExitCode.USAGE and "no config file" in result.stderr
+
+
+# ----- editing the config (configwrite) ---------------------------------------------------------
+
+LAYOUT = """\
+# top
+default_profile = "a"  # mine
+
+# a: the first
+[profiles.a]  # header comment
+host = "a.example"
+# between keys
+token_file = "a.token"
+
+# b comes next
+[profiles.b]
+host = "b.example"
+# after b
+"""
+
+
+@pytest.mark.parametrize(("remove", "expected"), [
+    (("a",), '# top\ndefault_profile = "a"  # mine\n\n# a: the first\n\n# b comes next\n[profiles.b]\n'
+             'host = "b.example"\n# after b\n'),
+    (("b",), '# top\ndefault_profile = "a"  # mine\n\n# a: the first\n[profiles.a]  # header comment\n'
+             'host = "a.example"\n# between keys\ntoken_file = "a.token"\n\n# b comes next\n# after b\n'),
+    (("a", "b"), '# top\ndefault_profile = "a"  # mine\n\n# a: the first\n\n# b comes next\n# after b\n'),
+    (("b", "a"), '# top\ndefault_profile = "a"  # mine\n\n# a: the first\n\n# b comes next\n# after b\n'),
+])
+def test_removing_a_table_keeps_every_comment_outside_it(tmp_path, remove, expected):
+    path = tmp_path / "config.toml"
+    path.write_text(LAYOUT)
+    edit = ConfigEdit.open(str(path))
+    for name in remove:
+        edit.remove_profile(name)
+    assert edit.text() == expected
+    tomllib.loads(edit.text())
+
+
+def test_replacing_a_table_keeps_its_place_and_puts_new_keys_before_the_next_tables_comments(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text(LAYOUT)
+    edit = ConfigEdit.open(str(path))
+    edit.set_profile("a", {"host": "new.example", "ca_file": "/ca.pem"}, ("host", "token_file", "ca_file"))
+    assert edit.text() == LAYOUT.replace('host = "a.example"', 'host = "new.example"').replace(
+        'token_file = "a.token"\n', 'ca_file = "/ca.pem"\n')
+
+
+def test_a_new_config_is_private_and_a_symlinked_one_stays_a_link(tmp_path):
+    edit = ConfigEdit.open(str(tmp_path / "new" / "config.toml"))
+    edit.set_profile("x", {"host": "x.example"})
+    edit.set_default_profile("x")
+    edit.save()
+    assert mode(tmp_path / "new") == 0o700 and mode(tmp_path / "new" / "config.toml") == 0o600
+    assert tomllib.loads((tmp_path / "new" / "config.toml").read_text()) == {
+        "default_profile": "x", "profiles": {"x": {"host": "x.example"}}}
+
+    real = tmp_path / "dotfiles" / "config.toml"
+    real.parent.mkdir()
+    real.write_text("# kept\n")
+    os.chmod(real, 0o644)
+    link = tmp_path / "link.toml"
+    link.symlink_to(real)
+    edit = ConfigEdit.open(str(link))
+    edit.set_profile("y", {"host": "y.example"})
+    edit.save()
+    assert link.is_symlink() and real.read_text().startswith("# kept\n")
+    assert mode(real) == 0o644
+
+
+def test_bad_toml_is_a_usage_error_with_the_line(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[profiles.a]\nhost = "x"\nhost = \n')
+    with pytest.raises(UsageError, match="line 3"):
+        ConfigEdit.open(str(path))
 
 
 # ----- the pure rules ---------------------------------------------------------------------------
