@@ -96,6 +96,14 @@ def test_a_token_is_named_and_main_is_checked_too(sim):
     assert "i=***" in result.stdout
 
 
+def test_the_token_goes_where_auth_says(sim):
+    result = doctor(*host(sim), "--token", "tok-alice", "--auth", "header")
+    assert result.exit_code == 0, result.stdout
+    assert "(the token in an Authorization header)" in lines(result)["streaming handshake"]
+    assert sim.handshakes[-1]["headers"]["authorization"] == "Bearer tok-alice"
+    assert "i" not in sim.handshakes[-1]["query"]
+
+
 def test_the_demo_server_passes():
     result = doctor("--demo")
     assert result.exit_code == 0, result.stdout + result.stderr

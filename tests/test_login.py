@@ -263,6 +263,24 @@ def test_a_server_failing_while_the_user_approves_is_waited_out(sim, xdg):
     assert [r["status"] for r in sim.http_requests() if r.get("endpoint", "").endswith("/check")].count(503) == 2
 
 
+@pytest.mark.parametrize(("status", "code", "words"), [
+    (401, ExitCode.TOKEN_REJECTED, "gave a token that it then rejects"),
+    (403, ExitCode.FORBIDDEN, "is it suspended?"),
+])
+def test_a_token_that_fails_i_is_not_kept(sim, xdg, status, code, words):
+    def approve_but_break_i():
+        session = wait_for_polling(sim)
+        sim.fail_next("i", status)
+        sim.approve_miauth(session)
+
+    feeder = in_background(approve_but_break_i)
+    result = run_cli("login", f"http://{sim.host_port}", "--no-browser", env=env_for(xdg))
+    join_ok(feeder)
+    assert result.exit_code == code, result.stderr
+    assert words in result.stderr
+    assert not (xdg / "mkstream").exists()
+
+
 def test_login_with_a_write_permission_warns(sim, xdg):
     result, _ = login(sim, xdg, "--permission", "write:notes")
     assert result.exit_code == 0, result.stderr
