@@ -815,6 +815,137 @@ def serve(bind_host, port, rate, tokens, suspended):
 
 @main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
+  mkstream login misskey.example
+  mkstream login http://localhost:3000 --profile local --no-browser
+  mkstream login misskey.example --permission read:admin:stream --force""")
+@click.argument("host", type=HostType())
+@click.option("--profile", "profile_name", metavar="NAME",
+              help="Name of the profile to write (default: the host, e.g. misskey.example).")
+@click.option("--config", "config_path", metavar="PATH", type=click.Path(dir_okay=False),
+              help="Config file to add the profile to (default: $XDG_CONFIG_HOME/mkstream/config.toml).")
+@click.option("--permission", "permissions", multiple=True, metavar="P",
+              help="Also ask for permission P (repeat, or a,b). Default: read:account, read:notifications, "
+                   "read:chat; the admin channel needs read:admin:stream.")
+@click.option("--no-default-permissions", is_flag=True,
+              help="Ask only for the --permission ones (read:account must be among them).")
+@click.option("--no-browser", is_flag=True, help="Only print the approval URL; do not open a browser.")
+@click.option("--timeout", type=DURATION, default=300.0, metavar="D",
+              help="Give up when the page is not approved within D (default: 5m).")
+@click.option("--force", is_flag=True, help="Replace a profile of the same name (and its token file).")
+@click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate.")
+@click.option("--ca-file", metavar="PATH", type=CaFileType(), help="Verify TLS against this CA bundle (kept in "
+                                                                     "the profile).")
+@click.option("--proxy", metavar="URL", type=ProxyType(), help="HTTP proxy for the API calls (kept in the profile "
+                                                               "unless it has a password).")
+# Polling every 2 s is MiAuth's usual pace; tests poll faster.
+@click.option("--poll-interval", type=DURATION, default=2.0, envvar="MKSTREAM_LOGIN_POLL", hidden=True)
+def login(host, profile_name, config_path, permissions, no_default_permissions, no_browser, timeout, force, insecure,
+          ca_file, proxy, poll_interval):
+    """Get a token through MiAuth and keep it in a profile.
+
+    Prints (and, on a desktop, opens) the server's approval page; approve mkstream there while
+    logged in, and mkstream receives a token, checks it, saves it in a file of its own
+    (0600, beside config.toml) and adds a [profiles.NAME] table for it, keeping the rest of the
+    config file and its comments. The first profile becomes default_profile, so afterwards
+    'mkstream connect homeTimeline' needs no other option. Only read permissions are asked for.
+
+    Exit status: 0 logged in, 2 usage (the profile exists: add --force), 3 the server cannot be
+    reached, offers no MiAuth, or the page was not approved in time, 4/5 the new token does not
+    work, 130 interrupted (nothing is written).
+    """
+    from misskey_cli.app import Environment
+    from misskey_cli.login import LoginSettings, LoginTerminal, choose_permissions, run_login
+
+    if profile_name is not None and (not profile_name.strip() or not profile_name.isprintable()):
+        raise click.BadParameter(f"{profile_name!r} is not a profile name", param_hint="--profile")
+    try:
+        chosen = choose_permissions(permissions, not no_default_permissions)
+    except UsageError as exc:
+        raise click.BadParameter(exc.message, param_hint="--permission") from None
+    env = Environment.from_process()
+    settings = LoginSettings(host, profile_name, chosen, not no_browser, timeout, force, config_path, poll_interval,
+                             ca_file, insecure, proxy)
+    sys.exit(run_login(settings, LoginTerminal(env.stderr, env.stdout_isatty, env.stderr_isatty, env.environ)))
+
+
+@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
+  mkstream logout
+  mkstream logout --profile work""")
+@click.option("--profile", "profile_name", envvar="MKSTREAM_PROFILE", metavar="NAME", shell_complete=complete_profiles,
+              help="The profile to remove (default: the default_profile). [env: MKSTREAM_PROFILE]")
+@click.option("--config", "config_path", metavar="PATH", type=click.Path(dir_okay=False),
+              help="Config file (default: $XDG_CONFIG_HOME/mkstream/config.toml).")
+def logout(profile_name, config_path):
+    """Remove a profile and the token file login made for it.
+
+    The rest of the config file, comments included, is kept. The token itself stays valid until
+    it is revoked on the server: Settings > Apps in its web UI.
+    """
+    from misskey_cli.login import LogoutSettings, run_logout
+
+    sys.exit(run_logout(LogoutSettings(profile_name, config_path), sys.stderr, os.environ))
+
+
+@main.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
+  mkstream doctor --host misskey.example
+  mkstream doctor main 'hashtag?q=misskey' --profile work
+  mkstream doctor --json --host http://localhost:3000 | jq '.checks[] | select(.status != "ok")'""")
+@click.argument("channels", nargs=-1, type=ChannelSpecType(), metavar="[CHANNEL]...")
+@click.option("--json", "as_json", is_flag=True, help="Write the report as one JSON document on stdout.")
+@click.option("--ack-timeout", type=DURATION, default=5.0, show_default=True, metavar="D",
+              help="How long a channel may take to be acknowledged.")
+@click.option("--connect-timeout", type=DURATION, default=10.0, show_default=True, metavar="D",
+              help="Bound on each phase of connecting (DNS, TCP, TLS, HTTP, handshake).")
+@click.option("--color", type=click.Choice(COLOR_MODES), default="auto", show_default=True,
+              help="Colour the marks (auto honours NO_COLOR and FORCE_COLOR).")
+# A profile may carry output defaults for the streaming commands; doctor accepts and ignores them.
+@click.option("--format", "fmt", type=click.Choice(FORMATS), hidden=True)
+@click.option("--style", hidden=True)
+@click.option("--timestamps/--no-timestamps", hidden=True)
+@server_options
+def doctor(channels, as_json, ack_timeout, connect_timeout, color, fmt, style, timestamps, **kw):
+    """Check, step by step, why a stream does not work.
+
+    Name resolution, TCP, TLS (certificate and its expiry), HTTP, the server's clock, nodeinfo
+    (Misskey or which fork), meta, the token (whose it is), the streaming handshake, and each
+    CHANNEL (default: localTimeline, and main with a token) connected and acknowledged or not,
+    with the likely reason. One line per check; it stops at the first failure that makes the rest
+    meaningless. Exit status: 0 when nothing failed (warnings allowed), else that of the first
+    failure: 3 connect, 4 token rejected, 5 forbidden, 7 channel not acknowledged.
+    """
+    from misskey_cli.app import Environment
+    from misskey_cli.doctor import DoctorSettings
+    from misskey_cli.doctor import run as run_doctor
+
+    connections, _ = build_connections(channels, (), None, logged_in(kw))
+    settings = DoctorSettings(doctor_server_settings(kw), connections, ack_timeout, connect_timeout, as_json, color)
+    ctx = click.get_current_context()
+    for warning in ctx.meta.get("mkstream.warnings", ()):
+        click.echo(f"mkstream: warning: {warning}", err=True)
+    sys.exit(run_doctor(settings, Environment.from_process()))
+
+
+def doctor_server_settings(kw: dict[str, Any]) -> Any:
+    """The server settings from the server options, with stream_settings' token rules."""
+    from misskey_cli import settings as s
+
+    ctx = click.get_current_context()
+    token, token_file = kw["token"], kw["token_file"]
+    if token and token_file:
+        if explicit(ctx, "token") and explicit(ctx, "token_file"):
+            raise click.UsageError("--token and --token-file both give a token: keep one")
+        if explicit(ctx, "token"):
+            token_file = None
+        else:
+            token = None
+    return s.ServerSettings(kw["host"], s.TokenSource(token or None, token_file), kw["auth"], kw["insecure"],
+                            kw["ca_file"], kw["proxy"], kw["demo"])
+
+
+@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
   mkstream completion bash > ~/.local/share/bash-completion/completions/mkstream
   mkstream completion zsh > ~/.zfunc/_mkstream
   mkstream completion fish > ~/.config/fish/completions/mkstream.fish""")

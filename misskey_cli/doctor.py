@@ -1,0 +1,1041 @@
+"""``mkstream doctor``: why nothing arrives, one check at a time, from the wire up.
+
+The checks run in order, each one line: the proxy in use, name resolution, TCP connect (and the
+proxy's tunnel), TLS (verified, and how long the certificate has left), HTTP reachability and the
+server's clock (its ``Date``), nodeinfo (Misskey or which fork), ``meta`` (version, features),
+the token (``i``: whose it is), the streaming handshake (101 or what came instead), and each
+channel's ``connect`` with ``pong: true``: acknowledged within the ack timeout or not, and why.
+A failure that makes the rest meaningless stops the run there; the exit status is that of the
+first failure's kind (SPEC.md 4: 3 connect, 4 token, 5 forbidden, 7 not acknowledged), warnings
+leave it 0.
+
+The network walk below the stream (DNS, TCP, the CONNECT tunnel, TLS, one HTTP request) is done
+here with the standard library on one connection, so each layer is seen alone; the HTTP API goes
+through ``api.ApiClient`` and the stream through ``session.Session``, with the same TLS and proxy
+settings as ``mkstream connect``, so the doctor sees what a stream would. The proxy is the one
+websocket-client would pick: ``--proxy``, else ``https_proxy``/``http_proxy``, unless
+``no_proxy`` names the host.
+
+Every line is redacted (the token never appears) and server text has its control characters
+escaped; ``--json`` writes the same checks as one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import ipaddress
+import json
+import re
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from misskey_cli.api import ApiClient, ApiError
+from misskey_cli.channels import CATALOGUE, unacked_reason
+from misskey_cli.config import Endpoint, Proxy, Redactor, Target, parse_proxy
+from misskey_cli.errors import (
+    ConnectFailed,
+    ExitCode,
+    Forbidden,
+    MkstreamError,
+    TokenRejected,
+    UsageError,
+)
+from misskey_cli.login import channel_permission
+from misskey_cli.safetext import escape_controls, escape_json_text
+from misskey_cli.settings import ConnectionRequest, Liveness, Reconnect, ServerSettings
+
+if TYPE_CHECKING:
+    from misskey_cli.app import Environment
+    from misskey_cli.notices import Notices
+
+OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
+MARKS = {OK: "✓", WARN: "!", FAIL: "✗", SKIP: "-"}
+ASCII_MARKS = {OK: "ok", WARN: "warn", FAIL: "FAIL", SKIP: "skip"}
+COLORS = {OK: "32", WARN: "33", FAIL: "31", SKIP: "2"}
+
+CLOCK_SKEW_WARN = 30.0  # seconds
+CERT_EXPIRY_WARN = 14  # days
+MAX_BODY = 1 << 20
+ACK_SLICE = 0.05  # seconds between looks at the acks: Session.next keeps waiting after an ack
+
+
+@dataclass(frozen=True)
+class DoctorSettings:
+    server: ServerSettings
+    connections: tuple[ConnectionRequest, ...] = ()  # none: localTimeline, and main with a token
+    ack_timeout: float = 5.0
+    connect_timeout: float = 10.0
+    as_json: bool = False
+    color: str = "auto"
+
+
+@dataclass
+class Check:
+    """One line of the report."""
+
+    name: str  # stable, for --json: proxy, dns, tcp, tunnel, tls, http, clock, nodeinfo, meta, token, stream, channel
+    title: str  # what was checked, for people
+    status: str  # ok, warn, fail, skip
+    found: str
+    fix: str | None = None
+    exit_code: int = 0  # the failure's kind, when status is fail
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"check": self.name, "title": self.title, "status": self.status, "found": self.found}
+        if self.fix:
+            out["fix"] = self.fix
+        if self.status == FAIL:
+            out["exit_code"] = self.exit_code
+        out.update(self.details)
+        return out
+
+
+class Stop(Exception):
+    """A failure after which the next checks would say nothing new."""
+
+
+# ----- what each software offers ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Software:
+    label: str
+    fork: bool
+    adds: tuple[str, ...] = ()
+    lacks: tuple[str, ...] = ()
+    detailed: bool = True  # False: a fork whose channels mkstream does not know in detail
+
+
+# PROTOCOL.md 9. Forks listed without details are recognised, but their channels are not known.
+SOFTWARE: dict[str, Software] = {
+    "misskey": Software("Misskey", False),
+    "sharkey": Software("Sharkey", True, adds=("bubbleTimeline",)),
+    "cherrypick": Software("CherryPick", True, adds=("mediaTimeline", "catTimeline")),
+    "iceshrimp": Software("Iceshrimp", True, adds=("recommendedTimeline",),
+                          lacks=("hashtag", "roleTimeline", "chatUser", "chatRoom")),
+    **{name: Software(label, True, detailed=False) for name, label in (
+        ("firefish", "Firefish"), ("calckey", "Calckey"), ("foundkey", "FoundKey"), ("catodon", "Catodon"),
+        ("meisskey", "Meisskey"), ("magnetar", "Magnetar"), ("yojo-art", "yojo-art"))},
+}
+CHAT_SINCE = (2025, 4)  # chatUser and chatRoom came with Misskey 2025.4
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    match = re.match(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return tuple(int(part) for part in match.groups() if part is not None) if match else None
+
+
+@dataclass(frozen=True)
+class ServerKind:
+    """What nodeinfo said: the software's name and version (None: not known)."""
+
+    name: str | None = None
+    version: str | None = None
+
+    @property
+    def software(self) -> Software | None:
+        return SOFTWARE.get(self.name) if self.name else None
+
+    @property
+    def label(self) -> str:
+        software = self.software
+        return f"{software.label if software else self.name} {self.version or ''}".strip()
+
+    def lacks(self, channel: str) -> str | None:
+        """Why this software is known not to have ``channel``, or None."""
+        software = self.software
+        if software is None:
+            return None
+        if channel in software.lacks:
+            return f"{self.label} has no {channel} channel"
+        version = parse_version(self.version or "")
+        if self.name == "misskey" and channel in ("chatUser", "chatRoom") and version and version[:2] < CHAT_SINCE:
+            return f"{self.label} is older than 2025.4, which brought {channel}"
+        return None
+
+    def adds(self, channel: str) -> bool:
+        software = self.software
+        return software is not None and channel in software.adds
+
+
+# ----- channels, as pure judgement ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ChannelContext:
+    """What the earlier checks found that bears on a channel's answer."""
+
+    logged_in: bool
+    server: ServerKind = ServerKind()
+    username: str | None = None
+    moderator: bool | None = None  # None: not known (no token, or i failed)
+    policies: Mapping[str, Any] = field(default_factory=dict)
+    ack_timeout: float = 5.0
+    host: str = "HOST"
+
+
+def judge_channel(connection: ConnectionRequest, acked: bool, others: list[str], ctx: ChannelContext) -> Check:
+    """The line for one channel connection, from whether it was acknowledged and what is known."""
+    channel = connection.channel
+    cid = connection.connection_id or channel
+    title = f"channel {cid}" if cid == channel else f"channel {cid} ({channel})"
+    details: dict[str, Any] = {"channel": channel, "id": cid, "acknowledged": acked}
+    lacks = ctx.server.lacks(channel)
+    if acked:
+        status, found, fix = _acked_caveat(channel, lacks, ctx)
+        return Check("channel", title, status, found, fix, details=details)
+    if lacks:
+        reason = lacks
+        fix = "this server cannot stream it: use another channel"
+    elif channel not in CATALOGUE and ctx.server.adds(channel):
+        reason = f"{ctx.server.label} is known to have it, so it may need a token or a param"
+        fix = "check the fork's documentation for its params"
+    else:
+        reason = unacked_reason(channel, others, ctx.logged_in)
+        fix = _unacked_fix(channel, reason, ctx)
+    details["reason"] = reason
+    found = f"not acknowledged within {ctx.ack_timeout:g}s: likely {reason}"
+    return Check("channel", title, FAIL, found, fix, ExitCode.NOT_ACKNOWLEDGED, details)
+
+
+def _acked_caveat(channel: str, lacks: str | None, ctx: ChannelContext) -> tuple[str, str, str | None]:
+    """Acknowledged: ok, unless what is known says it will still deliver nothing."""
+    if lacks:
+        return WARN, f"acknowledged, although {lacks.replace(' has no ', ' is not known to have ')}", None
+    if channel == "admin" and ctx.moderator is False:
+        return WARN, (f"acknowledged, but it delivers nothing: @{ctx.username} is not a moderator"), \
+            "use a moderator's token"
+    if channel == "userList" and not ctx.logged_in:
+        return WARN, "acknowledged, but a list delivers nothing without a token", \
+            f"log in: mkstream login {ctx.host}"
+    policy = {"localTimeline": "ltlAvailable", "hybridTimeline": "ltlAvailable",
+              "globalTimeline": "gtlAvailable"}.get(channel)
+    if policy and ctx.policies.get(policy) is False:
+        who = f"@{ctx.username}" if ctx.username else "anonymous users"
+        return WARN, f"acknowledged, but the server's roles switch this timeline off for {who} ({policy}: " \
+                     "false): nothing will arrive", "ask the server's admin, or use another timeline"
+    if channel not in CATALOGUE:
+        known = " (a channel of this fork)" if ctx.server.adds(channel) else " (not in mkstream's catalogue)"
+        return OK, f"acknowledged{known}", None
+    return OK, "acknowledged", None
+
+
+def _unacked_fix(channel: str, reason: str, ctx: ChannelContext) -> str | None:
+    if "needs a token" in reason:
+        return f"log in: mkstream login {ctx.host} (or give --token-file FILE)"
+    if "moderator" in reason:
+        return "use a moderator's token (with read:admin:stream)"
+    if "may lack the permission" in reason:
+        permission = channel_permission(channel)
+        return (f"the token needs {permission}: mkstream login {ctx.host} --permission {permission} --force; "
+                "or check that the list/antenna/room id is yours")
+    if "already is" in reason:
+        return "connect it once per socket"
+    if "does not know" in reason:
+        return "check the name: mkstream channels"
+    return None
+
+
+# ----- the proxy -------------------------------------------------------------------------------
+
+
+def no_proxy_matches(hostname: str, no_proxy: str) -> bool:
+    """websocket-client's ``no_proxy`` rule: ``*``, the name, a domain suffix, or an IP network."""
+    entries = [entry for entry in no_proxy.replace(" ", "").split(",") if entry]
+    if "*" in entries or hostname in entries:
+        return True
+    try:
+        address = ipaddress.ip_address(hostname)
+    except ValueError:
+        address = None
+    for entry in entries:
+        if address is not None:
+            with contextlib.suppress(ValueError):
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            continue
+        domain = entry.lstrip(".")
+        if hostname == domain or hostname.endswith("." + domain):
+            return True
+    return False
+
+
+def effective_proxy(endpoint: Endpoint, explicit: Proxy | None,
+                    environ: Mapping[str, str]) -> tuple[Proxy | None, str]:
+    """The proxy the stream goes through and where it comes from (``--proxy``, ``$https_proxy``,
+    ``no_proxy``), as websocket-client decides it."""
+    hostname = _hostname(endpoint)
+    no_proxy = environ.get("no_proxy", environ.get("NO_PROXY", ""))
+    if no_proxy and no_proxy_matches(hostname, no_proxy):
+        return None, "no_proxy"
+    if explicit is not None:
+        return explicit, "--proxy"
+    key = "https_proxy" if endpoint.scheme == "wss" else "http_proxy"
+    for name in (key, key.upper()):
+        value = environ.get(name, "").replace(" ", "")
+        if value:
+            return parse_proxy(value), name
+    return None, ""
+
+
+def _hostname(endpoint: Endpoint) -> str:
+    netloc = endpoint.netloc
+    if netloc.startswith("["):
+        return netloc[1:netloc.index("]")]
+    return netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
+
+
+def _port(endpoint: Endpoint) -> int:
+    netloc = endpoint.netloc
+    tail = netloc[netloc.index("]") + 1:] if netloc.startswith("[") else netloc
+    if ":" in tail:
+        return int(tail.rsplit(":", 1)[1])
+    return 443 if endpoint.scheme == "wss" else 80
+
+
+# ----- the run ---------------------------------------------------------------------------------
+
+
+class Doctor:
+    """Runs the checks in order; ``report`` is called with each as it is made."""
+
+    def __init__(self, settings: DoctorSettings, endpoint: Endpoint, token: str | None,
+                 environ: Mapping[str, str], report: Callable[[Check], None] = lambda check: None) -> None:
+        self.settings = settings
+        self.server = settings.server
+        self.endpoint = endpoint
+        self.token = token
+        self.environ = environ
+        self.report = report
+        self.checks: list[Check] = []
+        self.host = _hostname(endpoint)
+        self.port = _port(endpoint)
+        self.secure = endpoint.scheme == "wss"
+        self.proxy: Proxy | None = None
+        self.kind = ServerKind()
+        self.username: str | None = None
+        self.moderator: bool | None = None
+        self.policies: dict[str, Any] = {}
+        self.nodeinfo_links: Any = None
+        self.date: tuple[float, float] | None = None  # (server's Date, local time when it came)
+        self.timeout = settings.connect_timeout
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def add(self, check: Check) -> Check:
+        self.checks.append(check)
+        self.report(check)
+        return check
+
+    def fail(self, name: str, title: str, found: str, fix: str | None, code: int, **details: Any) -> Stop:
+        self.add(Check(name, title, FAIL, found, fix, code, details))
+        return Stop()
+
+    @property
+    def exit_code(self) -> int:
+        return next((check.exit_code for check in self.checks if check.status == FAIL), ExitCode.OK)
+
+    # -- the order ----------------------------------------------------------------------------
+
+    def run(self) -> list[Check]:
+        try:
+            self.check_proxy()
+            if self.proxy is not None and self.proxy.kind != "http":
+                self.add(Check("tcp", "network", SKIP, f"through a {self.proxy.kind} proxy only the stream is "
+                                                        "checked (the HTTP API needs an http proxy)"))
+            else:
+                with self.walk() as sock:
+                    self.check_http(sock)
+                self.check_clock()
+                self.check_nodeinfo()
+                self.check_meta()
+                self.check_token()
+            self.check_stream()
+        except Stop:
+            pass
+        return self.checks
+
+    def check_proxy(self) -> None:
+        proxy, source = effective_proxy(self.endpoint, self.server.proxy, self.environ)
+        self.proxy = proxy
+        if proxy is not None:
+            found = f"{proxy.display} (from {source})"
+            self.add(Check("proxy", "proxy", OK, found, details={"proxy": proxy.display, "source": source}))
+        elif source == "no_proxy":
+            self.add(Check("proxy", "proxy", OK, f"none: no_proxy names {self.host}", details={"proxy": None}))
+        else:
+            self.add(Check("proxy", "proxy", OK, "none (direct connection)", details={"proxy": None}))
+
+    # -- DNS, TCP, tunnel, TLS: one connection, each layer a line -----------------------------
+
+    @contextlib.contextmanager
+    def walk(self) -> Iterator[socket.socket]:
+        """The connection the HTTP check uses: resolved, connected, tunnelled, TLS'd, each reported."""
+        dial_host, dial_port = (self.proxy.host, self.proxy.port) if self.proxy else (self.host, self.port)
+        addresses = self.check_dns(dial_host, dial_port)
+        sock = self.check_tcp(addresses, dial_host, dial_port)
+        try:
+            if self.proxy is not None:
+                self.check_tunnel(sock)
+            if self.secure:
+                sock = self.check_tls(sock, addresses)
+            else:
+                self.check_plain()
+            yield sock
+        finally:
+            sock.close()
+
+    def check_dns(self, host: str, port: int) -> list[tuple[int, Any]]:
+        title = "name resolution"
+        who = f"the proxy {host}" if self.proxy else host
+        then = f"; the proxy resolves {self.host} itself" if self.proxy else ""
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise self.fail("dns", title, f"{who}: no address ({reason})",
+                            "check the host name for typos; is this machine online (DNS)?",
+                            ExitCode.CONNECT_FAILED) from None
+        addresses: list[tuple[int, Any]] = list(dict.fromkeys((int(info[0]), info[4]) for info in infos))
+        shown = list(dict.fromkeys(str(address[0]) for _, address in addresses))
+        if _is_ip(host):
+            found = f"{who} is an IP address: nothing to resolve{then}"
+        else:
+            more = f" and {len(shown) - 3} more" if len(shown) > 3 else ""
+            found = f"{who} -> {', '.join(shown[:3])}{more}{then}"
+        self.add(Check("dns", title, OK, found, details={"host": host, "addresses": shown}))
+        return addresses
+
+    def check_tcp(self, addresses: list[tuple[int, Any]], host: str, port: int) -> socket.socket:
+        title = "TCP connect"
+        what = "the proxy " if self.proxy else ""
+        errors = []
+        for family, address in addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.settimeout(self.timeout)
+            started = time.monotonic()
+            try:
+                sock.connect(address)
+            except OSError as exc:
+                sock.close()
+                errors.append((address, exc))
+                continue
+            took = (time.monotonic() - started) * 1000
+            self.add(Check("tcp", title, OK, f"connected to {what}{_address(address)} in {took:.0f} ms",
+                           details={"address": _address(address), "ms": round(took, 1)}))
+            return sock
+        address, error = errors[-1]
+        if isinstance(error, ConnectionRefusedError):
+            found = f"{what}{_address(address)} refused the connection: nothing listens on port {port}"
+            fix = ("start the proxy, or fix --proxy / https_proxy" if self.proxy else
+                   "is the server running, and is this its port? (a bare host means https on 443; "
+                   "a local Misskey is usually http://localhost:3000)")
+        elif isinstance(error, (TimeoutError, socket.timeout)):
+            found = f"no answer from {what}{_address(address)} within {self.timeout:g}s"
+            fix = "a firewall may drop the packets, or the address is wrong; try --connect-timeout for slow links"
+        else:
+            found = f"cannot connect to {what}{_address(address)}: {(error.strerror or str(error)).lower()}"
+            fix = "check the network path to the server"
+        raise self.fail("tcp", title, found, fix, ExitCode.CONNECT_FAILED, address=_address(address))
+
+    def check_tunnel(self, sock: socket.socket) -> None:
+        assert self.proxy is not None
+        title = "proxy tunnel"
+        target = f"{self.host}:{self.port}" if ":" not in self.host else f"[{self.host}]:{self.port}"
+        try:
+            status, reason = _connect_tunnel(sock, target, self.proxy)
+        except (OSError, ValueError) as exc:
+            raise self.fail("tunnel", title, f"the proxy did not answer CONNECT {target}: {_reason(exc)}",
+                            "is it an HTTP proxy?", ExitCode.CONNECT_FAILED) from None
+        if status != 200:
+            fix = ("give the proxy's user and password: --proxy http://USER:PASSWORD@HOST:PORT" if status == 407
+                   else "the proxy does not let this host and port through: ask its admin, or set no_proxy")
+            raise self.fail("tunnel", title, f"the proxy answered CONNECT {target} with HTTP {status} "
+                            f"{escape_controls(reason)}", fix, ExitCode.CONNECT_FAILED, status=status)
+        self.add(Check("tunnel", title, OK, f"the proxy opened a tunnel to {target}"))
+
+    def check_plain(self) -> None:
+        insecure = self.token and not self.endpoint.is_loopback
+        found = "plain ws:// and http://: no TLS"
+        if insecure:
+            self.add(Check("tls", "TLS", WARN, found + ": the token travels unencrypted",
+                           f"use https:// (or a bare host) if {self.host} offers it"))
+        else:
+            self.add(Check("tls", "TLS", SKIP, found))
+
+    def check_tls(self, sock: socket.socket, addresses: list[tuple[int, Any]]) -> ssl.SSLSocket:
+        title = "TLS"
+        server = self.server
+        verified_by = f"--ca-file {server.ca_file}" if server.ca_file else "the system's CA certificates"
+        try:
+            tls = _tls_context(True, server.ca_file).wrap_socket(sock, server_hostname=self.host)
+        except ssl.SSLCertVerificationError as exc:
+            sock.close()
+            problem = f"certificate rejected: {escape_controls(str(exc.verify_message))}"
+            if not server.insecure:
+                raise self.fail("tls", title, problem + f" (checked against {verified_by})",
+                                "if the server uses a private CA, --ca-file CA.pem; to skip the check (anyone on "
+                                "the path could read the stream), --insecure", ExitCode.CONNECT_FAILED,
+                                verified=False) from None
+            tls = self._unverified(addresses, problem)
+            return tls
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            raise self._tls_failure(exc) from None
+        cert = tls.getpeercert() or {}
+        days, expires = _expiry(cert)
+        subject = _name(cert.get("subject")) or self.host
+        found = f"{tls.version()}, certificate for {subject} verified by {verified_by}"
+        status = OK
+        fix = None
+        if days is not None:
+            found += f", expires in {days} day{'s' if days != 1 else ''} ({expires})"
+            if days < CERT_EXPIRY_WARN:
+                status, fix = WARN, "renew the certificate soon (e.g. certbot renew)"
+        if server.insecure:
+            status, fix = WARN, "drop --insecure: the certificate verifies"
+        self.add(Check("tls", title, status, found, fix, details={
+            "version": tls.version(), "verified": True, "subject": subject, "days_left": days}))
+        return tls
+
+    def _unverified(self, addresses: list[tuple[int, Any]], problem: str) -> ssl.SSLSocket:
+        """--insecure: the certificate failed, so connect again without checking it, and say so."""
+        dial_host, dial_port = (self.proxy.host, self.proxy.port) if self.proxy else (self.host, self.port)
+        sock = _quiet_connect(addresses, self.timeout)
+        if sock is None:
+            raise self.fail("tls", "TLS", f"cannot connect again to {dial_host}:{dial_port}", None,
+                            ExitCode.CONNECT_FAILED)
+        try:
+            if self.proxy is not None:
+                _connect_tunnel(sock, f"{self.host}:{self.port}", self.proxy)
+            tls = _tls_context(False, None).wrap_socket(sock, server_hostname=self.host)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            sock.close()
+            raise self._tls_failure(exc) from None
+        self.add(Check("tls", "TLS", WARN, f"{tls.version()}, {problem}; accepted because of --insecure",
+                       "give the server's CA with --ca-file instead: with --insecure anyone on the path can "
+                       "read the stream", details={"version": tls.version(), "verified": False}))
+        return tls
+
+    def _tls_failure(self, exc: BaseException) -> Stop:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or str(exc)
+        fix = None
+        text = f"{reason} {exc}".lower()
+        if "wrong_version_number" in text or "wrong version number" in text:
+            fix = f"this port speaks plain HTTP: use --host http://{self.endpoint.netloc}"
+        elif "timed out" in text:
+            fix = f"if this port speaks plain HTTP, use --host http://{self.endpoint.netloc}"
+        return self.fail("tls", "TLS", f"the TLS handshake failed: {escape_controls(str(reason))}", fix,
+                         ExitCode.CONNECT_FAILED)
+
+    # -- HTTP ---------------------------------------------------------------------------------
+
+    def check_http(self, sock: socket.socket) -> None:
+        title = "HTTP"
+        path = "/.well-known/nodeinfo"
+        scheme = "https" if self.secure else "http"
+        started = time.monotonic()
+        try:
+            status, reason, headers, body = _http_get(sock, self.endpoint.netloc, path, self.timeout)
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise self.fail("http", title, f"no HTTP answer to GET {path}: {_reason(exc)}",
+                            "is this port a web server? Misskey usually sits behind a reverse proxy on 443",
+                            ExitCode.CONNECT_FAILED) from None
+        received = time.time()
+        took = (time.monotonic() - started) * 1000
+        date = headers.get("date")
+        if date:
+            with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
+                self.date = (parsedate_to_datetime(date).timestamp(), received)
+        where = f"GET {scheme}://{self.endpoint.netloc}{path}"
+        details = {"status": status, "ms": round(took, 1)}
+        if 300 <= status < 400:
+            target = urlsplit(headers.get("location", ""))
+            goes = f"{target.scheme}://{target.netloc}" if target.netloc else "another page of the same server"
+            fix = f"use --host {escape_controls(goes)}" if target.netloc else "check the host's scheme and path"
+            raise self.fail("http", title, f"{where}: HTTP {status}, redirected to {escape_controls(goes)}", fix,
+                            ExitCode.CONNECT_FAILED, **details)
+        if status >= 500:
+            raise self.fail("http", title, f"{where}: HTTP {status} {escape_controls(reason)}: the web server "
+                            "answers but Misskey behind it does not", "the server may be restarting: try again "
+                            "in a minute", ExitCode.CONNECT_FAILED, **details)
+        self.nodeinfo_links = _json_or_none(body) if status == 200 else None
+        server = headers.get("server")
+        by = f", server: {escape_controls(server)}" if server else ""
+        self.add(Check("http", title, OK, f"{where}: HTTP {status} in {took:.0f} ms{by}", details=details))
+
+    def check_clock(self) -> None:
+        title = "clock"
+        if self.date is None:
+            self.add(Check("clock", title, SKIP, "the server sent no Date header"))
+            return
+        server_time, local_time = self.date
+        # Date has whole seconds: a skew under a second cannot be seen.
+        skew = server_time - local_time
+        shown = abs(round(skew))
+        details = {"skew_seconds": round(skew, 1)}
+        if abs(skew) <= CLOCK_SKEW_WARN:
+            self.add(Check("clock", title, OK, f"the server's clock is within {max(shown, 1)}s of this machine's",
+                           details=details))
+            return
+        side = "ahead of" if skew > 0 else "behind"
+        self.add(Check("clock", title, WARN, f"the server's clock is {_duration(shown)} {side} this machine's",
+                       "receive times ('ts', --timestamps) are this machine's and note times the server's: "
+                       "sync whichever clock is wrong (NTP)", details=details))
+
+    def api(self, token: str | None) -> ApiClient:
+        proxy = self.proxy
+        return ApiClient(self.endpoint.http_base, token, ca_file=self.server.ca_file, insecure=self.server.insecure,
+                         proxy=(proxy.host, proxy.port, proxy.kind, proxy.auth) if proxy is not None else None,
+                         timeout=self.timeout, retries=1)
+
+    def check_nodeinfo(self) -> None:
+        title = "nodeinfo"
+        href = _nodeinfo_href(self.nodeinfo_links)
+        if href is None:
+            self.add(Check("nodeinfo", title, WARN, "no nodeinfo link at /.well-known/nodeinfo: the software is "
+                           "not known, so fork differences cannot be told"))
+            return
+        try:
+            info = self.api(None).get_json(href)
+        except (ApiError, ConnectFailed) as exc:
+            self.add(Check("nodeinfo", title, WARN, f"{escape_controls(href)}: {exc.message}"))
+            return
+        software = info.get("software") if isinstance(info, dict) else None
+        name = software.get("name") if isinstance(software, dict) else None
+        version = software.get("version") if isinstance(software, dict) else None
+        if not isinstance(name, str):
+            self.add(Check("nodeinfo", title, WARN, f"{escape_controls(href)} names no software"))
+            return
+        self.kind = ServerKind(name.lower(), version if isinstance(version, str) else None)
+        details = {"software": self.kind.name, "version": self.kind.version}
+        known = self.kind.software
+        label = escape_controls(self.kind.label)
+        if known is None:
+            self.add(Check("nodeinfo", title, WARN, f"{label}: not Misskey nor a fork mkstream knows",
+                           "the streaming API may differ: expect channels to go unacknowledged", details=details))
+        elif not known.fork:
+            self.add(Check("nodeinfo", title, OK, label, details=details))
+        else:
+            extra = [f"adds {', '.join(known.adds)}"] if known.adds else []
+            extra += [f"has no {', '.join(known.lacks)}"] if known.lacks else []
+            if not known.detailed:
+                extra.append("its channels are not known in detail")
+            self.add(Check("nodeinfo", title, OK, f"{label}, a Misskey fork ({'; '.join(extra)})", details=details))
+
+    def check_meta(self) -> None:
+        title = "meta"
+        try:
+            meta = self.api(None).call("meta", {"detail": True})
+        except ApiError as exc:
+            raise self.fail("meta", title, f"POST /api/meta: {exc.message}: this is not a Misskey API",
+                            "--host must be the Misskey server itself (the address of its web page)",
+                            ExitCode.CONNECT_FAILED) from None
+        except ConnectFailed as exc:
+            raise self.fail("meta", title, exc.message, None, ExitCode.CONNECT_FAILED) from None
+        if not isinstance(meta, dict):
+            raise self.fail("meta", title, "POST /api/meta did not answer an object: this is not a Misskey API",
+                            None, ExitCode.CONNECT_FAILED)
+        version = meta.get("version")
+        raw_features = meta.get("features")
+        features: dict[str, Any] = raw_features if isinstance(raw_features, dict) else {}
+        if isinstance(meta.get("policies"), dict):
+            self.policies = dict(meta["policies"])
+        parts = [f"version {escape_controls(str(version))}"]
+        named = (("localTimeline", "local timeline"), ("globalTimeline", "global timeline"), ("miauth", "MiAuth"))
+        on = [label for key, label in named if features.get(key) is True]
+        off = [label for key, label in named if features.get(key) is False]
+        if on:
+            parts.append(f"offers {', '.join(on)}")
+        if off:
+            parts.append(f"no {', '.join(off)}")
+        self.add(Check("meta", title, OK, "; ".join(parts), details={
+            "version": version, "features": {k: v for k, v in features.items() if isinstance(v, bool)}}))
+
+    def check_token(self) -> None:
+        title = "token"
+        if not self.token:
+            self.add(Check("token", title, OK, "none: anonymous (main, homeTimeline and other login-only channels "
+                           f"need one: mkstream login {self.endpoint.netloc})", details={"user": None}))
+            return
+        try:
+            me = self.api(self.token).call("i")
+        except ApiError as exc:
+            raise self._token_failure(exc) from None
+        except ConnectFailed as exc:
+            raise self.fail("token", title, exc.message, None, ExitCode.CONNECT_FAILED) from None
+        username = me.get("username") if isinstance(me, dict) else None
+        if not isinstance(username, str):
+            raise self.fail("token", title, "i answered without a user", None, ExitCode.TOKEN_REJECTED)
+        self.username = username
+        self.moderator = bool(me.get("isModerator") or me.get("isAdmin"))
+        if isinstance(me.get("policies"), dict):
+            self.policies = dict(me["policies"])
+        name = me.get("name")
+        shown = f"@{username}" + (f" ({name})" if isinstance(name, str) and name else "")
+        role = ", a moderator" if self.moderator else ""
+        self.add(Check("token", title, OK, f"accepted: it belongs to {escape_controls(shown)}{role}",
+                       details={"user": username, "moderator": self.moderator}))
+
+    def _token_failure(self, exc: ApiError) -> Stop:
+        title = "token"
+        login = f"mkstream login {self.endpoint.netloc}"
+        if exc.status == 401:
+            return self.fail("token", title, f"rejected by i ({exc.message}): the server does not know it "
+                             "(mistyped, revoked, or from another server)",
+                             f"get a new one: {login} (or Settings > API in the web UI)", ExitCode.TOKEN_REJECTED)
+        if exc.status == 403:
+            if exc.code == "YOUR_ACCOUNT_SUSPENDED":
+                found, fix = f"the account is suspended ({exc.message})", "ask the server's moderators"
+            else:
+                found = f"forbidden ({exc.message}): the token lacks read:account"
+                fix = f"make one with read:account: {login} --force"
+            return self.fail("token", title, found, fix, ExitCode.FORBIDDEN)
+        return self.fail("token", title, f"i failed: {exc.message}", None, exc.exit_code)
+
+    # -- the stream ---------------------------------------------------------------------------
+
+    def connections(self) -> tuple[ConnectionRequest, ...]:
+        if self.settings.connections:
+            return self.settings.connections
+        defaults = [ConnectionRequest("localTimeline", None)]
+        if self.token:
+            defaults.append(ConnectionRequest("main", None))
+        return tuple(defaults)
+
+    def check_stream(self) -> None:
+        from misskey_cli.session import AckMissing, Session, SessionNotices
+
+        title = "streaming handshake"
+        server = self.server
+        target = Target(self.endpoint, self.token, server.auth, server.insecure, server.ca_file, server.proxy,
+                        self.timeout)
+        liveness = Liveness(ack_timeout=self.settings.ack_timeout, connect_timeout=self.timeout)
+        quiet = SessionNotices(_ignore, _ignore, _ignore)
+        session = Session(target, liveness, Reconnect(enabled=False), quiet, Redactor(self.token))
+        connections = self.connections()
+        ids = [session.add_connection(c.channel, c.connection_id, c.params).id for c in connections]
+        try:
+            try:
+                session.open()
+            except MkstreamError as exc:
+                raise self._handshake_failure(exc, target) from None
+            how = " (the token in an Authorization header)" if self.token and server.auth == "header" else ""
+            self.add(Check("stream", title, OK, f"HTTP 101 Switching Protocols at {target.display_url()}{how}"))
+            missing: set[str] = set()
+            deadline = time.monotonic() + self.settings.ack_timeout + 0.5
+            try:
+                while session.pending_acks and time.monotonic() < deadline:
+                    event = session.next(min(deadline, time.monotonic() + ACK_SLICE), [])
+                    if isinstance(event, AckMissing):
+                        missing.add(event.connection.id)
+            except MkstreamError as exc:
+                raise self.fail("stream", "stream", f"the socket was lost while waiting for acks: {exc.message}",
+                                None, ExitCode.CONNECTION_LOST) from None
+            missing |= set(session.pending_acks)
+            self.channel_checks(connections, ids, missing)
+        finally:
+            session.close()
+
+    def _handshake_failure(self, exc: MkstreamError, target: Target) -> Stop:
+        title = "streaming handshake"
+        login = f"mkstream login {self.endpoint.netloc}"
+        if isinstance(exc, TokenRejected):
+            found = "HTTP 401: the stream refuses the token"
+            if self.username:
+                found += " although the API accepts it: it lacks read:account"
+            return self.fail("stream", title, found, f"get one with read:account: {login}", ExitCode.TOKEN_REJECTED,
+                             status=401)
+        if isinstance(exc, Forbidden):
+            return self.fail("stream", title, "HTTP 403: the account is suspended", "ask the server's moderators",
+                             ExitCode.FORBIDDEN, status=403)
+        status_match = re.search(r"answered HTTP (\d{3})", exc.message)
+        if status_match:
+            status = int(status_match.group(1))
+            meaning = {
+                503: ("Misskey answers 503 to a request that does not ask for the upgrade: a reverse proxy in "
+                      "between drops the Upgrade and Connection headers",
+                      "in nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; "
+                      "proxy_set_header Connection \"upgrade\""),
+                404: ("nothing at that path", "check the path of --host (the default is /streaming)"),
+                400: ("the server (or a proxy) did not accept the upgrade request", None),
+                502: ("the reverse proxy cannot reach Misskey", "the server may be restarting"),
+            }.get(status, (f"the server did not switch to WebSocket (expected 101) at {target.display_url()}",
+                           None))
+            return self.fail("stream", title, f"HTTP {status} instead of 101: {meaning[0]}", meaning[1],
+                             ExitCode.CONNECT_FAILED, status=status)
+        return self.fail("stream", title, exc.message, None, exc.exit_code)
+
+    def channel_checks(self, connections: tuple[ConnectionRequest, ...], ids: list[str], missing: set[str]) -> None:
+        ctx = ChannelContext(bool(self.token), self.kind, self.username, self.moderator, self.policies,
+                             self.settings.ack_timeout, self.endpoint.netloc)
+        for index, (connection, cid) in enumerate(zip(connections, ids, strict=True)):
+            others = [c.channel for i, c in enumerate(connections) if i != index]
+            request = ConnectionRequest(connection.channel, cid, connection.params)
+            self.add(judge_channel(request, cid not in missing, others, ctx))
+
+
+def _ignore(message: str) -> None:
+    pass
+
+
+# ----- the wire, by hand -------------------------------------------------------------------------
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _address(address: Any) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, (TimeoutError, socket.timeout)):
+        return "timed out"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "the server closed the connection without answering"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return escape_controls(str(exc).strip() or type(exc).__name__).splitlines()[0]
+
+
+def _quiet_connect(addresses: list[tuple[int, Any]], timeout: float) -> socket.socket | None:
+    for family, address in addresses:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(address)
+        except OSError:
+            sock.close()
+            continue
+        return sock
+    return None
+
+
+def _connect_tunnel(sock: socket.socket, target: str, proxy: Proxy) -> tuple[int, str]:
+    """Ask an HTTP proxy for a tunnel (what websocket-client does); its status and reason."""
+    import base64
+
+    lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+    if proxy.auth is not None:
+        credentials = base64.b64encode(f"{proxy.auth[0]}:{proxy.auth[1]}".encode()).decode()
+        lines.append(f"Proxy-Authorization: Basic {credentials}")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ValueError("the proxy closed the connection")
+        head += chunk
+        if len(head) > 65536:
+            raise ValueError("the proxy's answer is too long")
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise ValueError(f"not an HTTP answer: {status_line[:80]!r}")
+    return int(parts[1]), parts[2] if len(parts) > 2 else ""
+
+
+def _tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
+    if verify:
+        return ssl.create_default_context(cafile=ca_file)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _expiry(cert: Mapping[str, Any]) -> tuple[int | None, str | None]:
+    not_after = cert.get("notAfter")
+    if not isinstance(not_after, str):
+        return None, None
+    try:
+        then = ssl.cert_time_to_seconds(not_after)
+    except ValueError:
+        return None, None
+    return int((then - time.time()) // 86400), time.strftime("%Y-%m-%d", time.gmtime(then))
+
+
+def _name(rdns: Any) -> str | None:
+    """The CN of a certificate subject as ``ssl.getpeercert`` gives it."""
+    if not isinstance(rdns, tuple):
+        return None
+    for rdn in rdns:
+        for key, value in rdn:
+            if key == "commonName":
+                return escape_controls(str(value))
+    return None
+
+
+def _http_get(sock: socket.socket, host: str, path: str, timeout: float) -> tuple[int, str, dict[str, str], bytes]:
+    sock.settimeout(timeout)
+    request = (f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\nUser-Agent: mkstream doctor\r\n"
+               "Connection: close\r\n\r\n")
+    sock.sendall(request.encode())
+    response = http.client.HTTPResponse(sock, method="GET")
+    try:
+        response.begin()
+        body = response.read(MAX_BODY)
+        headers = {key.lower(): value for key, value in response.getheaders()}
+        return response.status, response.reason, headers, body
+    finally:
+        response.close()
+
+
+def _json_or_none(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _nodeinfo_href(links: Any) -> str | None:
+    """The path of the newest nodeinfo schema the discovery document links to (2.1, else 2.0)."""
+    items = links.get("links") if isinstance(links, dict) else None
+    if not isinstance(items, list):
+        return None
+    found: dict[str, str] = {}
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("rel"), str) and isinstance(item.get("href"), str):
+            found[item["rel"].rsplit("/", 1)[-1]] = item["href"]
+    href = found.get("2.1") or found.get("2.0")
+    if href is None:
+        return None
+    parts = urlsplit(href)
+    return parts.path or None
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# ----- the report -----------------------------------------------------------------------------
+
+
+class Printer:
+    """Writes each check as one line (or, for --json, the whole report at the end)."""
+
+    def __init__(self, out: Callable[[str], None], redact: Redactor, *, as_json: bool, unicode: bool,
+                 color: bool) -> None:
+        self.out = out
+        self.redact = redact
+        self.as_json = as_json
+        self.marks = MARKS if unicode else ASCII_MARKS
+        self.color = color
+        self.width = max(len(m) for m in self.marks.values())
+
+    def line(self, check: Check) -> None:
+        if not self.as_json:
+            self.out(self.format(check) + "\n")
+
+    def format(self, check: Check) -> str:
+        mark = self.marks[check.status].ljust(self.width)
+        if self.color:
+            mark = f"\x1b[{COLORS[check.status]}m{mark}\x1b[0m"
+        text = f"{check.title:<21}  {check.found}"
+        if check.fix and check.status in (FAIL, WARN):
+            text += f"; fix: {check.fix}"
+        return f"{mark} {escape_controls(self.redact(text))}"
+
+    def header(self, text: str) -> None:
+        if not self.as_json:
+            self.out(escape_controls(self.redact(text)) + "\n")
+
+    def summary(self, checks: list[Check], code: int, server: str) -> None:
+        if self.as_json:
+            document = {"server": server, "ok": code == 0, "exit_code": code,
+                        "checks": [check.as_json() for check in checks]}
+            text = json.dumps(document, ensure_ascii=False, indent=2)
+            self.out(escape_json_text(self.redact(text)) + "\n")
+            return
+        failed = [c for c in checks if c.status == FAIL]
+        warned = [c for c in checks if c.status == WARN]
+        if failed:
+            self.out(escape_controls(self.redact(f"failed: {failed[0].title} (exit {code})")) + "\n")
+            return
+        note = f" ({len(warned)} warning{'s' if len(warned) != 1 else ''})" if warned else ""
+        self.out(f"all checks passed{note}\n")
+
+
+def _stdout_writer(env: Environment) -> Callable[[str], None]:
+    """Each piece of the report written and flushed at once (a slow check shows the lines before it)."""
+    binary = env.stdout_stream
+
+    def write(text: str) -> None:
+        with contextlib.suppress(BrokenPipeError):
+            if binary is not None:
+                binary.write(text.encode("utf-8"))
+                binary.flush()
+            else:
+                sys.stdout.write(text)
+                sys.stdout.flush()
+
+    return write
+
+
+def run(settings: DoctorSettings, env: Environment) -> int:
+    """Run the doctor; returns the exit status. The report goes to stdout, errors to stderr."""
+    from misskey_cli.notices import Notices
+    from misskey_cli.output import decide_color
+
+    notices = Notices(env.stderr)
+    with contextlib.ExitStack() as stack:
+        try:
+            endpoint, token = _endpoint_and_token(settings, env, notices, stack)
+        except MkstreamError as exc:
+            notices.error(exc.message)
+            return exc.exit_code
+        notices.redact = redact = Redactor(token)
+        encoding = (getattr(sys.stdout, "encoding", None) or "").lower()
+        printer = Printer(_stdout_writer(env), redact, as_json=settings.as_json,
+                          unicode=env.stdout_isatty and "utf" in encoding,
+                          color=not settings.as_json and decide_color(settings.color, env.stdout_isatty, env.environ))
+        doctor = Doctor(settings, endpoint, token, env.environ, printer.line)
+        shown = Target(endpoint, token, settings.server.auth).display_url()
+        printer.header(f"mkstream doctor: {shown}")
+        try:
+            checks = doctor.run()
+        except KeyboardInterrupt:
+            notices.error("interrupted")
+            return ExitCode.SIGINT
+        except UsageError as exc:  # e.g. an https_proxy in the environment that is not a proxy URL
+            notices.error(exc.message)
+            return exc.exit_code
+        code = doctor.exit_code
+        printer.summary(checks, code, shown)
+        return int(code)
+
+
+def _endpoint_and_token(settings: DoctorSettings, env: Environment, notices: Notices,
+                        stack: contextlib.ExitStack) -> tuple[Endpoint, str | None]:
+    from misskey_cli.app import resolve_token
+
+    server = settings.server
+    if server.demo:
+        from misskey_cli.simulator import DEMO_TOKEN, Simulator
+
+        sim = stack.enter_context(Simulator(rate=0.0))
+        return Endpoint("ws", sim.host_port, "/streaming"), DEMO_TOKEN
+    if server.endpoint is None:
+        raise UsageError("no server given: use --host misskey.example (or set MISSKEY_HOST), a profile "
+                         "(mkstream login HOST makes one), or --demo")
+    return server.endpoint, resolve_token(server, env, notices)
