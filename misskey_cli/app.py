@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, BinaryIO, TextIO
 
-from misskey_cli.config import Redactor, Target, loose_permissions, read_token_file
+from misskey_cli.config import Redactor, Target, effective_proxy, loose_permissions, read_token_file
 from misskey_cli.errors import ExitCode, MkstreamError, UsageError
 from misskey_cli.notices import Notices, StatusLine
 from misskey_cli.settings import ServerSettings, StreamSettings
@@ -212,7 +212,11 @@ def _target(settings: StreamSettings, env: Environment, notices: Notices, stack:
         notices.warn("TLS certificates are not verified (--insecure): anyone on the path can read the stream")
     if token and server.endpoint.scheme == "ws" and not server.endpoint.is_loopback:
         notices.warn(f"the token is sent in clear text over plain ws:// to {server.endpoint.netloc}")
-    return Target(server.endpoint, token, server.auth, server.insecure, server.ca_file, server.proxy,
+    # Decided once, as websocket-client would, so the socket and the HTTP API (backfill) agree.
+    proxy, source = effective_proxy(server.endpoint, server.proxy, env.environ)
+    if proxy is not None:
+        notices.debug(f"through the proxy {proxy.display} (from {source})")
+    return Target(server.endpoint, token, server.auth, server.insecure, server.ca_file, proxy,
                   settings.liveness.connect_timeout)
 
 

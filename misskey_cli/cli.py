@@ -303,7 +303,9 @@ def profile_defaults(ctx: click.Context) -> dict[str, Any]:
         params.setdefault(p.name, p)  # --format, not the --pretty/--ndjson flags that share its name
     defaults = {}
     for key, value in profile.values.items():
-        param = params[PROFILE_PARAMS.get(key, key)]
+        param = params.get(PROFILE_PARAMS.get(key, key))
+        if param is None:
+            continue  # an output key, say, for a command that writes no records (doctor)
         try:
             param.type.convert(value, param, ctx)
         except click.BadParameter as exc:

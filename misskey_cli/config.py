@@ -7,11 +7,14 @@ never appears.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import ipaddress
 import os
 import re
 import stat
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
@@ -195,3 +198,49 @@ def parse_proxy(url: str) -> Proxy:
         raise UsageError(f"bad proxy {shown!r}: SOCKS proxies need the python-socks package (pip install python-socks)")
     auth = (unquote(parts.username), unquote(parts.password or "")) if parts.username else None
     return Proxy(hostname, port or (1080 if kind.startswith("socks") else 8080), kind, auth)
+
+
+def no_proxy_matches(hostname: str, no_proxy: str) -> bool:
+    """websocket-client's ``no_proxy`` rule: ``*``, the name, a domain suffix, or an IP network."""
+    entries = [entry for entry in no_proxy.replace(" ", "").split(",") if entry]
+    if "*" in entries or hostname in entries:
+        return True
+    try:
+        address = ipaddress.ip_address(hostname)
+    except ValueError:
+        address = None
+    for entry in entries:
+        if address is not None:
+            with contextlib.suppress(ValueError):
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            continue
+        domain = entry.lstrip(".")
+        if hostname == domain or hostname.endswith("." + domain):
+            return True
+    return False
+
+
+def effective_proxy(endpoint: Endpoint, explicit: Proxy | None,
+                    environ: Mapping[str, str]) -> tuple[Proxy | None, str]:
+    """The proxy the stream goes through and where it comes from (``--proxy``, ``$https_proxy``,
+    ``no_proxy``), as websocket-client decides it."""
+    hostname = hostname_of(endpoint)
+    no_proxy = environ.get("no_proxy", environ.get("NO_PROXY", ""))
+    if no_proxy and no_proxy_matches(hostname, no_proxy):
+        return None, "no_proxy"
+    if explicit is not None:
+        return explicit, "--proxy"
+    key = "https_proxy" if endpoint.scheme == "wss" else "http_proxy"
+    for name in (key, key.upper()):
+        value = environ.get(name, "").replace(" ", "")
+        if value:
+            return parse_proxy(value), name
+    return None, ""
+
+
+def hostname_of(endpoint: Endpoint) -> str:
+    netloc = endpoint.netloc
+    if netloc.startswith("["):
+        return netloc[1:netloc.index("]")]
+    return netloc.rsplit(":", 1)[0] if ":" in netloc else netloc

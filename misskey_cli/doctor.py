@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 from misskey_cli.api import ApiClient, ApiError
 from misskey_cli.channels import CATALOGUE, unacked_reason
-from misskey_cli.config import Endpoint, Proxy, Redactor, Target, parse_proxy
+from misskey_cli.config import Endpoint, Proxy, Redactor, Target, effective_proxy, hostname_of, parse_proxy
 from misskey_cli.errors import (
     ConnectFailed,
     ExitCode,
@@ -245,53 +245,7 @@ def _unacked_fix(channel: str, reason: str, ctx: ChannelContext) -> str | None:
     return None
 
 
-# ----- the proxy -------------------------------------------------------------------------------
-
-
-def no_proxy_matches(hostname: str, no_proxy: str) -> bool:
-    """websocket-client's ``no_proxy`` rule: ``*``, the name, a domain suffix, or an IP network."""
-    entries = [entry for entry in no_proxy.replace(" ", "").split(",") if entry]
-    if "*" in entries or hostname in entries:
-        return True
-    try:
-        address = ipaddress.ip_address(hostname)
-    except ValueError:
-        address = None
-    for entry in entries:
-        if address is not None:
-            with contextlib.suppress(ValueError):
-                if address in ipaddress.ip_network(entry, strict=False):
-                    return True
-            continue
-        domain = entry.lstrip(".")
-        if hostname == domain or hostname.endswith("." + domain):
-            return True
-    return False
-
-
-def effective_proxy(endpoint: Endpoint, explicit: Proxy | None,
-                    environ: Mapping[str, str]) -> tuple[Proxy | None, str]:
-    """The proxy the stream goes through and where it comes from (``--proxy``, ``$https_proxy``,
-    ``no_proxy``), as websocket-client decides it."""
-    hostname = _hostname(endpoint)
-    no_proxy = environ.get("no_proxy", environ.get("NO_PROXY", ""))
-    if no_proxy and no_proxy_matches(hostname, no_proxy):
-        return None, "no_proxy"
-    if explicit is not None:
-        return explicit, "--proxy"
-    key = "https_proxy" if endpoint.scheme == "wss" else "http_proxy"
-    for name in (key, key.upper()):
-        value = environ.get(name, "").replace(" ", "")
-        if value:
-            return parse_proxy(value), name
-    return None, ""
-
-
-def _hostname(endpoint: Endpoint) -> str:
-    netloc = endpoint.netloc
-    if netloc.startswith("["):
-        return netloc[1:netloc.index("]")]
-    return netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
+# ----- the proxy (the rule itself lives in config.effective_proxy) -------------------------------
 
 
 def _port(endpoint: Endpoint) -> int:
@@ -317,7 +271,7 @@ class Doctor:
         self.environ = environ
         self.report = report
         self.checks: list[Check] = []
-        self.host = _hostname(endpoint)
+        self.host = hostname_of(endpoint)
         self.port = _port(endpoint)
         self.secure = endpoint.scheme == "wss"
         self.proxy: Proxy | None = None

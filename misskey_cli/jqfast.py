@@ -61,8 +61,8 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
             out.append(("string", parts))
             continue
         pos = match.end()
-        if kind == "num" and out and out[-1][0] in ("num", "string", "ident", "var") or \
-                kind == "num" and out and out[-1] == ("op", ")"):
+        if (kind == "num" and out and out[-1][0] in ("num", "string", "ident", "var")) or \
+                (kind == "num" and out and out[-1] == ("op", ")")):
             raise Unsupported("arithmetic")  # `a -1` is subtraction
         if kind != "space":
             out.append((kind, match.group(kind)))
@@ -193,7 +193,7 @@ class _Parser:
 
     def take(self, value: str | None = None) -> tuple[str, Any]:
         token = self.peek()
-        if token is None or value is not None and token[1] != value:
+        if token is None or (value is not None and token[1] != value):
             raise Unsupported(f"expected {value}")
         self.pos += 1
         return token

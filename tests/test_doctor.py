@@ -18,16 +18,14 @@ import pytest
 from helpers import run_cli
 from test_transport import ConnectProxy, certificate, tls_sim  # noqa: F401 - fixtures
 
-from misskey_cli.config import Proxy, parse_host
+from misskey_cli.config import Proxy, effective_proxy, no_proxy_matches, parse_host
 from misskey_cli.doctor import (
     FAIL,
     OK,
     WARN,
     ChannelContext,
     ServerKind,
-    effective_proxy,
     judge_channel,
-    no_proxy_matches,
     parse_version,
 )
 from misskey_cli.errors import ExitCode
