@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 
 from misskey_cli.api import ApiClient, ApiError
 from misskey_cli.channels import CATALOGUE, unacked_reason
-from misskey_cli.config import Endpoint, Proxy, Redactor, Target, effective_proxy, hostname_of, parse_proxy
+from misskey_cli.config import Endpoint, Proxy, Redactor, Target, effective_proxy, hostname_of
 from misskey_cli.errors import (
     ConnectFailed,
     ExitCode,
