@@ -9,7 +9,6 @@ Writing the records is ``writer.py``'s job.
 from __future__ import annotations
 
 import json
-import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import orjson
 
 from misskey_cli.choices import DEFAULT_STYLE
 from misskey_cli.errors import UsageError
+from misskey_cli.jqfast import Fallback, check_output, compile_fast
 from misskey_cli.protocol import without_surrogates
 from misskey_cli.safetext import escape_controls, escape_json_text
 
@@ -99,9 +99,11 @@ def compile_filters(filters: tuple[str, ...], args: dict[str, Any]) -> Any:
         if not f.strip():
             raise UsageError("empty --jq filter: use '.' for the whole frame")
         _compile(jq, f, args)
-    if len(filters) == 1:
-        return _compile(jq, filters[0], args)
-    return _compile(jq, " | ".join(f"(\n{f}\n)" for f in filters), args)
+    return _compile(jq, program_text(filters), args)
+
+
+def program_text(filters: tuple[str, ...]) -> str:
+    return filters[0] if len(filters) == 1 else " | ".join(f"(\n{f}\n)" for f in filters)
 
 
 def _compile(jq: Any, program: str, args: dict[str, Any]) -> Any:
@@ -150,21 +152,6 @@ def dumps_compact(value: Any) -> bytes:
         return _utf8(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
 
-_PATH_FILTER = re.compile(r"^\s*((?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s*$")
-_SAFE_INT = 2**53
-
-
-def simple_path(filters: tuple[str, ...]) -> tuple[str, ...] | None:
-    """The keys of a chain of plain path filters (``.body`` ``.body.text``), or None for anything else."""
-    keys: list[str] = []
-    for f in filters:
-        match = _PATH_FILTER.match(f)
-        if match is None:
-            return None
-        keys.extend(match[1][1:].split("."))
-    return tuple(keys)
-
-
 class Renderer:
     """Frames to records for one set of output options.
 
@@ -179,9 +166,10 @@ class Renderer:
             raise UsageError(f"--format {options.format} writes frames byte for byte: "
                              "it cannot be combined with --jq or --timestamps")
         self.program = compile_filters(options.filters, options.args) if options.filters else None
-        # Plain path filters are evaluated on the decoded frame: jq would convert it to its own
-        # values and back for every frame. Anything the shortcut cannot answer exactly goes to jq.
-        self.path = simple_path(options.filters) if options.filters else None
+        # Common filters are evaluated in Python on the decoded frame (jqfast): jq would parse the
+        # text again and convert every result back. A frame the shortcut cannot answer exactly
+        # goes to jq.
+        self.fast = compile_fast(program_text(options.filters), options.args) if options.filters else None
         self.line: Callable[[Any, float], str] | None = None
         if options.format == "pretty":
             self.encode: Callable[[Any], bytes] = (make_colourer(options.style, options.truecolor)
@@ -213,18 +201,13 @@ class Renderer:
             data = b""
         if self.program is None:
             return [self._line(frame, received_at) if self.line is not None else self.encode(frame)]
-        if self.path is not None:
-            value = frame
-            for key in self.path:
-                if type(value) is dict:
-                    value = value.get(key)
-                elif value is not None:
-                    break  # an error: jq words it
+        if self.fast is not None and clean:
+            try:
+                values = [check_output(v) for v in self.fast(frame)]
+            except Fallback:
+                pass
             else:
-                kind = type(value)
-                if value is None or kind is str or kind is bool or kind is float or (
-                        kind is int and -_SAFE_INT < value < _SAFE_INT):
-                    return [self._encode_result(value, received_at)]
+                return [self._encode_result(v, received_at) for v in values]
         try:
             if clean:
                 text = data.decode("utf-8") if data else dumps_compact(frame).decode("utf-8")
