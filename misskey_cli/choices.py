@@ -13,8 +13,8 @@ DEFAULT_STYLE = "monokai"
 # profile loading (profiles.py), click's default_map (cli.py) and the `mkstream profiles` help.
 PROFILE_KEYS: tuple[tuple[str, type, str, str], ...] = (
     ("host", str, "host", "server, as --host takes it"),
-    ("token", str, "token", "access token (keep the file private: chmod 600)"),
-    ("token_file", str, "token_file", "file holding the token (relative to the config file)"),
+    ("token", str, "token", "the access token itself"),
+    ("token_file", str, "token_file", "a file holding the token, relative to the config file"),
     ("auth", str, "auth", "query or header"),
     ("ca_file", str, "ca_file", "CA bundle to verify TLS against"),
     ("proxy", str, "proxy", "HTTP proxy URL"),

@@ -748,7 +748,7 @@ def profiles(config_path):
       host = "http://localhost:3000"
       timestamps = true
 
-    Keys: host, token or token_file, auth, ca_file, proxy, format, color, style, timestamps.
+    Keys: {keys}.
     Keep a file that holds a token private (chmod 600): mkstream warns when others can read it.
     """
     from misskey_cli.profiles import (
@@ -769,6 +769,10 @@ def profiles(config_path):
     for warning in permission_warnings(config):
         click.echo(f"mkstream: warning: {warning}", err=True)
     click.echo(profile_table(config))
+
+
+# The key list comes from the one table of profile keys (choices.PROFILE_KEYS).
+profiles.help = (profiles.help or "").replace("{keys}", "; ".join(f"{key} ({text})" for key, _, _, text in PROFILE_KEYS))
 
 
 @main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b

@@ -246,3 +246,28 @@ def test_token_file_dash_on_a_terminal_prompts_without_echo(sim):
         screen += chunk
     os.close(master)
     assert b"tok-alice" not in screen
+
+
+def test_frame_types_a_server_invents_are_counted_up_to_a_bound(sim):
+    frames = [{"type": f"invented-{n}", "body": None} for n in range(200)]
+    feeder = inject(sim, *frames)
+    result = run_cli("connect", "localTimeline", *host(sim), "-n", "201", "--stats", *SAFETY)
+    join_ok(feeder)
+    stats = [line for line in result.stderr.splitlines() if "stats:" in line][0]
+    assert "(other) 137" in stats  # 64 types by name (channel among them), the rest together
+    assert len(stats) < 3000
+
+
+def test_insecure_and_clear_text_tokens_are_warned_about():
+    result = run_cli("connect", "localTimeline", "--host", "misskey.invalid", "--insecure")
+    assert "warning: TLS certificates are not verified (--insecure)" in result.stderr
+    result = run_cli("connect", "localTimeline", "--host", "ws://misskey.invalid", "--token", "secret-token-1")
+    assert "warning: the token is sent in clear text over plain ws:// to misskey.invalid" in result.stderr
+    assert "secret-token-1" not in result.stderr
+    result = run_cli("connect", "localTimeline", "--host", "ws://127.0.0.1:9", "--token", "secret-token-1")
+    assert "clear text" not in result.stderr  # loopback: a local development server
+
+
+def test_a_bad_proxy_url_never_echoes_its_password():
+    result = run_cli("connect", "localTimeline", "--host", "misskey.example", "--proxy", "ftp://me:hunter22@proxy:1")
+    assert result.exit_code == ExitCode.USAGE and "hunter22" not in result.stderr and "me:***@" in result.stderr
