@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import signal
+import ssl
 import subprocess
 import threading
 
 import pytest
-from helpers import SAFETY, run_cli, spawn
+from helpers import SAFETY, in_background, join_ok, records, run_cli, spawn
 from hostile import OP_PING, RawServer, closed_port, frame, note_frame, read_line, wait_until_closed
 
 from misskey_cli.errors import ExitCode
+from misskey_cli.simulator import Simulator
 
 FAST = ("--reconnect-delay", "0.05")
 TOKEN = "tok-hostile-0123456789"
@@ -271,3 +274,54 @@ def test_a_proxy_that_refuses_the_tunnel_says_why(status, credentials, expected)
     assert f"proxy {server.host_port} {expected}" in result.stderr
     assert "s3cret-pw" not in result.stderr and base64.b64encode(b"user:s3cret-pw").decode() not in result.stderr
     assert TOKEN not in result.stderr
+
+
+# ----- the non-blocking paths with well-behaved peers -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory):
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    return cert, key
+
+
+def test_big_frames_both_ways_over_tls(certificate):
+    # Non-blocking TLS: writes that cannot finish at once, reads of many records per frame.
+    cert, key = certificate
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    body = {"id": "y" * (6 << 20), "length": 1}
+    with Simulator(ssl_context=context) as sim:
+        def feed():
+            sim.wait_for_client_frame(lambda f: f.get("type") == "channel", timeout=30)
+            sim.inject_huge(10 << 20)
+
+        feeder = in_background(feed)
+        result = run_cli("send", "queueStats", "requestLog", json.dumps(body), "--host", sim.host_port,
+                         "--ca-file", str(cert), "-n", "2", "--ndjson", *SAFETY)
+        join_ok(feeder)
+        sent = [f for f in sim.client_frames() if f.get("type") == "channel"]
+    assert result.exit_code == 0, result.stderr
+    answer, note = records(result)  # requestLog is answered with a statsLog
+    assert answer["body"]["type"] == "statsLog" and note["body"]["type"] == "note"
+    assert len(result.stdout_bytes) > 9 << 20
+    assert sent[0]["body"]["body"] == body
+
+
+def test_a_host_name_is_looked_up_without_blocking(sim):
+    def feed():
+        sim.wait_for_subscription("localTimeline")
+        sim.post_note(text="by name")
+
+    feeder = in_background(feed)
+    port = sim.host_port.rsplit(":", 1)[1]
+    result = run_cli("connect", "localTimeline", "--host", f"ws://localhost:{port}", "-n", "1", "--ndjson", *SAFETY)
+    join_ok(feeder)
+    assert result.exit_code == 0, result.stderr
+    assert records(result)[0]["body"]["body"]["text"] == "by name"
