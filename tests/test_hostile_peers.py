@@ -276,6 +276,24 @@ def test_a_proxy_that_refuses_the_tunnel_says_why(status, credentials, expected)
     assert TOKEN not in result.stderr
 
 
+@pytest.mark.parametrize(("behaviour", "expected"), [
+    ("close", "closed the connection without answering"),
+    ("silent", "timed out waiting for proxy {proxy} to open the tunnel (0.5s, --connect-timeout)"),
+])
+def test_a_proxy_that_hangs_up_or_never_answers_is_blamed(behaviour, expected):
+    def proxy(conn, index):
+        server.read_head(conn)
+        if behaviour == "silent":
+            server.hold(conn)
+
+    with RawServer(proxy) as server:
+        result = run_cli("connect", "localTimeline", "--host", "http://127.0.0.2:9", "--connect-timeout", "0.5",
+                         "--proxy", f"http://{server.host_port}", *SAFETY)
+    assert result.exit_code == ExitCode.CONNECT_FAILED, result.stderr
+    assert f"proxy {server.host_port}" in result.stderr
+    assert expected.format(proxy=server.host_port) in result.stderr
+
+
 # ----- the non-blocking paths with well-behaved peers -----------------------------------------
 
 
