@@ -4,27 +4,61 @@ A ``Session`` holds the *desired* state (channel connections and note captures, 
 most one live socket. Every (re)connect replays that state with the same ids and params, so a
 reconnect restores what the user asked for, including changes made live through ``--stdin``.
 ``Session.next`` is the whole event loop: it waits on the socket and on any extra file
-descriptors (stdin), sends keepalive pings, spots dead paths and missing acks, and reconnects
-with the ``backoff`` policy. It returns one typed event: ``Frames`` received, a ``Readable`` fd,
-``Reconnected`` after a loss, ``AckMissing`` for a channel the server did not acknowledge, or
-``DEADLINE``. The ``connected`` acks of its own connects are consumed here (``-v`` shows them).
+descriptors (stdin), sends keepalive pings, spots dead paths and missing acks, and connects and
+reconnects with the ``backoff`` policy. It returns one typed event: ``Frames`` received, a
+``Readable`` fd, ``Reconnected`` after a loss, ``AckMissing`` for a channel the server did not
+acknowledge, or ``DEADLINE``. The ``connected`` acks of its own connects are consumed here (``-v``
+shows them).
+
+Nothing here blocks the loop. A connection attempt (DNS, TCP, the proxy's ``CONNECT``, TLS, the
+HTTP upgrade) is one generator, ``_dial``, that reads like blocking code and yields whenever it
+has to wait for a socket; ``next`` drives it from the same ``select`` that watches stdin and the
+caller's deadline. So ``--connect-timeout`` bounds a whole attempt, ``--duration`` holds while
+connecting or waiting to retry, and ``open`` only has to say that a connection is wanted. The
+DNS lookup (and a SOCKS handshake, which python-socks only does blocking) runs in a daemon thread
+whose end wakes the ``select``; an attempt past its deadline abandons it.
+
+Why the handshake is done here and not by websocket-client's ``WebSocket.connect``: the library
+reads the server's answer one byte per ``recv`` with no size cap (100 MB of headers cost 93 s of
+CPU, repeated ``Set-Cookie`` lines are joined quadratically), reads an error body of whatever
+length the server announces, follows redirects with the token to wherever they point, applies
+its timeout to each read rather than to the attempt, and blocks. Here the answer is read in
+chunks and capped at 64 KB of head, a refusal's body is never read, a redirect is an error naming
+its target, and every phase knows what to blame (the proxy, TLS against a plain server). What
+websocket-client still does: choose the proxy (``--proxy``, else ``http(s)_proxy`` and
+``no_proxy`` from the environment, its ``get_proxy_info``) and build the outgoing frames
+(``ABNF``). TLS uses the standard library's default context, as the library does: ``--ca-file``
+as the only CA, ``--insecure`` verifying nothing.
+
+Sending never blocks either. Frames wait in a bounded queue (``Wire``) written whenever the
+socket is writable; a pong answers only the latest ping (a peer flooding pings gets one pong per
+read, not one per ping); a queue that does not drain for ``--ping-timeout`` means the server has
+stopped reading, and the socket is replaced. The goodbye on exit is bounded the same way.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import errno
+import os
 import select
 import socket
 import ssl
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
+from urllib.parse import urlsplit
 
 import websocket
+from websocket._url import get_proxy_info
 
 from misskey_cli import protocol, wsframes
 from misskey_cli.backoff import Backoff
-from misskey_cli.config import Redactor, Target
+from misskey_cli.config import Proxy, Redactor, Target
 from misskey_cli.errors import (
     ConnectFailed,
     ConnectionLost,
@@ -36,6 +70,13 @@ from misskey_cli.errors import (
 from misskey_cli.settings import Liveness, Reconnect
 
 RECV_SIZE = 1 << 18  # 256 KB: ~170 typical frames per system call, without big buffers to keep
+MAX_HEAD = 64 * 1024  # of an HTTP answer (the upgrade's, a proxy's): real ones are well under 2 KB
+# Bytes waiting to be sent: more means the server is not reading. Also the most held for a first connection.
+MAX_QUEUED = 16 * 1024 * 1024
+GOODBYE_TIMEOUT = 2.0  # for the disconnects, the close frame and the server's answer to it, on exit
+
+_ABNF = websocket.ABNF
+_SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1), (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
 
 
 @dataclass
@@ -115,6 +156,332 @@ class SessionNotices:
     state: Notice = _ignore  # "connecting", "connected", "reconnecting in 2.0 s", for a status line
 
 
+# ----- the open socket ------------------------------------------------------------------------
+
+
+class Wire:
+    """An open WebSocket: the non-blocking socket, the parser of what arrives, the queue of what leaves.
+
+    Whole frames are queued and written as the socket takes them; the head frame may be partly
+    written (a TLS write that could not finish is retried with the same bytes, as OpenSSL wants).
+    At most one pong is queued: pings that arrive meanwhile only update the payload it answers.
+    """
+
+    def __init__(self, sock: socket.socket, early: bytes) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.tls = isinstance(sock, ssl.SSLSocket)
+        self.parser = wsframes.FrameParser()
+        self.early = early  # what came in the same reads as the handshake's answer
+        self.queue: deque[bytes] = deque()
+        self.queued = 0  # bytes not yet written
+        self.offset = 0  # bytes of the head frame written
+        self.stalled_since: float | None = None  # the queue has not been empty, nor moved, since
+        self.ping: bytes | None = None  # the payload of the latest ping not answered yet
+        self.blocked_on_read = False  # TLS must read before it can write again
+        self._pong: bytes | None = None  # the pong frame in the queue, if there is one
+
+    def put(self, frame: bytes, now: float) -> None:
+        if not self.queue:
+            self.stalled_since = now
+        self.queue.append(frame)
+        self.queued += len(frame)
+
+    @property
+    def wants_write(self) -> bool:
+        return (bool(self.queue) or self.ping is not None) and not self.blocked_on_read
+
+    def flush(self, now: float) -> None:
+        """Write what the socket takes without waiting; raises ``OSError`` when the socket is broken."""
+        if self.ping is not None and self._pong is None:
+            self._queue_pong(now)
+        queue = self.queue
+        moved = False
+        while queue:
+            head = queue[0]
+            try:
+                sent = self.sock.send(memoryview(head)[self.offset:] if self.offset else head)
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                break
+            except ssl.SSLWantReadError:
+                self.blocked_on_read = True
+                break
+            moved = True
+            self.offset += sent
+            self.queued -= sent
+            if self.offset < len(head):
+                continue
+            queue.popleft()
+            self.offset = 0
+            if head is self._pong:
+                self._pong = None
+                if self.ping is not None:
+                    self._queue_pong(now)
+        if not queue:
+            self.stalled_since = None
+        elif moved:
+            self.stalled_since = now
+
+    def _queue_pong(self, now: float) -> None:
+        assert self.ping is not None
+        self._pong = _ABNF.create_frame(self.ping, _ABNF.OPCODE_PONG).format()
+        self.ping = None
+        self.put(self._pong, now)
+
+    @property
+    def readable_now(self) -> bool:
+        """Bytes are there to read without asking the kernel (handshake leftovers, decrypted TLS data)."""
+        return bool(self.early) or (self.tls and self.sock.pending() > 0)  # type: ignore[attr-defined]
+
+    def receive(self) -> bytes | None:
+        """What has arrived (``b""`` when the server closed its side), or None if nothing has yet."""
+        if self.early:
+            data, self.early = self.early, b""
+            return data
+        try:
+            return self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+# ----- connecting -----------------------------------------------------------------------------
+
+Wait = tuple[int, bool]  # a file descriptor to wait for, and whether for writing (else for reading)
+T = TypeVar("T")
+
+
+class _Failed(Exception):
+    """An attempt failed for a reason already put in words."""
+
+    def __init__(self, reason: str, permanent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+
+
+class _Refused(Exception):
+    """The server answered the upgrade with an HTTP status (401, 403, 503...)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class _Ended(Exception):
+    """The peer closed the connection in the middle of an HTTP exchange."""
+
+
+class _InThread(Generic[T]):
+    """A blocking call (a DNS lookup, a SOCKS handshake) in a daemon thread; a pipe says when it ended.
+
+    Abandoned (its attempt ran out of time), the thread is left to finish; a socket it returns
+    then is closed.
+    """
+
+    def __init__(self, call: Callable[[], T]) -> None:
+        self.fd, self._write_fd = os.pipe()
+        self._lock = threading.Lock()
+        self._outcome: tuple[T | None, BaseException | None] | None = None
+        self._abandoned = False
+        threading.Thread(target=self._run, args=(call,), daemon=True, name="mkstream-connect").start()
+
+    def _run(self, call: Callable[[], T]) -> None:
+        try:
+            outcome: tuple[T | None, BaseException | None] = (call(), None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the loop, which explains it
+            outcome = (None, exc)
+        with self._lock:
+            self._outcome = outcome
+            abandoned = self._abandoned
+        if abandoned:
+            _discard(outcome[0])
+        with contextlib.suppress(OSError):
+            os.write(self._write_fd, b"!")
+        os.close(self._write_fd)
+
+    @property
+    def done(self) -> bool:
+        with self._lock:
+            return self._outcome is not None
+
+    def result(self) -> T:
+        with self._lock:
+            assert self._outcome is not None
+            value, error = self._outcome
+            self._outcome = (None, None)  # taken: close() must not discard it
+        if error is not None:
+            raise error
+        return value  # type: ignore[return-value]
+
+    def close(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            outcome = self._outcome
+        if outcome is not None:
+            _discard(outcome[0])
+        os.close(self.fd)
+
+
+def _discard(value: object) -> None:
+    if isinstance(value, socket.socket):
+        value.close()
+
+
+class _Attempt:
+    """One connection attempt in progress: its steps, its deadline, and where it has got to."""
+
+    def __init__(self, dial: Callable[[_Attempt], Generator[Wait, None, Wire]], deadline: float) -> None:
+        self.deadline = deadline
+        self.phase = "resolving"  # resolving, connecting, tunnelling, tls, upgrading
+        self.proxy: str | None = None  # host:port of the proxy on the way, if there is one
+        self.wait: Wait | None = None  # what the steps wait for; None: run them now
+        self._steps = dial(self)
+
+    def advance(self) -> Wire | None:
+        """Run the steps until they wait again (None) or the socket is open; raises when they fail."""
+        try:
+            self.wait = next(self._steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+        return None
+
+    def cancel(self) -> None:
+        self._steps.close()  # the steps' ``finally`` blocks close their sockets
+
+
+def _resolve(host: str, port: int) -> Generator[Wait, None, list[Any]]:
+    try:  # an address needs no lookup
+        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP, socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        pass
+    lookup = _InThread(lambda: socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP))
+    try:
+        while not lookup.done:
+            yield lookup.fd, False
+        return lookup.result()
+    finally:
+        lookup.close()
+
+
+def _tcp_connect(addresses: list[Any]) -> Generator[Wait, None, socket.socket]:
+    error: OSError = OSError(errno.EADDRNOTAVAIL, "no address to connect to")
+    for family, kind, proto, _, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        connected = False
+        try:
+            sock.setblocking(False)
+            for option in _SOCKET_OPTIONS:
+                sock.setsockopt(*option)
+            code = sock.connect_ex(address)
+            if code in (errno.EINPROGRESS, errno.EWOULDBLOCK):
+                yield sock.fileno(), True
+                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if code == 0:
+                connected = True
+                return sock
+            error = OSError(code, os.strerror(code))  # OSError picks the subclass: ConnectionRefusedError...
+        finally:
+            if not connected:
+                sock.close()
+    raise error
+
+
+def _send_all(sock: socket.socket, data: bytes) -> Generator[Wait, None, None]:
+    view = memoryview(data)
+    done = 0
+    while done < len(data):
+        try:
+            done += sock.send(view[done:])
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            yield sock.fileno(), True
+        except ssl.SSLWantReadError:
+            yield sock.fileno(), False
+
+
+def _receive(sock: socket.socket, size: int, flags: int = 0) -> Generator[Wait, None, bytes]:
+    while True:
+        try:
+            return sock.recv(size, flags)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            yield sock.fileno(), False
+        except ssl.SSLWantWriteError:
+            yield sock.fileno(), True
+
+
+def _read_head(sock: socket.socket, what: str,
+               exact: bool) -> Generator[Wait, None, tuple[wsframes.ResponseHead, bytes]]:
+    """An HTTP answer's head, read in chunks up to ``MAX_HEAD``; returns it and the bytes after it.
+
+    ``exact`` reads nothing past the head (peeking first), for a proxy's answer: what follows it
+    belongs to TLS, which must read it itself.
+    """
+    buffer = bytearray()
+    searched = 0
+    while (end := wsframes.head_end(buffer, searched)) < 0:
+        if len(buffer) >= MAX_HEAD:
+            raise _Failed(f"{what} is larger than {MAX_HEAD // 1024} KB", permanent=True)
+        searched = len(buffer)
+        room = MAX_HEAD - len(buffer)
+        if exact:
+            peeked = yield from _receive(sock, room, socket.MSG_PEEK)
+            found = wsframes.head_end(buffer + peeked, searched)
+            chunk = sock.recv(len(peeked) if found < 0 else found - len(buffer)) if peeked else b""
+        else:
+            chunk = yield from _receive(sock, room)
+        if not chunk:
+            raise _Ended()
+        buffer += chunk
+    try:
+        head = wsframes.ResponseHead.parse(bytes(buffer[:end]))
+    except wsframes.HandshakeError as exc:
+        raise _Failed(f"{what} is not HTTP: {exc}", permanent=True) from None
+    return head, bytes(buffer[end:])
+
+
+def _tls_handshake(sock: ssl.SSLSocket) -> Generator[Wait, None, None]:
+    while True:
+        try:
+            sock.do_handshake()
+            return
+        except ssl.SSLWantReadError:
+            yield sock.fileno(), False
+        except ssl.SSLWantWriteError:
+            yield sock.fileno(), True
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _socks_connect(proxy: Proxy, host: str, port: int, timeout: float) -> socket.socket:
+    """A TCP connection to ``host:port`` through a SOCKS proxy (blocking: run it in a thread)."""
+    from python_socks import ProxyError, ProxyTimeoutError, ProxyType
+    from python_socks.sync import Proxy as SocksProxy
+
+    kind, remote_dns = {"socks4": (ProxyType.SOCKS4, False), "socks4a": (ProxyType.SOCKS4, True),
+                        "socks5": (ProxyType.SOCKS5, False), "socks5h": (ProxyType.SOCKS5, True)}[proxy.kind]
+    user, password = proxy.auth or (None, None)
+    shown = _host_port(proxy.host, proxy.port)
+    try:
+        client = SocksProxy.create(proxy_type=kind, host=proxy.host, port=proxy.port, username=user,
+                                   password=password, rdns=remote_dns)
+        return client.connect(host, port, timeout=timeout)  # type: ignore[no-any-return]
+    except ProxyTimeoutError:
+        raise _Failed(f"SOCKS proxy {shown} timed out", permanent=False) from None
+    except ProxyError as exc:  # its messages name the proxy's reply, never the password
+        raise _Failed(f"SOCKS proxy {shown}: {exc}", permanent=True) from None
+    except OSError as exc:
+        raise _Failed(f"SOCKS proxy {shown}: {describe_socket_error(exc)}", permanent=False) from None
+
+
+# ----- the session ----------------------------------------------------------------------------
+
+
 class Session:
     def __init__(self, target: Target, liveness: Liveness, reconnect: Reconnect, notices: SessionNotices,
                  redact: Redactor, backoff: Backoff | None = None) -> None:
@@ -127,17 +494,20 @@ class Session:
         self.connections: dict[str, Connection] = {}
         self.captures: dict[str, None] = {}
         self.counters = Counters()
-        self.ws: websocket.WebSocket | None = None
+        self.wire: Wire | None = None
         self.ever_connected = False
         self.pending_acks: dict[str, float] = {}
         self.warned_acks: set[str] = set()
-        self._retry_at: float | None = None
+        self._attempt: _Attempt | None = None
+        self._retry_at: float | None = None  # None: the next attempt may start at once
         self._up_since = 0.0
         self._last_heard = 0.0
         self._next_ping = 0.0
-        self.parser = wsframes.FrameParser()
         self._pending_loss: tuple[str, bool] | None = None
         self._down: tuple[float, float, str] | None = None  # (monotonic, epoch, cause) of the last loss
+        self._held: list[str] = []  # messages sent before the first connection, sent once it is up
+        self._held_bytes = 0
+        self._tls: ssl.SSLContext | None = None
 
     # ----- desired state ------------------------------------------------------------------
 
@@ -156,7 +526,7 @@ class Session:
             raise UsageError(f"connection id {cid} is already in use on this socket: pick another with {channel}:ID")
         conn = Connection(channel, cid, params)
         self.connections[cid] = conn
-        if self.ws is not None:
+        if self.wire is not None:
             self._send_connect(conn)
         return conn
 
@@ -166,7 +536,7 @@ class Session:
             known = ", ".join(self.connections) or "none"
             raise UsageError(f"no channel connection with id {connection_id} (connected: {known})")
         self.pending_acks.pop(connection_id, None)
-        if self.ws is not None:
+        if self.wire is not None:
             self._send(protocol.disconnect_frame(connection_id))
         return conn
 
@@ -174,14 +544,14 @@ class Session:
         if note_id in self.captures:
             raise UsageError(f"note {note_id} is already captured")
         self.captures[note_id] = None
-        if self.ws is not None:
+        if self.wire is not None:
             self._send(protocol.sub_note_frame(note_id))
 
     def remove_capture(self, note_id: str) -> None:
         if note_id not in self.captures:
             raise UsageError(f"note {note_id} is not captured")
         del self.captures[note_id]
-        if self.ws is not None:
+        if self.wire is not None:
             self._send(protocol.unsub_note_frame(note_id))
 
     def send_to_channel(self, connection_id: str, message_type: str, body: Any) -> None:
@@ -191,16 +561,34 @@ class Session:
         self.send_text(protocol.channel_message_frame(connection_id, message_type, body))
 
     def send_text(self, text: str) -> None:
-        """Send now; while reconnecting the message is dropped with a warning (it was live-only)."""
-        if self.ws is None:
+        """Send now; while reconnecting the message is dropped with a warning (it was live-only).
+
+        Before the first connection it waits for it (``send`` asks before ``next`` has connected).
+        """
+        if self.wire is not None:
+            self._send(text)
+        elif self.ever_connected:
             self._warn("not connected right now: message not sent")
-            return
-        self._send(text)
+        elif self._held_bytes + len(text) > MAX_QUEUED:
+            self._warn(f"more than {MAX_QUEUED >> 20} MB waiting for the connection: message not sent")
+        else:
+            self._held.append(text)
+            self._held_bytes += len(text)
 
     # ----- the event loop -------------------------------------------------------------------
 
+    def open(self) -> None:
+        """Ask for the connection. Nothing blocks here: ``next`` makes the attempts, within its caller's deadline."""
+        if self.wire is None and self._attempt is None and self._retry_at is None:
+            self._state("connecting")
+
     def next(self, deadline: float | None, watch: Sequence[int]) -> Event:
-        """Wait for the next event; ``deadline`` is monotonic, ``watch`` extra fds (stdin, wake-ups)."""
+        """Wait for the next event; ``deadline`` is monotonic, ``watch`` extra fds (stdin, wake-ups).
+
+        With no socket it connects (or waits to retry); an attempt that outlives ``deadline`` goes
+        on in the next call.
+        """
+        liveness = self.liveness
         while True:
             if self._pending_loss is not None:
                 reason, clean = self._pending_loss
@@ -209,73 +597,130 @@ class Session:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 return DEADLINE
-            if self.ws is None:
-                event = self._wait_to_retry(now, deadline, watch)
+            wire = self.wire
+            if wire is None:
+                event = self._connecting(now, deadline, watch)
                 if event is not None:
                     return event
                 continue
             missing = self._missing_ack(now)
             if missing is not None:
                 return missing
-            if now >= self._last_heard + self.liveness.ping_timeout:
-                self._lost(f"no frame and no pong for {self.liveness.ping_timeout:g}s")
+            if now >= self._last_heard + liveness.ping_timeout:
+                self._lost(f"no frame and no pong for {liveness.ping_timeout:g}s")
+                continue
+            if wire.stalled_since is not None and now >= wire.stalled_since + liveness.ping_timeout:
+                self._lost(f"the server has not read what mkstream sent for {liveness.ping_timeout:g}s "
+                           f"({wire.queued} bytes waiting)")
                 continue
             if now >= self._next_ping:
-                self._ping(now)
-            event = self._wait_on_socket(deadline, watch)
+                self._ping(wire, now)
+            event = self._wait_on_socket(wire, deadline, watch)
             if event is not None:
                 return event
 
-    def _wait_to_retry(self, now: float, deadline: float | None, watch: Sequence[int]) -> Event | None:
-        assert self._retry_at is not None
-        wake = self._retry_at if deadline is None else min(self._retry_at, deadline)
-        if now < wake:
-            waiting, _, _ = select.select(watch, [], [], wake - now)
-            return Readable(waiting[0]) if waiting else None
-        self._attempt()
-        if self.ws is not None and self._down is not None:
+    def _connecting(self, now: float, deadline: float | None, watch: Sequence[int]) -> Event | None:
+        """Start, wait for or advance a connection attempt; an event when there is one to report."""
+        attempt = self._attempt
+        if attempt is None:
+            if self._retry_at is not None and now < self._retry_at:
+                wake = self._retry_at if deadline is None else min(self._retry_at, deadline)
+                waiting, _, _ = select.select(watch, [], [], wake - now)
+                return Readable(waiting[0]) if waiting else None
+            attempt = self._start_attempt(now)
+        elif now >= attempt.deadline:
+            self._attempt = None
+            attempt.cancel()
+            self._failed(self._timed_out(attempt), fatal_first=False)
+            return None
+        ready: list[int] = []
+        if attempt.wait is not None:
+            fd, for_write = attempt.wait
+            wake = attempt.deadline if deadline is None else min(attempt.deadline, deadline)
+            readable, writable, _ = select.select([fd, *watch] if not for_write else watch,
+                                                  [fd] if for_write else [], [], max(0.0, wake - now))
+            ready = [r for r in readable if r != fd]
+            if fd not in readable and fd not in writable:
+                return Readable(ready[0]) if ready else None
+        event = self._advance(attempt)
+        if event is None and ready:
+            return Readable(ready[0])
+        return event
+
+    def _start_attempt(self, now: float) -> _Attempt:
+        self._debug(f"connecting to {self.target.display_url()}")
+        self._state("connecting")
+        self._attempt = _Attempt(self._dial, now + self.liveness.connect_timeout)
+        return self._attempt
+
+    def _advance(self, attempt: _Attempt) -> Event | None:
+        try:
+            wire = attempt.advance()
+        except _Refused as refused:
+            self._attempt = None
+            self._refused(refused.status)
+            return None
+        except (_Failed, _Ended, OSError, ValueError) as exc:
+            self._attempt = None
+            self._failed(*self._explain(attempt, exc))
+            return None
+        if wire is None:
+            return None
+        self._attempt = None
+        self._connected(wire)
+        if self._down is not None:
             lost_at, epoch, cause = self._down
             self._down = None
             return Reconnected(epoch, time.monotonic() - lost_at, cause, tuple(self.captures))
         return None
 
-    def _wait_on_socket(self, deadline: float | None, watch: Sequence[int]) -> Event | None:
-        assert self.ws is not None
-        wake = min(self._next_ping, self._last_heard + self.liveness.ping_timeout)
+    def _wait_on_socket(self, wire: Wire, deadline: float | None, watch: Sequence[int]) -> Event | None:
+        timeout = self.liveness.ping_timeout
+        wake = min(self._next_ping, self._last_heard + timeout)
+        if wire.stalled_since is not None:
+            wake = min(wake, wire.stalled_since + timeout)
         if self.pending_acks:
             wake = min(wake, min(self.pending_acks.values()))
         if deadline is not None:
             wake = min(wake, deadline)
-        sock = self.ws.sock
-        if sock is None:
-            self._lost("socket closed")
-            return None
-        sock_fd = sock.fileno()
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
-            ready = [sock_fd]
-        else:
-            ready, _, _ = select.select([sock_fd, *watch], [], [], max(0.0, wake - time.monotonic()))
-        if sock_fd in ready:
-            frames = self._read(sock)
-            return Frames(frames) if frames else None
-        return Readable(ready[0]) if ready else None
+        if not wire.readable_now:
+            readable, writable, _ = select.select([wire.fd, *watch], [wire.fd] if wire.wants_write else [], [],
+                                                  max(0.0, wake - time.monotonic()))
+            if writable:
+                self._flush(wire)
+            if wire.fd not in readable:
+                return Readable(readable[0]) if readable else None
+        frames = self._read(wire)
+        return Frames(frames) if frames else None
 
-    def _read(self, sock: socket.socket) -> list[Received]:
+    def _read(self, wire: Wire) -> list[Received]:
         """One ``recv``: every whole message it completes. Control frames and own acks are handled here."""
         try:
-            chunk = sock.recv(RECV_SIZE)
+            chunk = wire.receive()
         except (OSError, ValueError) as exc:
             self._lost(self.redact(describe_socket_error(exc)))
+            return []
+        if chunk is None:
             return []
         if not chunk:
             self._lost("the server closed the connection without a close frame")
             return []
         self._last_heard = time.monotonic()
+        wire.blocked_on_read = False
+        broken = None
         try:
-            messages = self.parser.feed(chunk)
+            messages = wire.parser.feed(chunk)
         except wsframes.FramingError as exc:
-            self._lost(f"broken WebSocket framing ({exc})")
-            return []
+            # What came intact before the error is delivered; the socket is replaced next.
+            messages, broken = exc.messages, f"broken WebSocket framing ({exc})"
+        frames = self._deliver(wire, messages)
+        if broken is not None and self._pending_loss is None:
+            self._pending_loss = (broken, False)
+        if wire.wants_write:
+            self._flush(wire)
+        return frames
+
+    def _deliver(self, wire: Wire, messages: list[tuple[int, bytes]]) -> list[Received]:
         at = time.time()
         frames = []
         for opcode, payload in messages:
@@ -285,10 +730,10 @@ class Session:
             elif opcode == wsframes.OP_BINARY:
                 frames.append(Received(payload, True, at))
             elif opcode == wsframes.OP_PING:
-                self._pong(payload)
+                wire.ping = payload  # answered by the next flush: one pong for any number of pings
             elif opcode == wsframes.OP_CLOSE:
                 code, reason = wsframes.close_status(payload)
-                self._answer_close(code)
+                self._answer_close(wire, code)
                 # The frames that came before the close are returned first; the loss is handled next.
                 said = f", {reason}" if reason else ""
                 self._pending_loss = (f"the server closed the connection (code {code}{said})", True)
@@ -324,60 +769,182 @@ class Session:
 
     # ----- connecting -------------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Connect for the first time (retrying only if the user asked for retries)."""
-        while self.ws is None:
-            now = time.monotonic()
-            if self._retry_at is not None and now < self._retry_at:
-                time.sleep(self._retry_at - now)
-            self._attempt()
-
-    def _attempt(self) -> None:
+    def _dial(self, attempt: _Attempt) -> Generator[Wait, None, Wire]:
+        """One connection attempt, step by step; each ``yield`` waits for a socket (see ``_Attempt``)."""
         target = self.target
-        self._debug(f"connecting to {target.display_url()}")
-        self._state("connecting")
-        kwargs: dict[str, Any] = {
-            "timeout": self.liveness.connect_timeout,
-            "header": target.headers(),
-            "skip_utf8_validation": True,  # text is validated when decoded, once, in C
-            "enable_multithread": False,
-        }
-        sslopt: dict[str, Any] = {}
-        if target.insecure:
-            sslopt = {"cert_reqs": ssl.CERT_NONE, "check_hostname": False}
-        elif target.ca_file:
-            sslopt = {"ca_certs": target.ca_file}
-        if target.proxy:
-            proxy = target.proxy
-            kwargs.update(http_proxy_host=proxy.host, http_proxy_port=proxy.port, proxy_type=proxy.kind,
-                          http_proxy_auth=proxy.auth)
-        ws = websocket.WebSocket(sslopt=sslopt, skip_utf8_validation=True, enable_multithread=False)
+        secure = target.endpoint.scheme == "wss"
+        url = urlsplit(target.url())
+        host = url.hostname or ""
+        port = url.port or (443 if secure else 80)
+        proxy = self._proxy_for(host, secure)
+        if proxy is not None:
+            attempt.proxy = _host_port(proxy.host, proxy.port)
+            self._debug(f"through the proxy {attempt.proxy}")
+        sock: socket.socket | None = None
         try:
-            ws.connect(target.url(), **kwargs)
-        except websocket.WebSocketBadStatusException as exc:
-            ws.shutdown()
-            self._refused(exc.status_code)
+            if proxy is not None and proxy.kind != "http":
+                attempt.phase = "tunnelling"
+                socks = _InThread(lambda: _socks_connect(proxy, host, port, self.liveness.connect_timeout))
+                try:
+                    while not socks.done:
+                        yield socks.fd, False
+                    sock = socks.result()
+                finally:
+                    socks.close()
+                sock.setblocking(False)
+            else:
+                addresses = yield from _resolve(proxy.host if proxy else host, proxy.port if proxy else port)
+                attempt.phase = "connecting"
+                sock = yield from _tcp_connect(addresses)
+                if proxy is not None:
+                    attempt.phase = "tunnelling"
+                    yield from self._tunnel(sock, _host_port(host, port), proxy, attempt.proxy or "")
+            if secure:
+                attempt.phase = "tls"
+                sock = self._tls_context().wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+                yield from _tls_handshake(sock)
+            attempt.phase = "upgrading"
+            key = base64.b64encode(os.urandom(16)).decode("ascii")
+            origin = f"{'https' if secure else 'http'}://{target.endpoint.netloc}"
+            resource = url.path + (f"?{url.query}" if url.query else "")
+            yield from _send_all(sock, wsframes.upgrade_request(resource, target.endpoint.netloc, origin, key,
+                                                                target.headers()))
+            head, rest = yield from _read_head(sock, "the server's handshake response", exact=False)
+            self._check_answer(head, key)
+            wire = Wire(sock, rest)
+            sock = None
+            return wire
+        finally:
+            if sock is not None:
+                sock.close()
+
+    def _proxy_for(self, host: str, secure: bool) -> Proxy | None:
+        """The proxy to go through: ``--proxy``, else the environment's; none for a ``no_proxy`` host."""
+        given = self.target.proxy
+        try:
+            proxy_host, proxy_port, auth = get_proxy_info(
+                host, secure, given.host if given else None, given.port if given else 0, given.auth if given else None)
+        except websocket.WebSocketException as exc:
+            raise _Failed(f"unusable proxy setting: {exc}", permanent=True) from None
+        if not proxy_host:
+            return None
+        return Proxy(proxy_host, int(proxy_port or 80), given.kind if given else "http", auth)
+
+    @staticmethod
+    def _tunnel(sock: socket.socket, where: str, proxy: Proxy, shown: str) -> Generator[Wait, None, None]:
+        """Ask an HTTP proxy to ``CONNECT`` to ``where`` (host:port) and check its answer."""
+        request = f"CONNECT {where} HTTP/1.1\r\nHost: {where}\r\n"
+        user = proxy.auth[0] if proxy.auth else ""
+        if proxy.auth and user:
+            credentials = f"{user}:{proxy.auth[1]}" if proxy.auth[1] else user
+            request += f"Proxy-Authorization: Basic {base64.b64encode(credentials.encode()).decode('ascii')}\r\n"
+        yield from _send_all(sock, (request + "\r\n").encode())
+        head, _ = yield from _read_head(sock, f"proxy {shown}'s answer", exact=True)
+        if 200 <= head.status < 300:
             return
-        except (OSError, websocket.WebSocketException, ValueError) as exc:
-            ws.shutdown()
-            self._failed(self.redact(describe_socket_error(exc)), fatal_first=is_permanent(exc))
+        status = f"HTTP {head.status}{' ' + head.reason[:60] if head.reason else ''}"
+        if head.status == 407 and user:
+            raise _Failed(f"proxy {shown} rejected the credentials of {user} ({status})", permanent=True)
+        if head.status == 407:
+            raise _Failed(f"proxy {shown} wants credentials ({status}): "
+                          f"give them as --proxy http://USER:PASSWORD@{shown}", permanent=True)
+        raise _Failed(f"proxy {shown} could not reach {where} ({status})", permanent=False)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            target = self.target
+            try:
+                context = ssl.create_default_context(cafile=None if target.insecure else target.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise _Failed(f"cannot use the CA file {target.ca_file}: {describe_socket_error(exc)}",
+                              permanent=True) from None
+            if target.insecure:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            self._tls = context
+        return self._tls
+
+    def _check_answer(self, head: wsframes.ResponseHead, key: str) -> None:
+        """Accept a 101 that completes the upgrade; name a redirect's target; hand other statuses on."""
+        if head.status == 101:
+            try:
+                wsframes.check_upgrade(head, key)
+            except wsframes.HandshakeError as exc:
+                raise _Failed(f"bad handshake: {exc}", permanent=True) from None
             return
-        self.ws = ws
-        self.parser = wsframes.FrameParser()
+        if head.status in wsframes.REDIRECTS:
+            # Never followed: the token would go along to wherever the server says.
+            location = head.headers.get("location")
+            if not location:
+                raise _Failed(f"the server answered HTTP {head.status} (a redirect) without a Location", permanent=True)
+            where = wsframes.redirect_target(location, self.target.endpoint.url)
+            raise _Failed(f"the server redirects to {where}: use --host {where} if you trust it", permanent=True)
+        raise _Refused(head.status)
+
+    def _plain_hint(self) -> str:
+        endpoint = self.target.endpoint
+        path = "" if endpoint.path == "/streaming" else endpoint.path
+        return f" (is it a plain http server? try --host http://{endpoint.netloc}{path})"
+
+    def _explain(self, attempt: _Attempt, exc: BaseException) -> tuple[str, bool]:
+        """What a failed attempt's error means where it happened: the reason, and whether retrying is futile."""
+        phase, proxy = attempt.phase, attempt.proxy
+        if isinstance(exc, _Failed):
+            return exc.reason, exc.permanent
+        if phase == "resolving" and isinstance(exc, socket.gaierror):
+            return (f"unknown proxy host {proxy} (DNS lookup failed)" if proxy
+                    else "unknown host (DNS lookup failed)"), True
+        if phase == "connecting" and proxy:
+            if isinstance(exc, ConnectionRefusedError):
+                return f"proxy {proxy} refused the connection", False
+            return f"cannot reach proxy {proxy}: {describe_socket_error(exc)}", False
+        if phase == "tunnelling":
+            if isinstance(exc, _Ended):
+                return f"proxy {proxy} closed the connection without answering", False
+            return f"proxy {proxy}: {describe_socket_error(exc)}", False
+        if phase == "tls":
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                return describe_socket_error(exc), True
+            if isinstance(exc, ssl.SSLError):
+                reason = f"TLS error: {exc.reason or exc}"
+            elif isinstance(exc, (_Ended, ConnectionResetError, BrokenPipeError)):
+                reason = "TLS error: the server closed the connection in the TLS handshake"
+            else:
+                reason = describe_socket_error(exc)
+            return f"{reason}{self._plain_hint()}", isinstance(exc, ssl.SSLError)
+        if isinstance(exc, _Ended):
+            return "the server closed the connection during the WebSocket handshake", False
+        return describe_socket_error(exc), isinstance(exc, socket.gaierror)
+
+    def _timed_out(self, attempt: _Attempt) -> str:
+        proxy = attempt.proxy
+        doing = {
+            "resolving": f"looking up proxy host {proxy}" if proxy else "looking up the host",
+            "connecting": f"connecting to proxy {proxy}" if proxy else "connecting",
+            "tunnelling": f"waiting for proxy {proxy} to open the tunnel",
+            "tls": "in the TLS handshake",
+            "upgrading": "waiting for the server to answer the WebSocket handshake",
+        }[attempt.phase]
+        hint = self._plain_hint() if attempt.phase == "tls" else ""
+        return f"timed out {doing} ({self.liveness.connect_timeout:g}s, --connect-timeout){hint}"
+
+    def _connected(self, wire: Wire) -> None:
+        self.wire = wire
         now = time.monotonic()
         self._up_since = now
         self._last_heard = now
         self._next_ping = now + self.liveness.ping_interval
         self._retry_at = None
-        if ws.sock is not None:
-            ws.sock.settimeout(self.liveness.ping_timeout)
-        self._debug(f"{'reconnected' if self.ever_connected else 'connected'} to {target.display_url()}")
+        self._debug(f"{'reconnected' if self.ever_connected else 'connected'} to {self.target.display_url()}")
         self._state("connected")
         self.ever_connected = True
         for conn in self.connections.values():
             self._send_connect(conn)
         for note_id in self.captures:
             self._send(protocol.sub_note_frame(note_id))
+        held, self._held, self._held_bytes = self._held, [], 0
+        for text in held:
+            self._send(text)
 
     def _refused(self, status: int) -> None:
         if status == 401:
@@ -391,6 +958,7 @@ class Session:
 
     def _failed(self, reason: str, fatal_first: bool) -> None:
         """A connection attempt failed: schedule a retry or give up."""
+        reason = self.redact(reason)
         first = not self.ever_connected
         error = ConnectFailed if first else ConnectionLost
         where = self.target.display_url()
@@ -406,14 +974,14 @@ class Session:
 
     def _lost(self, reason: str, clean: bool = False) -> None:
         """The live socket died: drop it and schedule the reconnect (or give up)."""
-        ws = self.ws
-        self.ws = None
+        wire = self.wire
+        self.wire = None
         self.pending_acks.clear()
         now = time.monotonic()
         lived = now - self._up_since
         self.counters.connected_seconds += lived
-        if ws is not None:
-            ws.shutdown()
+        if wire is not None:
+            wire.close()
         self.backoff.lived(lived)
         if not self.reconnect.enabled:
             if clean:
@@ -437,76 +1005,99 @@ class Session:
         self._send(protocol.connect_frame(conn.channel, conn.id, conn.params or None, pong=True))
 
     def _send(self, text: str) -> None:
-        assert self.ws is not None
-        self._quietly("send", self.ws.send, text)
+        assert self.wire is not None
+        self._queue(self.wire, _ABNF.OPCODE_TEXT, text)
 
-    def _pong(self, payload: bytes) -> None:
-        assert self.ws is not None
-        self._quietly("pong", self.ws.pong, payload)
-
-    def _answer_close(self, code: int) -> None:
-        assert self.ws is not None
-        # 1005/1006/1015 describe a close; they may not be sent in one (RFC 6455 7.4.1).
-        self._quietly("close", self.ws.send_close, code if code not in (1005, 1006, 1015) else websocket.STATUS_NORMAL)
-
-    def _ping(self, now: float) -> None:
-        assert self.ws is not None
+    def _ping(self, wire: Wire, now: float) -> None:
         self._next_ping = now + self.liveness.ping_interval
-        self._quietly("ping", self.ws.ping)
+        self._queue(wire, _ABNF.OPCODE_PING, b"")
 
-    def _quietly(self, what: str, action: Callable[..., object], *args: object) -> None:
-        """Send on the socket; a failure is only a diagnostic, because the read side notices the
-        dead socket and reconnects, and the reconnect replays the state."""
+    def _answer_close(self, wire: Wire, code: int) -> None:
+        # 1005/1006/1015 describe a close; they may not be sent in one (RFC 6455 7.4.1).
+        if code in (1005, 1006, 1015):
+            code = websocket.STATUS_NORMAL
+        self._queue(wire, _ABNF.OPCODE_CLOSE, code.to_bytes(2, "big"))
+
+    def _queue(self, wire: Wire, opcode: int, payload: str | bytes) -> None:
+        """Queue a frame and write what the socket takes now; never waits."""
+        if wire.queued > MAX_QUEUED:
+            if self._pending_loss is None:
+                self._pending_loss = (f"more than {MAX_QUEUED >> 20} MB are waiting to be sent: "
+                                      "the server is not reading", False)
+            return
+        wire.put(_ABNF.create_frame(payload, opcode).format(), time.monotonic())
+        self._flush(wire)
+
+    def _flush(self, wire: Wire) -> None:
+        """Write what the socket takes; a broken socket is handled by the loop, like a close frame."""
         try:
-            action(*args)
-        except (OSError, websocket.WebSocketException) as exc:
-            self._debug(f"{what} failed: {self.redact(describe_socket_error(exc))}")
+            wire.flush(time.monotonic())
+        except OSError as exc:
+            if self._pending_loss is None:
+                self._pending_loss = (self.redact(describe_socket_error(exc)), False)
+
+    # ----- leaving ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Leave cleanly: disconnect every channel, release every capture, close with 1000."""
-        ws = self.ws
-        self.ws = None
-        if ws is None:
+        """Leave cleanly: disconnect every channel, release every capture, close with 1000 (bounded)."""
+        self._abandon_attempt()
+        wire = self.wire
+        self.wire = None
+        if wire is None:
             return
         self.counters.connected_seconds += time.monotonic() - self._up_since
         try:
+            now = time.monotonic()
             for cid in self.connections:
-                ws.send(protocol.disconnect_frame(cid))
+                wire.put(_ABNF.create_frame(protocol.disconnect_frame(cid), _ABNF.OPCODE_TEXT).format(), now)
             for note_id in self.captures:
-                ws.send(protocol.unsub_note_frame(note_id))
-            ws.send_close(websocket.STATUS_NORMAL)
-            if self._pending_loss is None:  # else the server's close frame is already here
-                self._await_close_reply(ws, time.monotonic() + 2.0)
-        except (OSError, websocket.WebSocketException, wsframes.FramingError):
+                wire.put(_ABNF.create_frame(protocol.unsub_note_frame(note_id), _ABNF.OPCODE_TEXT).format(), now)
+            close = websocket.STATUS_NORMAL.to_bytes(2, "big")
+            wire.put(_ABNF.create_frame(close, _ABNF.OPCODE_CLOSE).format(), now)
+            # After a loss seen but not yet handled (the server's close frame, broken framing) there is
+            # no answer to wait for.
+            self._goodbye(wire, now + GOODBYE_TIMEOUT, await_answer=self._pending_loss is None)
+        except (OSError, ValueError):
             pass
         finally:
-            ws.shutdown()
+            wire.close()
 
-    def _await_close_reply(self, ws: websocket.WebSocket, deadline: float) -> None:
-        """Read until the server answers the close (frames still arriving are dropped: we are leaving)."""
-        sock = ws.sock
-        while sock is not None:
+    @staticmethod
+    def _goodbye(wire: Wire, deadline: float, await_answer: bool) -> None:
+        """Write the queue, then read until the server answers the close; frames still arriving are dropped."""
+        answered = not await_answer
+        while True:
+            wire.flush(time.monotonic())
+            if answered and not wire.queue:
+                return
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([sock], [], [], remaining)[0]:
+            if remaining <= 0:
                 return
-            chunk = sock.recv(RECV_SIZE)
-            if not chunk or any(op == wsframes.OP_CLOSE for op, _ in self.parser.feed(chunk)):
+            if not wire.readable_now:
+                readable, _, _ = select.select([wire.fd], [wire.fd] if wire.wants_write else [], [], remaining)
+                if not readable:
+                    continue
+            chunk = wire.receive()
+            if chunk == b"":
                 return
+            if chunk:
+                wire.blocked_on_read = False
+                answered = answered or any(op == wsframes.OP_CLOSE for op, _ in wire.parser.feed(chunk))
+
+    def _abandon_attempt(self) -> None:
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None:
+            attempt.cancel()
 
     def abort(self) -> None:
-        ws = self.ws
-        self.ws = None
-        if ws is not None:
-            ws.shutdown()
+        self._abandon_attempt()
+        wire, self.wire = self.wire, None
+        if wire is not None:
+            wire.close()
 
 
 class ServerClosed(MkstreamError):
     """The server closed the socket with a close frame and reconnecting is off: a normal end."""
-
-
-def is_permanent(exc: BaseException) -> bool:
-    """Errors a retry cannot fix on a first connect: unknown host, TLS rejection, bad URL."""
-    return isinstance(exc, (socket.gaierror, ssl.SSLError, ValueError, websocket.WebSocketAddressException))
 
 
 def describe_socket_error(exc: BaseException) -> str:
