@@ -772,7 +772,8 @@ def profiles(config_path):
 
 
 # The key list comes from the one table of profile keys (choices.PROFILE_KEYS).
-profiles.help = (profiles.help or "").replace("{keys}", "; ".join(f"{key} ({text})" for key, _, _, text in PROFILE_KEYS))
+profiles.help = (profiles.help or "").replace("{keys}", "; ".join(f"{key} ({text})"
+                                                                 for key, _, _, text in PROFILE_KEYS))
 
 
 @main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b

@@ -680,7 +680,7 @@ class Doctor:
         ids = [session.add_connection(c.channel, c.connection_id, c.params).id for c in connections]
         try:
             try:
-                session.open()
+                self._connect(session)
             except MkstreamError as exc:
                 raise self._handshake_failure(exc, target) from None
             how = " (the token in an Authorization header)" if self.token and server.auth == "header" else ""
@@ -699,6 +699,15 @@ class Doctor:
             self.channel_checks(connections, ids, missing)
         finally:
             session.close()
+
+    def _connect(self, session: Any) -> None:
+        """The session's first connection, waited for (``Session.next`` makes the attempt)."""
+        session.open()
+        deadline = time.monotonic() + self.timeout + 1.0
+        while session.wire is None:
+            if time.monotonic() >= deadline:
+                raise ConnectFailed(f"could not connect to {session.target.display_url()}: timed out")
+            session.next(min(deadline, time.monotonic() + ACK_SLICE), [])
 
     def _handshake_failure(self, exc: MkstreamError, target: Target) -> Stop:
         title = "streaming handshake"

@@ -10,6 +10,7 @@ and the proxy rule are pure and table-tested.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from urllib.parse import urlsplit
@@ -271,8 +272,16 @@ class ForwardProxy(ConnectProxy):
             return super()._tunnel(_Replayed(client, head))
         self.requests.append(f"{method} {target}")
         parts = urlsplit(target)
+        # The body may come in reads of its own (http.client sends it apart from the head).
+        header_block, _, body = head.partition(b"\r\n\r\n")
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", header_block)
+        while length and len(body) < int(length[1]):
+            chunk = client.recv(65536)
+            if not chunk:
+                break
+            body += chunk
         with socket.create_connection((parts.hostname, parts.port)) as upstream:
-            rest = head.split(b"\r\n", 1)[1]
+            rest = header_block.split(b"\r\n", 1)[1] + b"\r\n\r\n" + body
             upstream.sendall(f"{method} {parts.path or '/'} {version}\r\n".encode() + rest)
             while data := upstream.recv(65536):
                 client.sendall(data)

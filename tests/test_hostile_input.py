@@ -253,7 +253,7 @@ def test_frame_types_a_server_invents_are_counted_up_to_a_bound(sim):
     feeder = inject(sim, *frames)
     result = run_cli("connect", "localTimeline", *host(sim), "-n", "201", "--stats", *SAFETY)
     join_ok(feeder)
-    stats = [line for line in result.stderr.splitlines() if "stats:" in line][0]
+    stats = next(line for line in result.stderr.splitlines() if "stats:" in line)
     assert "(other) 137" in stats  # 64 types by name (channel among them), the rest together
     assert len(stats) < 3000
 

@@ -22,7 +22,8 @@ from hostile import OP_PING, RawServer, closed_port, frame, note_frame, read_lin
 from misskey_cli.errors import ExitCode
 from misskey_cli.simulator import Simulator
 
-FAST = ("--reconnect-delay", "0.05")
+# These raw peers speak no HTTP API: no backfill after their reconnects.
+FAST = ("--reconnect-delay", "0.05", "--no-backfill")
 TOKEN = "tok-hostile-0123456789"
 PING = frame(b"p" * 125, OP_PING)
 
