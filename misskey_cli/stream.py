@@ -21,7 +21,7 @@ from typing import Protocol
 from misskey_cli import commands, protocol
 from misskey_cli.backfill import DROP, HOLD, TIMELINES, Gaps, Target, unfetchable_notice
 from misskey_cli.channels import SpecError, check_connection, check_send, did_you_mean, unacked_reason
-from misskey_cli.errors import ExitCode, NotAcknowledged, UsageError
+from misskey_cli.errors import ConnectFailed, ExitCode, NotAcknowledged, UsageError
 from misskey_cli.notices import Notices, StatusLine
 from misskey_cli.output import JqRuntimeError, Renderer
 from misskey_cli.session import (
@@ -167,6 +167,10 @@ class Stream:
         return deadline
 
     def _limit_reached(self) -> None:
+        if self.control is not None and not self.control.ever_connected:
+            # A run that never got a socket did not end "as asked": a cron job must hear of it.
+            raise ConnectFailed(f"could not connect to {self.control.target.display_url()} before the run's "
+                                "time limit")
         if self._end is not None and time.monotonic() >= self._end:
             self.notices.info(f"duration of {self.limits.duration:g}s reached")
         else:
