@@ -1,4 +1,5 @@
-"""The fixed choices of a few options, shared by the CLI and the library.
+"""The fixed choices of a few options, and the one table of config-profile keys, shared by the CLI
+and the library.
 
 A module of its own, with no imports, so that ``cli.py`` can build its options without loading
 the output and connection code: ``mkstream --help`` stays fast.

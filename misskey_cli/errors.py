@@ -1,6 +1,8 @@
 """Exit statuses (SPEC.md section 4) and the exceptions library code raises.
 
-Only ``cli.py`` turns these into process exits and messages; every other module raises.
+Library code raises these; the entry points turn them into one line on stderr and the exit
+status: ``app.py`` for the streaming commands, ``cli.py`` (and the login/doctor entry points it
+calls) for the rest. No other module exits.
 """
 
 from __future__ import annotations

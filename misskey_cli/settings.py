@@ -1,8 +1,8 @@
 """What one run was asked to do: frozen, typed settings built by ``cli.py`` and read by ``app.py``.
 
 Every string the user typed has been parsed by the time a settings object exists, so nothing
-downstream parses options again. The profile key table lives here too: it drives profile loading
-(``profiles.py``), click's ``default_map`` (``cli.py``) and the ``mkstream profiles`` help.
+downstream parses options again. ``PROFILE_KEYS``/``PATH_KEYS`` are the views of the profile key
+table (``choices.PROFILE_KEYS``) that profile loading needs.
 """
 
 from __future__ import annotations
