@@ -290,7 +290,8 @@ def mkstream_command() -> list[str]:
 
 # The two general filters of the "fast on every path" issue: not plain paths, so jq.py would run them.
 GENERAL = "select(.body.body.user.host == null) | {t: .body.body.text, u: .body.body.user.username}"
-INTERPOLATED = 'select(.body.body.user.host == null) | "\\(.body.body.user.username): \\(.body.body.text)"'
+# (fields without newlines, so that a record is a line for both contestants)
+INTERPOLATED = 'select(.body.body.user.host == null) | "\\(.body.body.user.username) \\(.body.body.id) \\(.body.body.createdAt)"'
 
 
 def contestants(settings: Settings, wscat: str | None) -> list[Contestant]:
@@ -367,7 +368,7 @@ def heavy_options(state_file: str) -> list[str]:
 
 
 def measure_memory(sender: Sender, settings: Settings, heavy: bool = False) -> Memory:
-    _, path = sender.path("hold", settings.memory_frames)
+    _, path = sender.path("unique" if heavy else "hold", settings.memory_frames)
     memory = Memory()
     pid: list[int] = []
     step = max(settings.memory_frames // 10, 1)

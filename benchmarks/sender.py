@@ -10,6 +10,8 @@ Each connection says what it wants in its URL path, ``/bench/RUN/MODE/COUNT[/RAT
 - ``blast``: acknowledge the ``connect``, send COUNT notes as fast as the socket takes them, close
   (1000) and wait for the client to leave;
 - ``hold``: the same, but stay connected after the notes (answering pings) until the client leaves;
+- ``unique``: like ``hold``, but every note gets an id of its own (the pool repeats every 2,048
+  notes, which ``--dedupe`` would rightly drop);
 - ``paced``: send COUNT notes at RATE per second, each stamped with its send time
   (``_benchSentNs``, ``time.monotonic_ns()`` zero-padded to 20 digits, a system-wide clock on
   Linux), then close;
@@ -216,6 +218,26 @@ def send_blast(sock: socket.socket, pool: Pool, count: int) -> int:
     return sent
 
 
+NOTE_ID_AT = b'"type":"note","body":{"id":"'
+
+
+def send_unique(sock: socket.socket, pool: Pool, count: int) -> int:
+    offsets = [wire.index(NOTE_ID_AT) + len(NOTE_ID_AT) for wire in pool.wires]
+    width = pool.wires[0].index(b'"', offsets[0]) - offsets[0]
+    sent, batch = 0, []
+    for i in range(count):
+        n = i % len(pool.wires)
+        data = bytearray(pool.wires[n])
+        data[offsets[n]:offsets[n] + width] = b"%0*d" % (width, i)  # same length: the frame header still holds
+        batch.append(data)
+        if len(batch) == CHUNK_FRAMES or i == count - 1:
+            chunk = b"".join(batch)
+            sock.sendall(chunk)
+            sent += len(chunk)
+            batch = []
+    return sent
+
+
 def send_paced(sock: socket.socket, stamped: list[tuple[bytearray, int]], count: int, rate: float) -> int:
     start = time.monotonic()
     sent = 0
@@ -258,10 +280,15 @@ def serve(sock: socket.socket, pools: Pools) -> None:
             linger(reader, sock, close_sent=False, timeout=None)
             return
         cpu0, t0 = time.thread_time(), time.monotonic_ns()
-        sent = send_paced(sock, stamped, count, rate) if mode == "paced" else send_blast(sock, pool, count)
+        if mode == "paced":
+            sent = send_paced(sock, stamped, count, rate)
+        elif mode == "unique":
+            sent = send_unique(sock, pool, count)
+        else:
+            sent = send_blast(sock, pool, count)
         t1, cpu1 = time.monotonic_ns(), time.thread_time()
         emit({"run": run, "event": "sent", "t0": t0, "t1": t1, "cpu": cpu1 - cpu0, "frames": count, "bytes": sent})
-        if mode == "hold":
+        if mode in ("hold", "unique"):
             linger(reader, sock, close_sent=False, timeout=None)
         else:
             sock.sendall(frames.wire(frames.close_payload(1000), frames.OPCODE_CLOSE))
