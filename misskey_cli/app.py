@@ -15,16 +15,20 @@ import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from misskey_cli.config import Redactor, Target, loose_permissions, read_token_file
-from misskey_cli.errors import ExitCode, MkstreamError, UsageError
+from misskey_cli.errors import ExitCode, MkstreamError, SourceEnded, UsageError
 from misskey_cli.notices import Notices, StatusLine
-from misskey_cli.settings import ServerSettings, StreamSettings
+from misskey_cli.settings import NoticeSettings, OutputSettings, ServerSettings, StreamSettings
+
+if TYPE_CHECKING:
+    from misskey_cli.output import Renderer
+    from misskey_cli.writer import Writer
 
 # How long the writer may take to write what is queued when mkstream is leaving.
 DRAIN_TIMEOUT = 5.0
@@ -161,11 +165,19 @@ def leaving() -> Iterator[None]:
 
 def run_stream(settings: StreamSettings, env: Environment) -> int:
     """Run ``connect``, ``capture`` or ``send``; returns the exit status."""
-    notices = Notices(env.stderr, quiet=settings.notices.quiet, verbose=settings.notices.verbose,
-                      timestamps=not env.stderr_isatty)
+    notices = make_notices(settings.notices, env)
+    return guarded(notices, lambda stack: _stream(settings, env, notices, stack))
+
+
+def make_notices(settings: NoticeSettings, env: Environment) -> Notices:
+    return Notices(env.stderr, quiet=settings.quiet, verbose=settings.verbose, timestamps=not env.stderr_isatty)
+
+
+def guarded(notices: Notices, run: Callable[[ExitStack], int]) -> int:
+    """Run a command's body with an exit stack; its errors become their exit statuses, a crash exit 1."""
     try:
         with ExitStack() as stack:
-            return _stream(settings, env, notices, stack)
+            return run(stack)
     except MkstreamError as exc:
         notices.error(exc.message)
         return exc.exit_code
@@ -199,18 +211,10 @@ def _target(settings: StreamSettings, env: Environment, notices: Notices, stack:
                   settings.liveness.connect_timeout)
 
 
-def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack: ExitStack) -> int:
+def make_renderer(out: OutputSettings, env: Environment) -> tuple[Renderer, bool]:
+    """The renderer for the output settings, with the terminal facts decided; and whether records go to a terminal."""
     from misskey_cli.output import OutputOptions, Renderer, decide_color, decide_format, decide_truecolor
-    from misskey_cli.session import Session, SessionNotices
-    from misskey_cli.stream import Stream
-    from misskey_cli.writer import Writer
 
-    out = settings.output
-    request = settings.request
-    if request.stdin_commands and env.stdin_fd is None:
-        raise UsageError("--stdin: standard input is closed (or not a file)")
-    if request.stdin_commands and settings.server.token.file == "-":
-        raise UsageError("--token-file - and --stdin both want standard input: put the token in a file")
     to_terminal = out.path is None and env.stdout_isatty
     fmt = decide_format(out.format, to_terminal)
     width = out.width or (env.stdout_columns if to_terminal else None)
@@ -218,15 +222,38 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
         fmt.name, decide_color(out.color, to_terminal, env.environ), decide_truecolor(env.environ), out.style,
         out.filters, dict(out.jq_args), out.raw_output, out.timestamps,
         escape_raw_strings=to_terminal and not out.unsafe_raw, width=width, show_cw=out.show_cw))
-    target = _target(settings, env, notices, stack)
+    return renderer, to_terminal
+
+
+def open_writer(out: OutputSettings, notice_settings: NoticeSettings, env: Environment, notices: Notices,
+                stack: ExitStack, to_terminal: bool) -> tuple[Writer, StatusLine | None]:
+    """The writer (stdout or ``-o FILE``) and, on a terminal stderr, the status line; both left with ``stack``."""
+    from misskey_cli.writer import Writer
+
     writer = stack.enter_context(Writer.open_append(out.path, notices.warn) if out.path
                                  else Writer.to_fd(env.stdout_fd, env.stdout_stream, notices.warn))
     status = None
-    if env.stderr_isatty and env.stderr is not None and not to_terminal and settings.notices.status \
-            and not settings.notices.quiet:
+    if env.stderr_isatty and env.stderr is not None and not to_terminal and notice_settings.status \
+            and not notice_settings.quiet:
         status = StatusLine(env.stderr, width=_columns(env.stderr) or 80)
         notices.status = status
         stack.callback(_clear_status, notices)
+    return writer, status
+
+
+def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack: ExitStack) -> int:
+    from misskey_cli.session import Session, SessionNotices
+    from misskey_cli.stream import Stream
+
+    out = settings.output
+    request = settings.request
+    if request.stdin_commands and env.stdin_fd is None:
+        raise UsageError("--stdin: standard input is closed (or not a file)")
+    if request.stdin_commands and settings.server.token.file == "-":
+        raise UsageError("--token-file - and --stdin both want standard input: put the token in a file")
+    renderer, to_terminal = make_renderer(out, env)
+    target = _target(settings, env, notices, stack)
+    writer, status = open_writer(out, settings.notices, env, notices, stack, to_terminal)
     session = Session(target, settings.liveness, settings.reconnect,
                       SessionNotices(notices.warn, notices.event, notices.debug,
                                      status.set_state if status is not None else _ignore), notices.redact)
@@ -271,7 +298,7 @@ def _until_end(stream: Any, session: Any, sends: Any, notices: Notices) -> ExitC
         outcome = ExitCode.SIGINT
     except Terminated:
         outcome = ExitCode.SIGTERM
-    except ReaderGone:
+    except (ReaderGone, SourceEnded):
         outcome = ExitCode.OK
     except ServerClosed as exc:
         notices.info(f"{exc.message}; not reconnecting (--no-reconnect)")
