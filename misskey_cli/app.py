@@ -261,8 +261,15 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
         session.add_connection(conn.channel, conn.connection_id, conn.params)
     for note_id in request.captures:
         session.add_capture(note_id)
+    source: Any = session
+    if out.record is not None:
+        from misskey_cli.recording import Recorder, RecordingSource
+
+        recorder = stack.enter_context(Recorder.open(out.record))
+        source = RecordingSource(session, recorder, lambda: target.endpoint.netloc, notices.redact,
+                                 one_by_one=settings.limits.count is not None)
     wake_fd = stack.enter_context(signal_handling())
-    stream = Stream(session, renderer, writer, settings.limits, notices, control=session,
+    stream = Stream(source, renderer, writer, settings.limits, notices, control=session,
                     require_ack=settings.liveness.require_ack, logged_in=bool(target.token),
                     stdin_fd=env.stdin_fd if request.stdin_commands else None, watch=[wake_fd], status=status)
     notices.debug(f"streaming from {target.display_url()}")

@@ -201,6 +201,50 @@ class OutputPathType(click.Path):
         return super().convert(value, param, ctx)
 
 
+class RecordPathType(click.Path):
+    """``--record FILE``: a file to append a recording to (not stdout: that is where the records go)."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, writable=True)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value in ("", "-"):
+            self.fail("give a file name: the records themselves go to stdout", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class SpeedType(click.ParamType):
+    """``--speed X``: a finite factor above 0 (1 = the recorded pace, 10 = ten times faster)."""
+
+    name = "x"
+    MAX = 1e6
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            speed = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not 0 < speed <= self.MAX:  # NaN fails too
+            self.fail(f"{value!r} is out of range: give a factor above 0 and at most {self.MAX:g}", param, ctx)
+        return speed
+
+
+class TimeBoundType(click.ParamType):
+    """``--since``/``--until``: an RFC 3339 time, a duration ago (``10m``) or after the start (``+10m``)."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from misskey_cli.recording import TimeBound, parse_time_bound
+
+        if isinstance(value, TimeBound):
+            return value
+        try:
+            return parse_time_bound(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 class NoteIdType(click.ParamType):
     name = "note_id"
 
@@ -399,6 +443,9 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timestamps/--no-timestamps", help='Add "ts" (receive time, RFC 3339 UTC) as the first key.'),
         click.option("-o", "--output", metavar="FILE", type=OutputPathType(),
                      help="Append records to FILE instead of stdout ('-' = stdout); a new file is made 0600."),
+        click.option("--record", metavar="FILE", type=RecordPathType(),
+                     help="Also append every frame exactly as received, with its receive time and what was "
+                          "subscribed (never the token), to FILE (FILE.gz: gzip), for 'mkstream replay'."),
         click.option("-q", "--quiet", is_flag=True, help="No notices on stderr (errors, and --stats if asked, still)."),
         click.option("-v", "--verbose", is_flag=True, help="Connection diagnostics on stderr."),
         click.option("--stats", is_flag=True, help="On exit, print frame and record counts to stderr (even with -q)."),
@@ -522,10 +569,7 @@ def stream_settings(kw: dict[str, Any], request: Any) -> StreamSettings:
         raise click.UsageError("--token and --token-file both give a token: keep one")
     if kw["no_reconnect"] and kw["max_retries"] is not None:
         raise click.UsageError("--no-reconnect and --max-retries contradict each other: keep one")
-    if kw["quiet"] and kw["verbose"]:
-        raise click.UsageError("-q/--quiet and -v/--verbose contradict each other: keep one")
-    if kw["raw_output"] and not kw["filters"]:
-        raise click.UsageError("-r/--raw-output applies to --jq results: add a --jq filter")
+    check_output_options(kw)
     # A token from the flag or the environment beats a token_file from the profile, and the other way round.
     token_file = kw["token_file"]
     token = kw["token"]
@@ -538,10 +582,7 @@ def stream_settings(kw: dict[str, Any], request: Any) -> StreamSettings:
     return s.StreamSettings(
         server=s.ServerSettings(kw["host"], s.TokenSource(token or None, token_file), kw["auth"], kw["insecure"],
                                 kw["ca_file"], kw["proxy"], kw["demo"]),
-        output=s.OutputSettings(kw["fmt"], kw["color"], kw["style"], tuple(kw["filters"]),
-                                tuple(kw["jq_args"]) + tuple(kw["jq_argjson"]), kw["raw_output"], kw["timestamps"],
-                                None if kw["output"] in (None, "-") else kw["output"], kw["width"], kw["show_cw"],
-                                kw["unsafe_raw"]),
+        output=output_settings(kw),
         notices=s.NoticeSettings(kw["quiet"], kw["verbose"], kw["stats"], kw["status"]),
         limits=s.Limits(kw["count"], kw["duration"], kw["idle_timeout"]),
         # A path is only known dead after a ping went unanswered: ping at least twice per timeout.
@@ -550,6 +591,24 @@ def stream_settings(kw: dict[str, Any], request: Any) -> StreamSettings:
         reconnect=s.Reconnect(not kw["no_reconnect"], kw["max_retries"], kw["reconnect_delay"]),
         request=request,
     )
+
+
+def check_output_options(kw: dict[str, Any]) -> None:
+    if kw["quiet"] and kw["verbose"]:
+        raise click.UsageError("-q/--quiet and -v/--verbose contradict each other: keep one")
+    if kw["raw_output"] and not kw["filters"]:
+        raise click.UsageError("-r/--raw-output applies to --jq results: add a --jq filter")
+
+
+def output_settings(kw: dict[str, Any]) -> Any:
+    from misskey_cli.settings import OutputSettings
+
+    path = None if kw["output"] in (None, "-") else kw["output"]
+    if kw["record"] is not None and path is not None and os.path.abspath(kw["record"]) == os.path.abspath(path):
+        raise click.UsageError("--record and -o name the same file: give the recording a file of its own")
+    return OutputSettings(kw["fmt"], kw["color"], kw["style"], tuple(kw["filters"]),
+                          tuple(kw["jq_args"]) + tuple(kw["jq_argjson"]), kw["raw_output"], kw["timestamps"],
+                          path, kw["width"], kw["show_cw"], kw["unsafe_raw"], kw["record"])
 
 
 def logged_in(kw: dict[str, Any]) -> bool:
@@ -650,6 +709,47 @@ def send(channel, message_type, body, assignments, params_json, force, **kw):
     cid = channel.connection_id or channel.channel
     sends = (SendRequest(cid, message_type, {} if body is None else body),)
     run(stream_settings(kw, Request(connections, sends=sends)), warnings + more)
+
+
+@main.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
+  mkstream connect localTimeline --demo -n 50 --record s.ndjson >/dev/null; mkstream replay s.ndjson -n 5
+  mkstream replay day.ndjson.gz --speed 10 --channel localTimeline --since +1h --until +2h --line
+  mkstream replay log.ndjson --since 2026-11-27T19:00:00Z --until 20m --timestamps --format line""")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...",
+                type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--speed", type=SpeedType(), metavar="X",
+              help="Keep the recorded gaps between frames, divided by X (1 = as recorded). "
+                   "Default: as fast as possible.")
+@click.option("--channel", "connection_ids", multiple=True, metavar="ID",
+              help="Only channel frames of the connection with this id (repeatable); leaves out broadcasts, "
+                   "noteUpdated and frames that are not JSON.")
+@click.option("--since", type=TimeBoundType(), metavar="TIME",
+              help="Only frames received at TIME or later: RFC 3339 (2026-11-27T19:28:42Z; no offset = UTC), "
+                   "a duration ago (10m), or after the first receive time of the input (+10m).")
+@click.option("--until", type=TimeBoundType(), metavar="TIME", help="Only frames received before TIME (as --since).")
+@click.option("-n", "--count", type=click.IntRange(min=1), metavar="N", help="Stop after N records.")
+@click.option("--duration", type=DURATION, metavar="D", help="Stop after D (30s, 5m, 1h).")
+@output_options
+def replay(files, speed, connection_ids, since, until, count, duration, **kw):
+    """Replay recordings through the output options, as if the frames arrived now.
+
+    FILE is a recording made with --record (gzip or not), or NDJSON frames (mkstream's --ndjson
+    output, with or without --timestamps, or frames captured elsewhere); '-' is stdin. Files are
+    replayed one after another. --timestamps shows the recorded receive times. A bad line is a
+    warning naming the file and line, and the rest is replayed.
+    """
+    from misskey_cli.app import Environment
+    from misskey_cli.replay import run_replay
+    from misskey_cli.settings import Limits, NoticeSettings, ReplaySettings
+
+    check_output_options(kw)
+    if files.count("-") > 1:
+        raise click.UsageError("- (stdin) can be read once: name it once")
+    settings = ReplaySettings(tuple(files), output_settings(kw),
+                              NoticeSettings(kw["quiet"], kw["verbose"], kw["stats"], kw["status"]),
+                              Limits(count, duration), speed, tuple(connection_ids), since, until)
+    sys.exit(run_replay(settings, Environment.from_process()))
 
 
 @main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b

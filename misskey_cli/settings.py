@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # annotations only: cli.py imports this module at start-up, so it stays light
     from misskey_cli.config import Endpoint, Proxy
+    from misskey_cli.recording import TimeBound
 
 # ----- the server -----------------------------------------------------------------------------
 
@@ -51,6 +52,7 @@ class OutputSettings:
     width: int | None = None  # --format line: columns (None: the terminal's, no cut in a pipe)
     show_cw: bool = False
     unsafe_raw: bool = False  # -r strings verbatim even on a terminal
+    record: str | None = None  # --record FILE[.gz]: every frame as received, in the recording format
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,20 @@ class StreamSettings:
     liveness: Liveness
     reconnect: Reconnect
     request: Request
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """What ``replay`` asked for: the inputs (``-`` = stdin), pacing, selection, and the stream's output."""
+
+    files: tuple[str, ...]
+    output: OutputSettings
+    notices: NoticeSettings
+    limits: Limits
+    speed: float | None = None  # None: as fast as possible; 1: the recorded pace
+    connection_ids: tuple[str, ...] = ()  # --channel: only channel frames of these connections
+    since: TimeBound | None = None
+    until: TimeBound | None = None
 
 
 # ----- config profiles ------------------------------------------------------------------------
