@@ -823,43 +823,127 @@ def profiles(config_path):
     click.echo(profile_table(config))
 
 
+def serve_banner(sim: Any, yours: dict[str, str], refused: tuple[str, ...], replay: Any, faults: Any) -> list[str]:
+    """What ``serve`` says on start: where it listens, the tokens, the recording, the faults."""
+    from misskey_cli.simulator import DEFAULT_SUSPENDED_TOKENS, DEFAULT_TOKENS
+
+    lines = [f"simulator listening on {sim.url} (connect with --host {sim.http_url})"]
+    # The built-in tokens are public test fixtures; tokens given with --token are not echoed.
+    built_in = ", ".join(f"{token} ({user})" for token, user in DEFAULT_TOKENS.items() if token not in yours)
+    suspended = ", ".join(t for t in refused if t in DEFAULT_SUSPENDED_TOKENS)
+    more = len([t for t in refused if t not in DEFAULT_SUSPENDED_TOKENS])
+    lines.append(f"built-in tokens: {built_in}; suspended (refused with 403): {suspended or 'none'}"
+                 f"{f' and {more} of yours' if more else ''}; anonymous connections work too")
+    if yours:
+        lines.append(f"and {len(yours)} token(s) of yours, as {', '.join(yours.values())}")
+    lines.append(f"HTTP API on {sim.http_url}/api/ (e.g. POST {sim.http_url}/api/notes/local-timeline)")
+    if replay is not None:
+        pace = f"at {replay.speed:g}x the recorded pace" if replay.speed is not None else "as fast as clients take it"
+        lines.append(f"serving {replay.path} {pace}, {'in a loop' if replay.loop else 'once'}, "
+                     "from the first subscription")
+    if faults.active:
+        lines.append(f"faults: {faults.describe()}")
+    return lines
+
+
+class RateType(click.ParamType):
+    """``--rate``: generated notes per second, a finite number from 0 to 1000."""
+
+    name = "notes_per_s"
+    MAX = 1000.0
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not 0 <= rate <= self.MAX:  # NaN fails too
+            self.fail(f"{value!r} is out of range: give a rate from 0 to {self.MAX:g} notes per second", param, ctx)
+        return rate
+
+
+class CloseEveryType(click.ParamType):
+    """``--close-every D[:CODE]``: a duration and the close code to send (default 1001, going away)."""
+
+    name = "d[:code]"
+    SENDABLE = (*range(1000, 1004), *range(1007, 1015), *range(3000, 5000))  # RFC 6455 7.4
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[float, int]:
+        if isinstance(value, tuple):
+            return value
+        text, _, code_text = str(value).partition(":")
+        seconds = DURATION.convert(text, param, ctx)
+        if not code_text:
+            return seconds, 1001
+        if not code_text.isdigit() or int(code_text) not in self.SENDABLE:
+            self.fail(f"{code_text!r} is not a close code a server may send (1000-1003, 1007-1014, 3000-4999)",
+                      param, ctx)
+        return seconds, int(code_text)
+
+
 @main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
-  mkstream serve --port 3000 --rate 5
-  mkstream connect localTimeline --host http://127.0.0.1:3000
-  mkstream serve --token secret=alice & mkstream connect main --host http://127.0.0.1:3000 --token secret""")
+  mkstream serve --port 3000 --rate 5 --token secret=alice
+  mkstream serve --replay day.ndjson.gz --speed 1 --loop
+  mkstream serve --drop-every 20s --freeze-after 45s --inject bad-frames.ndjson --refuse 2""")
 @click.option("--host", "bind_host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535), help="Port (0 = any free).")
-@click.option("--rate", default=2.0, show_default=True, type=click.FloatRange(min=0), metavar="NOTES_PER_S",
-              help="Generated timeline notes per second.")
+@click.option("--rate", default=2.0, show_default=True, type=RateType(), metavar="NOTES_PER_S",
+              help="Generated timeline notes per second (0 to 1000).")
 @click.option("--token", "tokens", multiple=True, metavar="TOKEN[=USER]",
               help="Accept this token (as USER, default user1, user2...). The built-in tokens are listed on start.")
 @click.option("--suspended-token", "suspended", multiple=True, metavar="TOKEN",
-              help="A token whose account is suspended (handshake answered 403).")
-def serve(bind_host, port, rate, tokens, suspended):
-    """Run the built-in Misskey-compatible streaming simulator."""
-    from misskey_cli.simulator import DEFAULT_TOKENS
+              help="A token whose account is suspended (handshake answered 403), besides tok-suspended.")
+@click.option("--replay", "replay_path", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+              help="Serve this recording (--record, or NDJSON frames) instead of generated traffic: each "
+                   "client connection gets the recorded frames of its channel, with its own connection id.")
+@click.option("--speed", type=SpeedType(), metavar="X",
+              help="--replay: keep the recorded gaps, divided by X (default: as fast as clients take them).")
+@click.option("--loop", is_flag=True, help="--replay: start over at the end of the recording.")
+@click.option("--drop-every", type=DURATION, metavar="D",
+              help="Drop every connection (no close frame, like a crash) every D.")
+@click.option("--close-every", type=CloseEveryType(), metavar="D[:CODE]",
+              help="Close every connection with a close frame every D (code 1001 unless given).")
+@click.option("--freeze-after", type=DURATION, metavar="D",
+              help="Each connection stops answering (pings included) D after it opened.")
+@click.option("--refuse", type=click.IntRange(min=1), metavar="N", help="Answer the next N handshakes with 503.")
+@click.option("--inject", "inject_path", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+              help="Send these frames to every connection once it is open: NDJSON frames, or a recording "
+                   "(whose text, bytes and binary lines give frames that are not JSON).")
+def serve(bind_host, port, rate, tokens, suspended, replay_path, speed, loop, drop_every, close_every,
+          freeze_after, refuse, inject_path):
+    """Run the built-in Misskey-compatible streaming simulator (and its HTTP API)."""
+    from misskey_cli.simulator import DEFAULT_SUSPENDED_TOKENS, DEFAULT_TOKENS
     from misskey_cli.simulator import serve as run_server
+    from misskey_cli.simulator.knobs import Faults
+    from misskey_cli.simulator.replay import ReplayOptions
 
+    ctx = click.get_current_context()
+    if replay_path is None and (speed is not None or loop):
+        raise click.UsageError("--speed and --loop pace a recording: add --replay FILE")
+    if replay_path is not None and explicit(ctx, "rate"):
+        raise click.UsageError("--rate makes generated traffic, --replay serves a recording instead: keep one")
     table = dict(DEFAULT_TOKENS)
+    yours: dict[str, str] = {}
     for n, item in enumerate(tokens, 1):
         token, _, user = item.partition("=")
         if not token:
             raise click.BadParameter(f"{item!r}: expected TOKEN or TOKEN=USER", param_hint="--token")
-        table[token] = user or f"user{n}"
+        table[token] = yours[token] = user or f"user{n}"
+    refused = tuple(t for t in dict.fromkeys((*DEFAULT_SUSPENDED_TOKENS, *suspended)) if t not in yours)
+    replay = ReplayOptions(replay_path, speed, loop) if replay_path is not None else None
+    faults = Faults(drop_every, close_every[0] if close_every else None, close_every[1] if close_every else 1001,
+                    freeze_after, refuse or 0, inject_path)
 
-    def ready(url: str) -> None:
-        http = url.replace("ws://", "http://").removesuffix("/streaming")
-        click.echo(f"mkstream: simulator listening on {url} (connect with --host {http})", err=True)
-        # The built-in tokens are public test fixtures; tokens given with --token are not echoed.
-        built_in = ", ".join(f"{token} ({user})" for token, user in DEFAULT_TOKENS.items())
-        click.echo(f"mkstream: built-in tokens: {built_in}; anonymous connections work too", err=True)
-        if tokens:
-            yours = ", ".join(table[item.partition("=")[0]] for item in tokens)
-            click.echo(f"mkstream: and {len(tokens)} token(s) of yours, as {yours}", err=True)
+    def ready(sim: Any) -> None:
+        for line in serve_banner(sim, yours, refused, replay, faults):
+            click.echo(f"mkstream: {line}", err=True)
+
+    def warn(message: str) -> None:
+        click.echo(f"mkstream: warning: {message}", err=True)
 
     try:
-        run_server(bind_host, port, rate, table, tuple(suspended), ready)
+        run_server(bind_host, port, rate, table, refused, ready, replay=replay, faults=faults, warn=warn)
     except OSError as exc:
         click.echo(f"mkstream: error: cannot listen on {bind_host}:{port}: {exc.strerror or exc}", err=True)
         sys.exit(ExitCode.CONNECT_FAILED)
