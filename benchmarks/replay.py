@@ -12,7 +12,10 @@ median over the rounds is reported.
 
 The fair anchor is jq on the same file doing the same job: ``jq -c .frame rec.ndjson`` reads the
 recording and writes each frame as one compact line, exactly what ``mkstream replay rec.ndjson
---ndjson`` writes. ``jq -c . frames.ndjson`` (plain frames, no wrapper) is shown beside it.
+--ndjson`` writes (and ``jq -c .frame.body.body.text rec.ndjson`` for ``--jq .body.body.text``);
+those two carry the targets (3x and 1x). jq on the plain frames (``jq -c . frames.ndjson``, a
+smaller input without the wrapper), the gzip recording and plain frames through mkstream are
+shown beside them for information.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class Pair:
 
     mkstream: str
     anchor: str
-    target: float
+    target: float | None  # None: shown for information
 
 
 def make_inputs(directory: Path, count: int) -> dict[str, Path]:
@@ -91,9 +94,9 @@ def contestants(files: dict[str, Path]) -> list[Contestant]:
 PAIRS = [
     Pair("mkstream replay rec --ndjson", "jq -c .frame rec", 3.0),
     Pair("mkstream replay rec --jq .body.body.text", "jq -c .frame.body.body.text rec", 1.0),
-    Pair("mkstream replay rec --ndjson", "jq -c . frames", 3.0),
-    Pair("mkstream replay rec --jq .body.body.text", "jq -c .body.body.text frames", 1.0),
-    Pair("mkstream replay rec.gz --ndjson", "jq -c .frame rec", 3.0),
+    Pair("mkstream replay rec --ndjson", "jq -c . frames", None),
+    Pair("mkstream replay rec --jq .body.body.text", "jq -c .body.body.text frames", None),
+    Pair("mkstream replay rec.gz --ndjson", "jq -c .frame rec", None),
     Pair("mkstream replay frames --ndjson", "jq -c . frames", 3.0),
 ]
 
@@ -153,8 +156,11 @@ def main() -> None:
         for pair in PAIRS:
             ratios = [a / m for a, m in zip(times[pair.anchor], times[pair.mkstream], strict=True)]
             ratio = statistics.median(ratios)
-            verdict = "PASS" if ratio >= pair.target else "FAIL"
-            print(f"| `{pair.mkstream}` vs `{pair.anchor}` | {ratio:.2f} | >= {pair.target:g} | {verdict} |")
+            if pair.target is None:
+                target, verdict = "-", "-"
+            else:
+                target, verdict = f">= {pair.target:g}", "PASS" if ratio >= pair.target else "FAIL"
+            print(f"| `{pair.mkstream}` vs `{pair.anchor}` | {ratio:.2f} | {target} | {verdict} |")
     finally:
         if args.keep is None:
             shutil.rmtree(directory, ignore_errors=True)

@@ -726,7 +726,8 @@ Examples:
                    "noteUpdated and frames that are not JSON.")
 @click.option("--since", type=TimeBoundType(), metavar="TIME",
               help="Only frames received at TIME or later: RFC 3339 (2026-11-27T19:28:42Z; no offset = UTC), "
-                   "a duration ago (10m), or after the first receive time of the input (+10m).")
+                   "a duration ago (10m), or a duration after the input starts (+10m: its header's time, "
+                   "else its first frame's).")
 @click.option("--until", type=TimeBoundType(), metavar="TIME", help="Only frames received before TIME (as --since).")
 @click.option("-n", "--count", type=click.IntRange(min=1), metavar="N", help="Stop after N records.")
 @click.option("--duration", type=DURATION, metavar="D", help="Stop after D (30s, 5m, 1h).")

@@ -124,7 +124,7 @@ def parse_rfc3339(text: str) -> float:
 @dataclass(frozen=True)
 class TimeBound:
     """A ``--since``/``--until`` value: an epoch time, ``ago`` seconds before now, or ``after_start``
-    seconds after the first receive time of the input."""
+    seconds after the input starts (its first header's time, else its first frame's)."""
 
     kind: str  # "at", "ago", "after_start"
     seconds: float
@@ -455,7 +455,8 @@ def read_ahead(chunks: Iterator[bytes], depth: int = 4) -> Iterator[bytes]:
             yield chunk
     finally:
         stop.set()
-        while thread.is_alive():  # unblock a producer waiting for room, then let it end
+        give_up = time.monotonic() + 1.0  # a producer blocked on a silent pipe is left to die with the process
+        while thread.is_alive() and time.monotonic() < give_up:  # unblock a producer waiting for room
             with contextlib.suppress(queue.Empty):
                 ready.get(timeout=0.1)
 
@@ -494,6 +495,11 @@ class _InputReader:
     def _chunks(self) -> Iterator[bytes]:
         raw = self._raw()
         first = next(raw, b"")
+        while 0 < len(first) < 2:  # a pipe may hand over one byte: the gzip magic is two
+            more = next(raw, b"")
+            if not more:
+                break
+            first += more
         if first[:2] != b"\x1f\x8b":
             if first:
                 yield first

@@ -329,6 +329,18 @@ def test_default_is_as_fast_as_possible_and_speed_divides_the_gaps(tmp_path):
     assert 0.3 < elapsed < 3.5  # 4 s recorded, at 10x: 0.4 s
 
 
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, ExitCode.SIGTERM), (signal.SIGINT, ExitCode.SIGINT)])
+def test_a_signal_ends_a_paced_replay_with_everything_so_far_written(tmp_path, signum, code):
+    recording = tmp_path / "slow.ndjson"
+    write_recording(recording, [(note_frame("localTimeline", f"w{n}"), T0 + 100 * n) for n in range(3)])
+    proc = spawn("replay", str(recording), "--speed", "1", "--jq", ".body.body.text", "-r")
+    assert proc.stdout.readline() == b"w0\n"
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == code, err
+    assert out == b"" and b"Traceback" not in err
+
+
 def test_duration_and_count_stop_a_replay(tmp_path):
     recording = tmp_path / "long.ndjson"
     write_recording(recording, [(note_frame("localTimeline", f"d{n}"), T0 + 10 * n) for n in range(5)])
