@@ -19,12 +19,16 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from misskey_cli.config import Redactor, Target, effective_proxy, loose_permissions, read_token_file
-from misskey_cli.errors import ExitCode, MkstreamError, UsageError
+from misskey_cli.errors import ExitCode, MkstreamError, SourceEnded, UsageError
 from misskey_cli.notices import Notices, StatusLine
-from misskey_cli.settings import ServerSettings, StreamSettings
+from misskey_cli.settings import NoticeSettings, OutputSettings, ServerSettings, StreamSettings
+
+if TYPE_CHECKING:
+    from misskey_cli.output import Renderer
+    from misskey_cli.writer import Writer
 
 # How long the writer may take to write what is queued when mkstream is leaving.
 DRAIN_TIMEOUT = 5.0
@@ -121,10 +125,6 @@ def resolve_token(server: ServerSettings, env: Environment, notices: Notices) ->
 # ----- signals --------------------------------------------------------------------------------
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated(ExitCode.SIGHUP if signum == signal.SIGHUP else ExitCode.SIGTERM)
-
-
 def _exit_now(signum: int, frame: FrameType | None) -> None:
     os._exit(ExitCode.SIGINT if signum == signal.SIGINT else ExitCode.SIGTERM)
 
@@ -133,27 +133,53 @@ def _quit_now(signum: int, frame: FrameType | None) -> None:
     os._exit(ExitCode.SIGQUIT)
 
 
-@contextmanager
-def signal_handling(reopen: Callable[[], None] | None = None) -> Iterator[int]:
-    """The run's signals, restored on the way out; yields the wake-up fd to watch.
+class Signals:
+    """The signals of a run, noted by their handlers and acted on by the loop at a safe point.
 
-    SIGTERM raises ``Terminated`` (a clean leave). SIGHUP reopens the output file when there is
-    one (what logrotate expects after moving it) and is a clean leave otherwise (the terminal
-    closed). SIGQUIT exits at once. The wake-up fd makes a signal interrupt ``select`` at once.
+    A handler that raised would land anywhere (between counting a frame and queueing its record,
+    say): instead it notes the signal, the wake-up fd makes the loop's ``select`` return, and the
+    loop calls ``check``, which raises ``KeyboardInterrupt`` or ``Terminated`` from there.
     """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pending: int | None = None
+
+    def note(self, signum: int, frame: FrameType | None) -> None:
+        if self.pending is None:
+            self.pending = signum
+
+    def check(self) -> None:
+        signum, self.pending = self.pending, None
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt()
+        if signum is not None:
+            raise Terminated(ExitCode.SIGHUP if signum == signal.SIGHUP else ExitCode.SIGTERM)
+
+
+@contextmanager
+def signal_handling(reopen: Callable[[], None] | None = None) -> Iterator[Signals]:
+    """The run's signals, restored on the way out; yields the ``Signals`` the loop checks.
+
+    Ctrl-C and SIGTERM end the run cleanly. SIGHUP reopens the output file when there is one
+    (what logrotate expects after moving it) and ends the run like SIGTERM otherwise (the
+    terminal closed). SIGQUIT exits at once. The wake-up fd makes a signal interrupt ``select``.
+    """
+    wake_read, wake_write = os.pipe()
+    for fd in (wake_read, wake_write):
+        os.set_blocking(fd, False)
+    signals = Signals(wake_read)
+
     def hangup(signum: int, frame: FrameType | None) -> None:
         assert reopen is not None
         reopen()
 
-    handlers: dict[int, Any] = {signal.SIGTERM: _raise_terminated, signal.SIGQUIT: _quit_now,
-                                signal.SIGHUP: hangup if reopen is not None else _raise_terminated}
+    handlers: dict[int, Any] = {signal.SIGINT: signals.note, signal.SIGTERM: signals.note, signal.SIGQUIT: _quit_now,
+                                signal.SIGHUP: hangup if reopen is not None else signals.note}
     previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
-    wake_read, wake_write = os.pipe()
-    for fd in (wake_read, wake_write):
-        os.set_blocking(fd, False)
     previous_wake = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
     try:
-        yield wake_read
+        yield signals
     finally:
         signal.set_wakeup_fd(previous_wake)
         for signum, handler in previous.items():
@@ -178,11 +204,19 @@ def leaving() -> Iterator[None]:
 
 def run_stream(settings: StreamSettings, env: Environment) -> int:
     """Run ``connect``, ``capture`` or ``send``; returns the exit status."""
-    notices = Notices(env.stderr, quiet=settings.notices.quiet, verbose=settings.notices.verbose,
-                      timestamps=not env.stderr_isatty)
+    notices = make_notices(settings.notices, env)
+    return guarded(notices, lambda stack: _stream(settings, env, notices, stack))
+
+
+def make_notices(settings: NoticeSettings, env: Environment) -> Notices:
+    return Notices(env.stderr, quiet=settings.quiet, verbose=settings.verbose, timestamps=not env.stderr_isatty)
+
+
+def guarded(notices: Notices, run: Callable[[ExitStack], int]) -> int:
+    """Run a command's body with an exit stack; its errors become their exit statuses, a crash exit 1."""
     try:
         with ExitStack() as stack:
-            return _stream(settings, env, notices, stack)
+            return run(stack)
     except MkstreamError as exc:
         notices.error(exc.message)
         return exc.exit_code
@@ -220,18 +254,10 @@ def _target(settings: StreamSettings, env: Environment, notices: Notices, stack:
                   settings.liveness.connect_timeout)
 
 
-def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack: ExitStack) -> int:
+def make_renderer(out: OutputSettings, env: Environment) -> tuple[Renderer, bool]:
+    """The renderer for the output settings, with the terminal facts decided; and whether records go to a terminal."""
     from misskey_cli.output import OutputOptions, Renderer, decide_color, decide_format, decide_truecolor
-    from misskey_cli.session import Session, SessionNotices
-    from misskey_cli.stream import Stream
-    from misskey_cli.writer import Writer
 
-    out = settings.output
-    request = settings.request
-    if request.stdin_commands and env.stdin_fd is None:
-        raise UsageError("--stdin: standard input is closed (or not a file)")
-    if request.stdin_commands and settings.server.token.file == "-":
-        raise UsageError("--token-file - and --stdin both want standard input: put the token in a file")
     to_terminal = out.path is None and env.stdout_isatty
     fmt = decide_format(out.format, to_terminal)
     width = out.width or (env.stdout_columns if to_terminal else None)
@@ -239,15 +265,38 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
         fmt.name, decide_color(out.color, to_terminal, env.environ), decide_truecolor(env.environ), out.style,
         out.filters, dict(out.jq_args), out.raw_output, out.timestamps,
         escape_raw_strings=to_terminal and not out.unsafe_raw, width=width, show_cw=out.show_cw))
-    target = _target(settings, env, notices, stack)
+    return renderer, to_terminal
+
+
+def open_writer(out: OutputSettings, notice_settings: NoticeSettings, env: Environment, notices: Notices,
+                stack: ExitStack, to_terminal: bool) -> tuple[Writer, StatusLine | None]:
+    """The writer (stdout or ``-o FILE``) and, on a terminal stderr, the status line; both left with ``stack``."""
+    from misskey_cli.writer import Writer
+
     writer = stack.enter_context(Writer.open_append(out.path, notices.warn) if out.path
                                  else Writer.to_fd(env.stdout_fd, env.stdout_stream, notices.warn))
     status = None
-    if env.stderr_isatty and env.stderr is not None and not to_terminal and settings.notices.status \
-            and not settings.notices.quiet:
+    if env.stderr_isatty and env.stderr is not None and not to_terminal and notice_settings.status \
+            and not notice_settings.quiet:
         status = StatusLine(env.stderr, width=_columns(env.stderr) or 80)
         notices.status = status
         stack.callback(_clear_status, notices)
+    return writer, status
+
+
+def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack: ExitStack) -> int:
+    from misskey_cli.session import Session, SessionNotices
+    from misskey_cli.stream import Stream
+
+    out = settings.output
+    request = settings.request
+    if request.stdin_commands and env.stdin_fd is None:
+        raise UsageError("--stdin: standard input is closed (or not a file)")
+    if request.stdin_commands and settings.server.token.file == "-":
+        raise UsageError("--token-file - and --stdin both want standard input: put the token in a file")
+    renderer, to_terminal = make_renderer(out, env)
+    target = _target(settings, env, notices, stack)
+    writer, status = open_writer(out, settings.notices, env, notices, stack, to_terminal)
     session = Session(target, settings.liveness, settings.reconnect,
                       SessionNotices(notices.warn, notices.event, notices.debug,
                                      status.set_state if status is not None else _ignore), notices.redact)
@@ -256,11 +305,18 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
     for note_id in request.captures:
         session.add_capture(note_id)
     gaps = _gaps(settings, target, notices, stack)
-    wake_fd = stack.enter_context(signal_handling(writer.reopen if out.path else None))
-    stream = Stream(session, renderer, writer, settings.limits, notices, control=session,
+    source: Any = session
+    if out.record is not None:
+        from misskey_cli.recording import Recorder, RecordingSource
+
+        recorder = stack.enter_context(Recorder.open(out.record))
+        source = RecordingSource(session, recorder, lambda: target.endpoint.netloc, notices.redact,
+                                 one_by_one=settings.limits.count is not None)
+    signals = stack.enter_context(signal_handling(writer.reopen if out.path else None))
+    stream = Stream(source, renderer, writer, settings.limits, notices, control=session,
                     require_ack=settings.liveness.require_ack, logged_in=bool(target.token),
-                    stdin_fd=env.stdin_fd if request.stdin_commands else None, watch=[wake_fd], status=status,
-                    gaps=gaps, max_backlog=out.max_backlog)
+                    stdin_fd=env.stdin_fd if request.stdin_commands else None, watch=[signals.fd], status=status,
+                    gaps=gaps, max_backlog=out.max_backlog, on_wake=signals.check)
     notices.debug(f"streaming from {target.display_url()}")
     code = _until_end(stream, session, request.sends, notices)
     return _drain_and_report(stream, writer, notices, settings.notices.stats, code)
@@ -321,7 +377,7 @@ def _until_end(stream: Any, session: Any, sends: Any, notices: Notices) -> ExitC
         outcome = ExitCode.SIGINT
     except Terminated as exc:
         outcome = exc.code
-    except ReaderGone:
+    except (ReaderGone, SourceEnded):
         outcome = ExitCode.OK
     except ServerClosed as exc:
         notices.info(f"{exc.message}; not reconnecting (--no-reconnect)")

@@ -221,6 +221,50 @@ class SizeType(click.ParamType):
         return size
 
 
+class RecordPathType(click.Path):
+    """``--record FILE``: a file to append a recording to (not stdout: that is where the records go)."""
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=False, writable=True)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value in ("", "-"):
+            self.fail("give a file name: the records themselves go to stdout", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class SpeedType(click.ParamType):
+    """``--speed X``: a finite factor above 0 (1 = the recorded pace, 10 = ten times faster)."""
+
+    name = "x"
+    MAX = 1e6
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            speed = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not 0 < speed <= self.MAX:  # NaN fails too
+            self.fail(f"{value!r} is out of range: give a factor above 0 and at most {self.MAX:g}", param, ctx)
+        return speed
+
+
+class TimeBoundType(click.ParamType):
+    """``--since``/``--until``: an RFC 3339 time, a duration ago (``10m``) or after the start (``+10m``)."""
+
+    name = "time"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from misskey_cli.recording import TimeBound, parse_time_bound
+
+        if isinstance(value, TimeBound):
+            return value
+        try:
+            return parse_time_bound(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 class NoteIdType(click.ParamType):
     name = "note_id"
 
@@ -415,6 +459,9 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timestamps/--no-timestamps", help='Add "ts" (receive time, RFC 3339 UTC) as the first key.'),
         click.option("-o", "--output", metavar="FILE", type=OutputPathType(),
                      help="Append records to FILE instead of stdout ('-' = stdout); a new file is made 0600."),
+        click.option("--record", metavar="FILE", type=RecordPathType(),
+                     help="Also append every frame exactly as received, with its receive time and what was "
+                          "subscribed (never the token), to FILE (FILE.gz: gzip), for 'mkstream replay'."),
         click.option("-q", "--quiet", is_flag=True, help="No notices on stderr (errors, and --stats if asked, still)."),
         click.option("-v", "--verbose", is_flag=True, help="Connection diagnostics on stderr."),
         click.option("--stats", is_flag=True, help="On exit, print frame and record counts to stderr (even with -q)."),
@@ -567,10 +614,7 @@ def stream_settings(kw: dict[str, Any], request: Any) -> StreamSettings:
         raise click.UsageError("--token and --token-file both give a token: keep one")
     if kw["no_reconnect"] and kw["max_retries"] is not None:
         raise click.UsageError("--no-reconnect and --max-retries contradict each other: keep one")
-    if kw["quiet"] and kw["verbose"]:
-        raise click.UsageError("-q/--quiet and -v/--verbose contradict each other: keep one")
-    if kw["raw_output"] and not kw["filters"]:
-        raise click.UsageError("-r/--raw-output applies to --jq results: add a --jq filter")
+    check_output_options(kw)
     if kw["state_file"] and kw["no_backfill"]:
         raise click.UsageError("--state resumes by backfilling what happened between runs: drop --no-backfill")
     # A token from the flag or the environment beats a token_file from the profile, and the other way round.
@@ -585,10 +629,7 @@ def stream_settings(kw: dict[str, Any], request: Any) -> StreamSettings:
     return s.StreamSettings(
         server=s.ServerSettings(kw["host"], s.TokenSource(token or None, token_file), kw["auth"], kw["insecure"],
                                 kw["ca_file"], kw["proxy"], kw["demo"]),
-        output=s.OutputSettings(kw["fmt"], kw["color"], kw["style"], tuple(kw["filters"]),
-                                tuple(kw["jq_args"]) + tuple(kw["jq_argjson"]), kw["raw_output"], kw["timestamps"],
-                                None if kw["output"] in (None, "-") else kw["output"], kw["width"], kw["show_cw"],
-                                kw["unsafe_raw"], kw["max_backlog"]),
+        output=output_settings(kw),
         notices=s.NoticeSettings(kw["quiet"], kw["verbose"], kw["stats"], kw["status"]),
         limits=s.Limits(kw["count"], kw["duration"], kw["idle_timeout"]),
         # A path is only known dead after a ping went unanswered: ping at least twice per timeout.
@@ -598,6 +639,25 @@ def stream_settings(kw: dict[str, Any], request: Any) -> StreamSettings:
         request=request,
         gaps=s.Gaps(not kw["no_backfill"], kw["backfill_max"], kw["mark_backfill"], kw["dedupe"], kw["state_file"]),
     )
+
+
+def check_output_options(kw: dict[str, Any]) -> None:
+    if kw["quiet"] and kw["verbose"]:
+        raise click.UsageError("-q/--quiet and -v/--verbose contradict each other: keep one")
+    if kw["raw_output"] and not kw["filters"]:
+        raise click.UsageError("-r/--raw-output applies to --jq results: add a --jq filter")
+
+
+def output_settings(kw: dict[str, Any]) -> Any:
+    from misskey_cli.settings import OutputSettings
+
+    path = None if kw["output"] in (None, "-") else kw["output"]
+    if kw["record"] is not None and path is not None and os.path.abspath(kw["record"]) == os.path.abspath(path):
+        raise click.UsageError("--record and -o name the same file: give the recording a file of its own")
+    return OutputSettings(kw["fmt"], kw["color"], kw["style"], tuple(kw["filters"]),
+                          tuple(kw["jq_args"]) + tuple(kw["jq_argjson"]), kw["raw_output"], kw["timestamps"],
+                          path, kw["width"], kw["show_cw"], kw["unsafe_raw"], max_backlog=kw["max_backlog"],
+                          record=kw["record"])
 
 
 def logged_in(kw: dict[str, Any]) -> bool:
@@ -700,6 +760,48 @@ def send(channel, message_type, body, assignments, params_json, force, **kw):
     run(stream_settings(kw, Request(connections, sends=sends)), warnings + more)
 
 
+@main.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
+  mkstream connect localTimeline --demo -n 50 --record s.ndjson >/dev/null; mkstream replay s.ndjson -n 5
+  mkstream replay day.ndjson.gz --speed 10 --channel localTimeline --since +1h --until +2h --line
+  mkstream replay log.ndjson --since 2026-11-27T19:00:00Z --until 20m --timestamps --format line""")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...",
+                type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--speed", type=SpeedType(), metavar="X",
+              help="Keep the recorded gaps between frames, divided by X (1 = as recorded). "
+                   "Default: as fast as possible.")
+@click.option("--channel", "connection_ids", multiple=True, metavar="ID",
+              help="Only channel frames of the connection with this id (repeatable); leaves out broadcasts, "
+                   "noteUpdated and frames that are not JSON.")
+@click.option("--since", type=TimeBoundType(), metavar="TIME",
+              help="Only frames received at TIME or later: RFC 3339 (2026-11-27T19:28:42Z; no offset = UTC), "
+                   "a duration ago (10m), or a duration after the input starts (+10m: its header's time, "
+                   "else its first frame's).")
+@click.option("--until", type=TimeBoundType(), metavar="TIME", help="Only frames received before TIME (as --since).")
+@click.option("-n", "--count", type=click.IntRange(min=1), metavar="N", help="Stop after N records.")
+@click.option("--duration", type=DURATION, metavar="D", help="Stop after D (30s, 5m, 1h).")
+@output_options
+def replay(files, speed, connection_ids, since, until, count, duration, **kw):
+    """Replay recordings through the output options, as if the frames arrived now.
+
+    FILE is a recording made with --record (gzip or not), or NDJSON frames (mkstream's --ndjson
+    output, with or without --timestamps, or frames captured elsewhere); '-' is stdin. Files are
+    replayed one after another. --timestamps shows the recorded receive times. A bad line is a
+    warning naming the file and line, and the rest is replayed.
+    """
+    from misskey_cli.app import Environment
+    from misskey_cli.replay import run_replay
+    from misskey_cli.settings import Limits, NoticeSettings, ReplaySettings
+
+    check_output_options(kw)
+    if files.count("-") > 1:
+        raise click.UsageError("- (stdin) can be read once: name it once")
+    settings = ReplaySettings(tuple(files), output_settings(kw),
+                              NoticeSettings(kw["quiet"], kw["verbose"], kw["stats"], kw["status"]),
+                              Limits(count, duration), speed, tuple(connection_ids), since, until)
+    sys.exit(run_replay(settings, Environment.from_process()))
+
+
 @main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream channels
@@ -776,43 +878,127 @@ profiles.help = (profiles.help or "").replace("{keys}", "; ".join(f"{key} ({text
                                                                  for key, _, _, text in PROFILE_KEYS))
 
 
+def serve_banner(sim: Any, yours: dict[str, str], refused: tuple[str, ...], replay: Any, faults: Any) -> list[str]:
+    """What ``serve`` says on start: where it listens, the tokens, the recording, the faults."""
+    from misskey_cli.simulator import DEFAULT_SUSPENDED_TOKENS, DEFAULT_TOKENS
+
+    lines = [f"simulator listening on {sim.url} (connect with --host {sim.http_url})"]
+    # The built-in tokens are public test fixtures; tokens given with --token are not echoed.
+    built_in = ", ".join(f"{token} ({user})" for token, user in DEFAULT_TOKENS.items() if token not in yours)
+    suspended = ", ".join(t for t in refused if t in DEFAULT_SUSPENDED_TOKENS)
+    more = len([t for t in refused if t not in DEFAULT_SUSPENDED_TOKENS])
+    lines.append(f"built-in tokens: {built_in}; suspended (refused with 403): {suspended or 'none'}"
+                 f"{f' and {more} of yours' if more else ''}; anonymous connections work too")
+    if yours:
+        lines.append(f"and {len(yours)} token(s) of yours, as {', '.join(yours.values())}")
+    lines.append(f"HTTP API on {sim.http_url}/api/ (e.g. POST {sim.http_url}/api/notes/local-timeline)")
+    if replay is not None:
+        pace = f"at {replay.speed:g}x the recorded pace" if replay.speed is not None else "as fast as clients take it"
+        lines.append(f"serving {replay.path} {pace}, {'in a loop' if replay.loop else 'once'}, "
+                     "from the first subscription")
+    if faults.active:
+        lines.append(f"faults: {faults.describe()}")
+    return lines
+
+
+class RateType(click.ParamType):
+    """``--rate``: generated notes per second, a finite number from 0 to 1000."""
+
+    name = "notes_per_s"
+    MAX = 1000.0
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not 0 <= rate <= self.MAX:  # NaN fails too
+            self.fail(f"{value!r} is out of range: give a rate from 0 to {self.MAX:g} notes per second", param, ctx)
+        return rate
+
+
+class CloseEveryType(click.ParamType):
+    """``--close-every D[:CODE]``: a duration and the close code to send (default 1001, going away)."""
+
+    name = "d[:code]"
+    SENDABLE = (*range(1000, 1004), *range(1007, 1015), *range(3000, 5000))  # RFC 6455 7.4
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[float, int]:
+        if isinstance(value, tuple):
+            return value
+        text, _, code_text = str(value).partition(":")
+        seconds = DURATION.convert(text, param, ctx)
+        if not code_text:
+            return seconds, 1001
+        if not code_text.isdigit() or int(code_text) not in self.SENDABLE:
+            self.fail(f"{code_text!r} is not a close code a server may send (1000-1003, 1007-1014, 3000-4999)",
+                      param, ctx)
+        return seconds, int(code_text)
+
+
 @main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
-  mkstream serve --port 3000 --rate 5
-  mkstream connect localTimeline --host http://127.0.0.1:3000
-  mkstream serve --token secret=alice & mkstream connect main --host http://127.0.0.1:3000 --token secret""")
+  mkstream serve --port 3000 --rate 5 --token secret=alice
+  mkstream serve --replay day.ndjson.gz --speed 1 --loop
+  mkstream serve --drop-every 20s --freeze-after 45s --inject bad-frames.ndjson --refuse 2""")
 @click.option("--host", "bind_host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=3000, show_default=True, type=click.IntRange(0, 65535), help="Port (0 = any free).")
-@click.option("--rate", default=2.0, show_default=True, type=click.FloatRange(min=0), metavar="NOTES_PER_S",
-              help="Generated timeline notes per second.")
+@click.option("--rate", default=2.0, show_default=True, type=RateType(), metavar="NOTES_PER_S",
+              help="Generated timeline notes per second (0 to 1000).")
 @click.option("--token", "tokens", multiple=True, metavar="TOKEN[=USER]",
               help="Accept this token (as USER, default user1, user2...). The built-in tokens are listed on start.")
 @click.option("--suspended-token", "suspended", multiple=True, metavar="TOKEN",
-              help="A token whose account is suspended (handshake answered 403).")
-def serve(bind_host, port, rate, tokens, suspended):
-    """Run the built-in Misskey-compatible streaming simulator."""
-    from misskey_cli.simulator import DEFAULT_TOKENS
+              help="A token whose account is suspended (handshake answered 403), besides tok-suspended.")
+@click.option("--replay", "replay_path", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+              help="Serve this recording (--record, or NDJSON frames) instead of generated traffic: each "
+                   "client connection gets the recorded frames of its channel, with its own connection id.")
+@click.option("--speed", type=SpeedType(), metavar="X",
+              help="--replay: keep the recorded gaps, divided by X (default: as fast as clients take them).")
+@click.option("--loop", is_flag=True, help="--replay: start over at the end of the recording.")
+@click.option("--drop-every", type=DURATION, metavar="D",
+              help="Drop every connection (no close frame, like a crash) every D.")
+@click.option("--close-every", type=CloseEveryType(), metavar="D[:CODE]",
+              help="Close every connection with a close frame every D (code 1001 unless given).")
+@click.option("--freeze-after", type=DURATION, metavar="D",
+              help="Each connection stops answering (pings included) D after it opened.")
+@click.option("--refuse", type=click.IntRange(min=1), metavar="N", help="Answer the next N handshakes with 503.")
+@click.option("--inject", "inject_path", metavar="FILE", type=click.Path(exists=True, dir_okay=False),
+              help="Send these frames to every connection once it is open: NDJSON frames, or a recording "
+                   "(whose text, bytes and binary lines give frames that are not JSON).")
+def serve(bind_host, port, rate, tokens, suspended, replay_path, speed, loop, drop_every, close_every,
+          freeze_after, refuse, inject_path):
+    """Run the built-in Misskey-compatible streaming simulator (and its HTTP API)."""
+    from misskey_cli.simulator import DEFAULT_SUSPENDED_TOKENS, DEFAULT_TOKENS
     from misskey_cli.simulator import serve as run_server
+    from misskey_cli.simulator.knobs import Faults
+    from misskey_cli.simulator.replay import ReplayOptions
 
+    ctx = click.get_current_context()
+    if replay_path is None and (speed is not None or loop):
+        raise click.UsageError("--speed and --loop pace a recording: add --replay FILE")
+    if replay_path is not None and explicit(ctx, "rate"):
+        raise click.UsageError("--rate makes generated traffic, --replay serves a recording instead: keep one")
     table = dict(DEFAULT_TOKENS)
+    yours: dict[str, str] = {}
     for n, item in enumerate(tokens, 1):
         token, _, user = item.partition("=")
         if not token:
             raise click.BadParameter(f"{item!r}: expected TOKEN or TOKEN=USER", param_hint="--token")
-        table[token] = user or f"user{n}"
+        table[token] = yours[token] = user or f"user{n}"
+    refused = tuple(t for t in dict.fromkeys((*DEFAULT_SUSPENDED_TOKENS, *suspended)) if t not in yours)
+    replay = ReplayOptions(replay_path, speed, loop) if replay_path is not None else None
+    faults = Faults(drop_every, close_every[0] if close_every else None, close_every[1] if close_every else 1001,
+                    freeze_after, refuse or 0, inject_path)
 
-    def ready(url: str) -> None:
-        http = url.replace("ws://", "http://").removesuffix("/streaming")
-        click.echo(f"mkstream: simulator listening on {url} (connect with --host {http})", err=True)
-        # The built-in tokens are public test fixtures; tokens given with --token are not echoed.
-        built_in = ", ".join(f"{token} ({user})" for token, user in DEFAULT_TOKENS.items())
-        click.echo(f"mkstream: built-in tokens: {built_in}; anonymous connections work too", err=True)
-        if tokens:
-            yours = ", ".join(table[item.partition("=")[0]] for item in tokens)
-            click.echo(f"mkstream: and {len(tokens)} token(s) of yours, as {yours}", err=True)
+    def ready(sim: Any) -> None:
+        for line in serve_banner(sim, yours, refused, replay, faults):
+            click.echo(f"mkstream: {line}", err=True)
+
+    def warn(message: str) -> None:
+        click.echo(f"mkstream: warning: {message}", err=True)
 
     try:
-        run_server(bind_host, port, rate, table, tuple(suspended), ready)
+        run_server(bind_host, port, rate, table, refused, ready, replay=replay, faults=faults, warn=warn)
     except OSError as exc:
         click.echo(f"mkstream: error: cannot listen on {bind_host}:{port}: {exc.strerror or exc}", err=True)
         sys.exit(ExitCode.CONNECT_FAILED)

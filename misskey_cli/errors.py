@@ -59,6 +59,10 @@ class NotAcknowledged(MkstreamError):
     exit_code = ExitCode.NOT_ACKNOWLEDGED
 
 
+class SourceEnded(Exception):
+    """A finite frame source (a recording being replayed) has nothing more: a normal end."""
+
+
 class OutputError(MkstreamError):
     """Writing a record failed for a reason other than the reader going away."""
 

@@ -14,6 +14,7 @@ from misskey_cli.choices import PROFILE_KEYS as _PROFILE_KEYS
 
 if TYPE_CHECKING:  # annotations only: cli.py imports this module at start-up, so it stays light
     from misskey_cli.config import Endpoint, Proxy
+    from misskey_cli.recording import TimeBound
 
 # ----- the server -----------------------------------------------------------------------------
 
@@ -54,6 +55,7 @@ class OutputSettings:
     show_cw: bool = False
     unsafe_raw: bool = False  # -r strings verbatim even on a terminal
     max_backlog: int = 256 * 1024 * 1024  # bytes of records waiting for a slow reader before dropping
+    record: str | None = None  # --record FILE[.gz]: every frame as received, in the recording format
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,20 @@ class StreamSettings:
     reconnect: Reconnect
     request: Request
     gaps: Gaps = Gaps()
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """What ``replay`` asked for: the inputs (``-`` = stdin), pacing, selection, and the stream's output."""
+
+    files: tuple[str, ...]
+    output: OutputSettings
+    notices: NoticeSettings
+    limits: Limits
+    speed: float | None = None  # None: as fast as possible; 1: the recorded pace
+    connection_ids: tuple[str, ...] = ()  # --channel: only channel frames of these connections
+    since: TimeBound | None = None
+    until: TimeBound | None = None
 
 
 # ----- config profiles ------------------------------------------------------------------------

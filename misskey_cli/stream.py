@@ -14,7 +14,7 @@ import contextlib
 import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -83,7 +83,7 @@ class Stream:
                  notices: Notices, *, control: Session | None = None, require_ack: bool = False,
                  logged_in: bool = False, stdin_fd: int | None = None, watch: Sequence[int] = (),
                  status: StatusLine | None = None, gaps: Gaps | None = None,
-                 max_backlog: int = 256 * 1024 * 1024) -> None:
+                 max_backlog: int = 256 * 1024 * 1024, on_wake: Callable[[], None] | None = None) -> None:
         self.source = source
         self.renderer = renderer
         self.writer = writer
@@ -93,7 +93,8 @@ class Stream:
         self.require_ack = require_ack
         self.logged_in = logged_in
         self.stdin_fd = stdin_fd
-        self.extra_watch = list(watch)  # e.g. the app's signal wake-up fd: drained and ignored here
+        self.extra_watch = list(watch)  # e.g. the app's signal wake-up fd: drained, then on_wake is called
+        self.on_wake = on_wake  # acts on the signals that woke the loop (raises to end the run)
         self.status = status
         self.gaps = gaps
         # Records waiting for a slow reader are held in memory up to this many bytes; past it new
@@ -201,7 +202,9 @@ class Stream:
                 watch.remove(fd)
         else:
             with contextlib.suppress(BlockingIOError):
-                os.read(fd, 512)  # a wake-up byte: the signal's handler runs as this returns
+                os.read(fd, 512)  # a wake-up byte: a signal was noted
+            if self.on_wake is not None:
+                self.on_wake()
 
     def _reconnected(self, event: Reconnected) -> None:
         what = f"reconnected after {_seconds(event.down_for)}"

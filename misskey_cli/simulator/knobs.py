@@ -5,7 +5,8 @@ sockets' transports): post notes, send channel/main/noteUpdated/broadcast events
 invalid or huge frames, close every socket with a code, drop them without a close frame, freeze
 them (the peer vanishes), refuse the next handshakes, change the ping settings and the rate.
 HTTP knobs: answer the next calls of an endpoint with an error status, skew the ``Date`` clock,
-approve a MiAuth session. Observations: every handshake, client frame and HTTP request (never its
+approve a MiAuth session. Given ``replay``, it serves a recording instead of generated traffic
+(``replay.py``; ``playback`` observes it). Observations: every handshake, client frame and HTTP request (never its
 token), the live connections and captures, closes and pongs, MiAuth pages opened, and
 ``wait_for_*`` helpers that wait for an event rather than for time.
 """
@@ -16,7 +17,8 @@ import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from misskey_cli.protocol import encode
@@ -24,6 +26,7 @@ from misskey_cli.simulator.activity import Activity
 from misskey_cli.simulator.api_server import ApiServer, Fault
 from misskey_cli.simulator.engine import Connection, channel_frame, encode_any
 from misskey_cli.simulator.httpwire import HttpRequest, HttpResponse
+from misskey_cli.simulator.replay import Playback, ReplayOptions, read_frames
 from misskey_cli.simulator.rules import DEFAULT_MODERATORS, DEFAULT_SUSPENDED_TOKENS, Targets
 from misskey_cli.simulator.traffic import NOTE_KINDS, NoteRequest, Traffic, extract_tags, order_note
 
@@ -55,15 +58,26 @@ class Simulator(Activity):
         software_version: str = "2025.12.2",
         miauth: bool = True,
         clock_offset: float = 0.0,
+        replay: ReplayOptions | None = None,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
+        if replay is not None:  # the recording instead of generated traffic
+            rate, ticks = 0.0, False
         super().__init__(host, port, rate, ticks, tokens, suspended_tokens, ping_interval, ping_timeout, seed,
                          moderators, ssl_context, history_size)
+        self.playback = Playback(replay, warn) if replay is not None else None
         self.clock_offset = clock_offset
         self._http_requests: list[dict[str, Any]] = []
         self.api = ApiServer(tokens=self.tokens, suspended=self.suspended_tokens, traffic=self.traffic,
                              history=self.history, notifications=self.notifications, viewer=self.viewer,
                              moderators=self.moderators, software_name=software_name,
                              software_version=software_version, miauth=miauth, record=self._record_http)
+
+    def _background(self) -> list[Coroutine[Any, Any, None]]:
+        tasks = super()._background()
+        if self.playback is not None:
+            tasks.append(self.playback.run(self))
+        return tasks
 
     # -- the HTTP API (on the loop) -----------------------------------------------------------
 
@@ -355,6 +369,10 @@ class Simulator(Activity):
 
         return self._call(run)
 
+    def send_raw(self, data: bytes, binary: bool = False, socket: int | None = None) -> int:
+        """These exact bytes as one text frame (UTF-8 or not) or binary frame; how many sockets got it."""
+        return self._call(lambda: sum(self._send(s, data, binary) for s in self._targets(socket)))
+
     def inject_invalid_utf8(self, socket: int | None = None) -> int:
         """A text frame whose payload is not UTF-8."""
         data = b'{"type":"channel","body":"\xff\xfe\xc3\x28"}'
@@ -395,6 +413,17 @@ class Simulator(Activity):
             for sock in sockets:
                 self._freeze(sock)
             return len(sockets)
+
+        return self._call(run)
+
+    def freeze_socket(self, socket: int) -> bool:
+        """Freeze one socket (see freeze_all); False when it is no longer open or already frozen."""
+        def run() -> bool:
+            sock = self._targets(socket)[0]
+            if not sock.open or sock.frozen:
+                return False
+            self._freeze(sock)
+            return True
 
         return self._call(run)
 
@@ -463,19 +492,111 @@ def _apply_overrides(traffic: Traffic, note: dict[str, Any], overrides: dict[str
         note["fileIds"] = [f.get("id") for f in files if isinstance(f, dict)]
 
 
+@dataclass(frozen=True)
+class Faults:
+    """``mkstream serve``'s fault flags: what goes wrong, and how often (seconds)."""
+
+    drop_every: float | None = None  # drop every socket's TCP connection, no close frame
+    close_every: float | None = None  # send every socket a close frame with close_code
+    close_code: int = 1001
+    freeze_after: float | None = None  # each socket stops answering (pings included) this long after it opened
+    refuse: int = 0  # the next N handshakes are answered 503
+    inject: str | None = None  # a file of frames sent to every socket once it is open
+
+    @property
+    def active(self) -> bool:
+        return any((self.drop_every, self.close_every, self.freeze_after, self.refuse, self.inject))
+
+    def describe(self) -> str:
+        parts = []
+        if self.drop_every is not None:
+            parts.append(f"drop every connection every {self.drop_every:g}s")
+        if self.close_every is not None:
+            parts.append(f"close every connection with {self.close_code} every {self.close_every:g}s")
+        if self.freeze_after is not None:
+            parts.append(f"freeze each connection {self.freeze_after:g}s after it opens")
+        if self.refuse:
+            parts.append(f"refuse the next {self.refuse} handshake(s) with 503")
+        if self.inject is not None:
+            parts.append(f"inject {self.inject} into each connection")
+        return "; ".join(parts)
+
+
 def serve(host: str, port: int, rate: float, tokens: dict[str, str], suspended_tokens: tuple[str, ...],
-          on_ready: Callable[[str], None]) -> None:
-    """Run a simulator with ticks until KeyboardInterrupt (re-raised after a clean stop).
+          on_ready: Callable[[Simulator], None], *, replay: ReplayOptions | None = None,
+          faults: Faults = Faults(), warn: Callable[[str], None] | None = None) -> None:
+    """Run a simulator with ticks (or a recording) until KeyboardInterrupt (re-raised after a clean stop).
 
     ``tokens`` maps token -> username; an empty mapping means DEFAULT_TOKENS.
     """
+    inject = read_frames(faults.inject, warn) if faults.inject is not None else ()
     simulator = Simulator(host=host, port=port, rate=rate, ticks=True, tokens=tokens or None,
-                          suspended_tokens=suspended_tokens)
+                          suspended_tokens=suspended_tokens, replay=replay, warn=warn)
     simulator.start()
+    stop = threading.Event()
     try:
-        on_ready(simulator.url)
-        forever = threading.Event()
-        while not forever.wait(1.0):
+        if faults.refuse:
+            simulator.refuse_next(faults.refuse)
+        for fault in _fault_loops(simulator, faults, inject, stop):
+            threading.Thread(target=fault, name="mkstream-fault", daemon=True).start()
+        on_ready(simulator)
+        while not stop.wait(1.0):
             pass
     finally:
+        stop.set()
         simulator.stop()
+
+
+def _fault_loops(sim: Simulator, faults: Faults, inject: tuple[tuple[bytes, bool], ...],
+                 stop: threading.Event) -> list[Callable[[], None]]:
+    """One function per fault flag, each run in its own thread until ``stop`` (public knobs only)."""
+    loops: list[Callable[[], None]] = []
+
+    def every(seconds: float, action: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            while not stop.wait(seconds):
+                _quietly(action)
+
+        return run
+
+    if faults.drop_every is not None:
+        loops.append(every(faults.drop_every, sim.drop_all))
+    if faults.close_every is not None:
+        loops.append(every(faults.close_every, lambda: sim.close_all(faults.close_code)))
+    if faults.freeze_after is not None or inject:
+        loops.append(lambda: _per_socket(sim, faults.freeze_after, inject, stop))
+    return loops
+
+
+def _per_socket(sim: Simulator, freeze_after: float | None, inject: tuple[tuple[bytes, bool], ...],
+                stop: threading.Event) -> None:
+    """Inject into each new socket once it is open; freeze each one ``freeze_after`` after it opened."""
+    opened: dict[int, float] = {}
+    pending_inject: dict[int, float] = {}
+    frozen: set[int] = set()
+    while not stop.wait(0.01):
+        now = time.monotonic()
+        for index in range(len(opened), sim.sockets_opened):
+            opened[index] = now
+            if inject:
+                pending_inject[index] = now + 5.0  # give up on a socket that never opens
+        for index, give_up in list(pending_inject.items()):
+            # A socket is counted just before its 101 goes out: until it is open, nothing is sent.
+            if _quietly(_inject, sim, index, inject) or now > give_up:
+                del pending_inject[index]
+        if freeze_after is not None:
+            for index, at in opened.items():
+                if index not in frozen and index not in pending_inject and now - at >= freeze_after:
+                    frozen.add(index)
+                    _quietly(sim.freeze_socket, index)
+
+
+def _inject(sim: Simulator, index: int, frames: tuple[tuple[bytes, bool], ...]) -> bool:
+    return all(sim.send_raw(data, binary, socket=index) for data, binary in frames)
+
+
+def _quietly(action: Callable[..., object], *args: Any) -> object:
+    try:
+        return action(*args)
+    except (RuntimeError, IndexError, TimeoutError):  # the server is stopping, or the socket is gone
+        return None
