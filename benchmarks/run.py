@@ -149,6 +149,9 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     for name in ("COLORTERM", "NO_COLOR", "FORCE_COLOR", "MISSKEY_HOST", "MISSKEY_TOKEN", "MKSTREAM_PROFILE"):
         env.pop(name, None)  # the same output on every machine: Terminal256 colours, no profile
+    # An installed mkstream has its bytecode compiled, as click (the start-up anchor) has: a machine
+    # that forbids writing .pyc files would measure compiling mkstream's modules on every start.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 

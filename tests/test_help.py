@@ -6,6 +6,7 @@ The reference is regenerated with ``MKSTREAM_UPDATE_DOCS=1 python -m pytest test
 
 from __future__ import annotations
 
+import inspect
 import os
 import shlex
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from misskey_cli.channels import CHANNELS
-from misskey_cli.cli import main
+from misskey_cli.cli import COMMANDS, all_commands, main
 from misskey_cli.errors import ExitCode
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -60,7 +61,7 @@ def reference() -> str:
 @pytest.mark.parametrize("command", ["", *command_names()])
 def test_every_command_has_help_ending_in_examples(command):
     words = (command,) if command else ()
-    cmd = main.commands[command] if command else main
+    cmd = all_commands()[command] if command else main
     assert (cmd.help or "").strip(), f"{command or 'mkstream'} has no help text"
     blocks = help_text(*words).rstrip("\n").split("\n\n")
     heading, *examples = blocks[-1].splitlines()
@@ -123,3 +124,20 @@ def test_help_starts_fast_without_heavy_imports():
              "print(sorted(m for m in ('tomllib', 'jq', 'pygments', 'websocket', 'websockets') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_groups_command_summaries_are_the_commands_own():
+    # The group lists its commands without building them (start-up): the table must not drift.
+    commands = all_commands()
+    assert sorted(commands) == sorted(COMMANDS)
+    for name, command in commands.items():
+        first = inspect.cleandoc(command.help or "").split("\n\n")[0].replace("\n", " ")
+        assert COMMANDS[name] == first, name
+
+
+def test_version_and_help_build_no_command():
+    probe = ("import sys; from misskey_cli.cli import main\n"
+             "try:\n    main(['--help'], prog_name='mkstream')\nexcept SystemExit:\n    pass\n"
+             "print('misskey_cli.cli_commands' in sys.modules, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stderr.strip() == "False" and "connect" in done.stdout

@@ -12,9 +12,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "misskey_cli"
 # pygments) and writer (the file); below them the pure pieces: protocol, channels, config.
 ALLOWED = {
     "__main__": {"cli"},
+    # The commands, loaded when one runs: the same layer as cli.py (click lives in both).
+    "cli_commands": {"cli", "app", "settings", "channels", "config", "errors", "output", "timeparse", "simulator",
+                     "catalogue_view", "profiles", "choices", "protocol", "notices", "login", "doctor",
+                     "recording", "replay"},
     "cli": {"app", "settings", "channels", "config", "errors", "output", "timeparse", "simulator",
             "catalogue_view", "profiles", "choices", "protocol", "notices", "login", "doctor", "__version__",
-            "recording", "replay"},
+            "recording", "replay", "cli_commands"},
     "app": {"settings", "config", "errors", "notices", "output", "session", "stream", "writer", "simulator", "api",
             "backfill", "recording"},
     "stream": {"commands", "protocol", "channels", "errors", "notices", "output", "session", "settings", "writer",
@@ -54,8 +58,9 @@ ALLOWED = {
 }
 
 # third-party library -> the one module allowed to import it
-OWNERS = {"click": "cli", "websocket": "session", "jq": "output", "pygments": "output", "websockets": "simulator.engine",
-          "wcwidth": "lineformat", "tomlkit": "configwrite"}
+# (the command line is two modules: the group in cli.py, the commands, loaded late, in cli_commands.py)
+OWNERS = {"click": ("cli", "cli_commands"), "websocket": "session", "jq": "output", "pygments": "output",
+          "websockets": "simulator.engine", "wcwidth": "lineformat", "tomlkit": "configwrite"}
 
 
 def modules() -> dict[str, Path]:
@@ -100,7 +105,7 @@ def test_imports_point_down_only():
         package, _ = imports_of(path)
         unexpected = package - ALLOWED[layer(name)] - {layer(name)}
         assert not unexpected, f"{name} imports {unexpected}"
-        if name != "__main__":
+        if name not in ("__main__", "cli_commands"):
             assert "cli" not in package, f"{name} imports cli.py"
 
 
@@ -108,5 +113,6 @@ def test_each_library_lives_behind_one_module():
     for name, path in modules().items():
         _, third = imports_of(path)
         for library, owner in OWNERS.items():
+            owners = owner if isinstance(owner, tuple) else (owner,)
             if library in third:
-                assert name == owner, f"{name} imports {library}; only {owner} may"
+                assert name in owners, f"{name} imports {library}; only {owner} may"

@@ -13,7 +13,7 @@ import textwrap
 import pytest
 from helpers import SAFETY, in_background, join_ok, run_cli
 
-from misskey_cli.cli import PROFILE_PARAMS, main
+from misskey_cli.cli import PROFILE_PARAMS, all_commands
 from misskey_cli.errors import ExitCode, UsageError
 from misskey_cli.profiles import PROFILE_KEYS, load_config, profile_table
 
@@ -130,7 +130,7 @@ def test_profile_table_shows_where_the_token_is_never_the_token(tmp_path):
 
 @pytest.mark.parametrize("command", ["connect", "capture", "send"])
 def test_every_profile_key_is_an_option_of_every_streaming_command(command):
-    names = {param.name for param in main.commands[command].params}
+    names = {param.name for param in all_commands()[command].params}
     assert {PROFILE_PARAMS.get(key, key) for key in PROFILE_KEYS} <= names
 
 
