@@ -31,6 +31,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -77,13 +78,13 @@ def make_inputs(directory: Path, count: int) -> dict[str, Path]:
     return {"frames": plain, "rec": recording, "gz": packed}
 
 
-def contestants(files: dict[str, Path]) -> list[Contestant]:
+def contestants(files: dict[str, Path], mkstream: list[str] = MKSTREAM) -> list[Contestant]:
     rec, plain, gz = str(files["rec"]), str(files["frames"]), str(files["gz"])
     return [
-        Contestant("mkstream replay rec --ndjson", [*MKSTREAM, "replay", rec, "--ndjson"]),
-        Contestant("mkstream replay rec --jq .body.body.text", [*MKSTREAM, "replay", rec, "--jq", ".body.body.text"]),
-        Contestant("mkstream replay rec.gz --ndjson", [*MKSTREAM, "replay", gz, "--ndjson"]),
-        Contestant("mkstream replay frames --ndjson", [*MKSTREAM, "replay", plain, "--ndjson"]),
+        Contestant("mkstream replay rec --ndjson", [*mkstream, "replay", rec, "--ndjson"]),
+        Contestant("mkstream replay rec --jq .body.body.text", [*mkstream, "replay", rec, "--jq", ".body.body.text"]),
+        Contestant("mkstream replay rec.gz --ndjson", [*mkstream, "replay", gz, "--ndjson"]),
+        Contestant("mkstream replay frames --ndjson", [*mkstream, "replay", plain, "--ndjson"]),
         Contestant("jq -c .frame rec", ["jq", "-c", ".frame", rec], 1),
         Contestant("jq -c .frame.body.body.text rec", ["jq", "-c", ".frame.body.body.text", rec], 1),
         Contestant("jq -c . frames", ["jq", "-c", ".", plain]),
@@ -118,6 +119,27 @@ def run(contestant: Contestant, expected_lines: int) -> float:
     if proc.returncode != 0 or lines != expected_lines:
         raise SystemExit(f"{contestant.name}: exit {proc.returncode}, {lines} lines: {err.decode()[:500]}")
     return elapsed
+
+
+def measure(count: int, rounds: int, mkstream: list[str] = MKSTREAM,
+            log: Any = print) -> tuple[list[tuple[Pair, float]], dict[str, list[float]], int]:
+    """Run every contestant ``rounds`` times on ``count`` frames; (pair ratios, times, recording bytes).
+
+    ``benchmarks/run.py`` calls this for its report; ``main`` prints the same as tables.
+    """
+    with tempfile.TemporaryDirectory(prefix="mkstream-replay-bench-") as tmp:
+        files = make_inputs(Path(tmp), count)
+        field = contestants(files, mkstream)
+        times: dict[str, list[float]] = {c.name: [] for c in field}
+        for round_number in range(rounds):
+            shift = round_number % len(field)
+            for contestant in field[shift:] + field[:shift]:
+                times[contestant.name].append(run(contestant, count + contestant.extra_lines))
+            log(f"  replay round {round_number + 1} done")
+        size = files["rec"].stat().st_size
+    ratios = [(pair, statistics.median(a / m for a, m in zip(times[pair.anchor], times[pair.mkstream], strict=True)))
+              for pair in PAIRS]
+    return ratios, times, size
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import frames as traffic  # beside this file: python puts benchmarks/ first on sys.path
+import replay as replay_bench
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -65,10 +66,12 @@ class Settings:
     startup_runs: int = 15
     run_timeout: float = 300.0
     backfill_notes: int = 1_000
+    replay_frames: int = 100_000
+    replay_rounds: int = 5
 
 
 QUICK = Settings(frames=5_000, pretty_frames=1_000, rounds=3, memory_frames=60_000, idle_seconds=5.0,
-                 latency_frames=1_000, startup_runs=5, backfill_notes=300)
+                 latency_frames=1_000, startup_runs=5, backfill_notes=300, replay_frames=10_000, replay_rounds=3)
 
 
 # ----- the sender ---------------------------------------------------------------------------------
@@ -888,6 +891,9 @@ def main() -> int:
         heavy = measure_memory(sender, settings, heavy=True)
         log(f"backfill of {settings.backfill_notes:,} notes ...")
         backfill = measure_backfill(settings)
+        log(f"replay of {settings.replay_frames:,} frames against jq ...")
+        replay_ratios, _, _ = replay_bench.measure(settings.replay_frames, settings.replay_rounds, mkstream_command(),
+                                                   log)
         log(f"latency at {settings.latency_rate:,.0f} frames/s ...")
         latency = measure_latency(sender, settings)
         log(f"idle CPU for {settings.idle_seconds:g} s ...")
@@ -902,6 +908,9 @@ def main() -> int:
     sizes = [len(f) for f in traffic.note_frames(2048, "localTimeline")]
     rows = throughput_rows(results, wscat_note) + other_rows(startup, memory, idle, latency, settings)
     rows += gap_rows(heavy, backfill, settings)
+    rows += [Row(f"`{pair.mkstream}` / `{pair.anchor}` ({settings.replay_frames:,} note frames)", f"{ratio:.2f}",
+                 f">= {pair.target:g}", verdict(ratio >= pair.target))
+             for pair, ratio in replay_ratios if pair.target is not None]
     table = render_table(rows)
     details = render_details(results, chosen)
     tools = {"jq": tool_version(["jq", "--version"]).removeprefix("jq-"),
