@@ -31,6 +31,7 @@ from typing import Any
 from misskey_cli.errors import MkstreamError, UsageError
 
 PAGE = 100  # the most a Misskey timeline answers at once
+DATE_MARGIN = 1.0  # seconds: how far before the gap a connection with no cursor is fetched from
 
 # channel -> (HTTP endpoint, params it needs renamed: channel param -> endpoint param)
 TIMELINES: dict[str, tuple[str, dict[str, str]]] = {
@@ -91,7 +92,9 @@ def _request_body(target: Target, since_id: str | None) -> dict[str, Any]:
     if since_id is not None:
         body["sinceId"] = since_id
     else:
-        body["sinceDate"] = int(target.gap_from * 1000)
+        # Nothing was written on this connection yet, so nothing can come twice: reach a second
+        # back, past clock granularity on either side, rather than miss the gap's first note.
+        body["sinceDate"] = int((target.gap_from - DATE_MARGIN) * 1000)
     body["limit"] = PAGE
     return body
 
