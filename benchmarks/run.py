@@ -448,6 +448,8 @@ def measure_backfill(settings: Settings) -> Backfill:
 
             ticker = threading.Thread(target=tick, daemon=True)
             ticker.start()
+            watchdog = threading.Timer(settings.run_timeout, proc.kill)  # missing notes must not hang the run
+            watchdog.start()
             for line in proc.stdout:
                 now = time.monotonic_ns()
                 frame = json.loads(line)
@@ -462,6 +464,7 @@ def measure_backfill(settings: Settings) -> Backfill:
                         break
             stop.set()
             ticker.join()
+            watchdog.cancel()
         finally:
             proc.terminate()
             proc.communicate(timeout=30)
