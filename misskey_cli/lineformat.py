@@ -112,15 +112,24 @@ def clip(text: str, columns: int) -> str:
     if text.isascii():
         return text[:columns]
     size = len(text)
-    # A code point is at most two columns wide, so the first columns // 2 surely fit.
-    low = min(columns // 2, size)
-    if _wcs(text[:low]) > columns:
-        low = 0
-    high = min(size, columns + 1)
-    while high < size and _wcs(text[:high]) <= columns:
-        low, high = high, min(size, high * 2)
-    if _wcs(text[:high]) <= columns:
-        low = high
+    # Find low (fits) and high (does not) around a guess in proportion to the text's own
+    # widths: for text of one width (Japanese, or ASCII with a few wide characters) the guess is
+    # exact and three measurements settle it; a binary search covers everything else.
+    probe = min(size, columns)
+    width = _wcs(text[:probe])
+    if width <= columns:
+        low, high = probe, size + 1
+    else:
+        guess = min(probe - 1, columns * probe // width)
+        if _wcs(text[:guess]) <= columns:
+            low, high = guess, probe
+        else:
+            low, high = 0, guess
+    step = 1
+    while low + step < high and low + step <= size and _wcs(text[:low + step]) <= columns:
+        low += step
+        step *= 2
+    high = min(high, low + step, size + 1)
     while high - low > 1:
         middle = (low + high) // 2
         if _wcs(text[:middle]) <= columns:
@@ -291,10 +300,11 @@ class LineFormatter:
         width = self._width
         if width is None:
             return self._paint(spans)
-        head = sum(_measure(text, width) for text, _ in parts.head)
-        tail = sum(_measure(text, width) for text, _ in parts.tail)
+        # Each run measured as one string: one call into wcwidth instead of one per span.
+        head = _measure("".join([text for text, _ in parts.head]), width)
+        tail = _measure("".join([text for text, _ in parts.tail]), width)
         if head + tail <= width:
-            body = sum(_measure(text, width) for text, _ in parts.body)
+            body = _measure("".join([text for text, _ in parts.body]), width)
             if head + body + tail <= width:
                 return self._paint(spans)
             room = width - head - tail
