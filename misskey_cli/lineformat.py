@@ -26,7 +26,7 @@ from typing import Any
 
 from wcwidth import wcswidth
 
-from misskey_cli.safetext import escape_controls
+from misskey_cli.safetext import UNSAFE_CHARACTERS, escape_controls
 
 __all__ = ["ELLIPSIS", "PALETTE", "LineFormatter", "clip", "compact_json", "display_width"]
 
@@ -51,6 +51,8 @@ _MAX_REMEMBERED_IDS = 1024
 _MAX_NOTE_DEPTH = 2
 
 _NEEDS_FOLD = re.compile("[\t\n\u2028\u2029]")
+# Anything _clean would fold or escape: one search decides that most text needs neither.
+_SPECIAL = re.compile(f"[\u2028\u2029{UNSAFE_CHARACTERS}]")
 _NEWLINES = re.compile("[ \t]*(?:\r?\n|[\u2028\u2029])(?:[ \t]*(?:\r?\n|[\u2028\u2029]))*[ \t]*")
 _MFM_HINT = re.compile(r"\$\[|<|\*\*")
 _MFM_FUNCTION = re.compile(r"\$\[[\w.,=+\-]+ ([^\[\]]*)\]")
@@ -319,15 +321,18 @@ class LineFormatter:
 
     # -- text helpers -----------------------------------------------------------------------
 
-    def _clean(self, value: Any, mfm: bool = False) -> str:
+    def _clean(self, raw: Any, mfm: bool = False) -> str:
         """A server value as one terminal-safe line of text (non-strings as compact JSON)."""
-        if not isinstance(value, str):
-            return "" if value is None else self._json(value)
+        if not isinstance(raw, str):
+            return "" if raw is None else self._json(raw)
+        value: str = raw
         limit = self._limit
         if limit is not None and len(value) > limit:
             value = value[:limit] + ELLIPSIS
         if mfm:
             value = _reduce_mfm(value)
+        if _SPECIAL.search(value) is None:
+            return value  # the common case: nothing to fold, nothing to escape
         if _NEEDS_FOLD.search(value) is not None:
             value = _NEWLINES.sub(NEWLINE, value.strip()).replace("\t", " ")
         return escape_controls(value)
