@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
-import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -193,27 +190,6 @@ def test_the_server_closing_without_an_answer(one_answer):
     error = raised(lambda: ApiClient(server.url, TOKEN).call("i"))
     assert isinstance(error, ConnectFailed)
     assert "without answering" in str(error) or "connection reset" in str(error)  # depends on the unread body
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    return cert, key
-
-
-@pytest.fixture
-def tls_sim(certificate):
-    cert, key = certificate
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    with Simulator(ssl_context=context) as sim:
-        yield sim
 
 
 def test_tls_is_verified_by_default(tls_sim):

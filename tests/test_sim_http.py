@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
 import socket
 import ssl
-import subprocess
 from functools import cache
 from typing import Any
 
@@ -401,18 +399,6 @@ def test_the_websocket_side_is_unchanged(sim):
     post(sim, "meta")
     websocket.create_connection(sim.url, timeout=10).close()
     assert [h["status"] for h in sim.handshakes] == [503, 101]  # HTTP API calls are no handshakes
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    return cert, key
 
 
 def test_the_api_answers_over_tls(certificate):

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import shutil
 import socket
-import ssl
-import subprocess
 import threading
 
 import pytest
@@ -14,27 +11,6 @@ from helpers import SAFETY, in_background, join_ok, records, run_cli
 
 from misskey_cli.errors import ExitCode
 from misskey_cli.simulator import Simulator
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True)
-    return cert, key
-
-
-@pytest.fixture
-def tls_sim(certificate):
-    cert, key = certificate
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    with Simulator(ssl_context=context) as sim:
-        yield sim
 
 
 def stream_one_note(sim, *args):
