@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from helpers import run_cli
-from test_transport import ConnectProxy, certificate, tls_sim  # noqa: F401 - fixtures
+from test_transport import ConnectProxy
 
 from misskey_cli.config import Proxy, effective_proxy, no_proxy_matches, parse_host
 from misskey_cli.doctor import (
