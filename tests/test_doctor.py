@@ -128,7 +128,7 @@ def test_an_unknown_host_fails_name_resolution():
     assert lines(result)["name resolution"].startswith("FAIL")
 
 
-def test_a_self_signed_certificate_fails_tls_with_the_fix(tls_sim):  # noqa: F811
+def test_a_self_signed_certificate_fails_tls_with_the_fix(tls_sim):
     result = doctor("--host", tls_sim.host_port)
     assert result.exit_code == ExitCode.CONNECT_FAILED
     tls = lines(result)["TLS"]
@@ -136,7 +136,7 @@ def test_a_self_signed_certificate_fails_tls_with_the_fix(tls_sim):  # noqa: F81
     assert "--ca-file" in tls and "--insecure" in tls
 
 
-def test_ca_file_verifies_and_shows_the_days_left(tls_sim, certificate):  # noqa: F811
+def test_ca_file_verifies_and_shows_the_days_left(tls_sim, certificate):
     cert, _ = certificate
     result = doctor("--host", tls_sim.host_port, "--ca-file", str(cert))
     assert result.exit_code == 0, result.stdout
@@ -146,7 +146,7 @@ def test_ca_file_verifies_and_shows_the_days_left(tls_sim, certificate):  # noqa
     assert "renew" in tls
 
 
-def test_insecure_is_noted_and_the_rest_goes_on(tls_sim):  # noqa: F811
+def test_insecure_is_noted_and_the_rest_goes_on(tls_sim):
     result = doctor("--host", tls_sim.host_port, "--insecure")
     assert result.exit_code == 0, result.stdout
     tls = lines(result)["TLS"]
