@@ -258,6 +258,7 @@ class LineFormatter:
         self._timestamps = timestamps
         self._tz = tz
         self._colours: dict[str, str] = {}
+        self._accounts: dict[tuple[Any, Any], str] = {}
         self._stamp_second: int | None = None
         self._stamp_text = ""
 
@@ -303,12 +304,15 @@ class LineFormatter:
         if width is None:
             return self._paint(spans)
         # Each run measured as one string: one call into wcwidth instead of one per span.
-        head = _measure("".join([text for text, _ in parts.head]), width)
-        tail = _measure("".join([text for text, _ in parts.tail]), width)
+        head_text = "".join([text for text, _ in parts.head])
+        tail_text = "".join([text for text, _ in parts.tail])
+        head = _measure(head_text, width)
+        tail = _measure(tail_text, width)
         if head + tail <= width:
-            body = _measure("".join([text for text, _ in parts.body]), width)
+            body_text = "".join([text for text, _ in parts.body])
+            body = _measure(body_text, width)
             if head + body + tail <= width:
-                return self._paint(spans)
+                return self._paint(spans) if self._color else head_text + body_text + tail_text
             room = width - head - tail
             if room >= MIN_BODY:
                 return self._paint(parts.head + _cut(parts.body, room) + parts.tail)
@@ -348,11 +352,21 @@ class LineFormatter:
         if not isinstance(user, dict):
             return "@?"
         username = user.get("username")
-        name = self._clean(username) if isinstance(username, str) else "?"
         host = user.get("host")
-        if host:
-            return f"@{name}@{self._clean(host)}"
-        return f"@{name}"
+        key: tuple[Any, Any] | None = (username, host)
+        try:
+            known = self._accounts.get(key)  # a timeline's authors repeat: clean each once
+        except TypeError:  # an unhashable username or host
+            known, key = None, None
+        if known is not None:
+            return known
+        name = self._clean(username) if isinstance(username, str) else "?"
+        account = f"@{name}@{self._clean(host)}" if host else f"@{name}"
+        if key is not None:
+            if len(self._accounts) >= _MAX_REMEMBERED_IDS:
+                self._accounts.clear()
+            self._accounts[key] = account
+        return account
 
     def _reaction(self, reaction: Any) -> str:
         if isinstance(reaction, str) and reaction.endswith("@.:"):
