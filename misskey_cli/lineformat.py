@@ -353,16 +353,17 @@ class LineFormatter:
             return "@?"
         username = user.get("username")
         host = user.get("host")
-        key: tuple[Any, Any] | None = (username, host)
+        key = (username, host)
         try:
             known = self._accounts.get(key)  # a timeline's authors repeat: clean each once
+            cacheable = True
         except TypeError:  # an unhashable username or host
-            known, key = None, None
+            known, cacheable = None, False
         if known is not None:
             return known
         name = self._clean(username) if isinstance(username, str) else "?"
         account = f"@{name}@{self._clean(host)}" if host else f"@{name}"
-        if key is not None:
+        if cacheable:
             if len(self._accounts) >= _MAX_REMEMBERED_IDS:
                 self._accounts.clear()
             self._accounts[key] = account
