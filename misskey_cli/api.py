@@ -20,7 +20,6 @@ import base64
 import http.client
 import json
 import re
-import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -28,7 +27,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from misskey_cli.config import Redactor
+from misskey_cli.config import Redactor, describe_network_error
 from misskey_cli.errors import ConnectFailed, ExitCode, MkstreamError, UsageError
 
 MAX_RESPONSE = 32 * 1024 * 1024
@@ -254,21 +253,6 @@ def _text_of(raw: bytes) -> str:
 
 def _describe(exc: BaseException) -> str:
     """The one-line reason a request could not be made, worded like the socket's."""
-    if isinstance(exc, socket.gaierror):
-        return "unknown host (DNS lookup failed)"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the server running?)"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate rejected: {exc.verify_message} (use --ca-file or --insecure)"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "timed out"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset by the server"
     if isinstance(exc, http.client.RemoteDisconnected):
         return "the server closed the connection without answering"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    return describe_network_error(exc)

@@ -12,6 +12,8 @@ import importlib.util
 import ipaddress
 import os
 import re
+import socket
+import ssl
 import stat
 import sys
 from collections.abc import Mapping
@@ -244,3 +246,23 @@ def hostname_of(endpoint: Endpoint) -> str:
     if netloc.startswith("["):
         return netloc[1:netloc.index("]")]
     return netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
+
+
+def describe_network_error(exc: BaseException) -> str:
+    """The one-line reason a connection failed, worded the same for the socket and the HTTP API."""
+    if isinstance(exc, socket.gaierror):
+        return "unknown host (DNS lookup failed)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the server running?)"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate rejected: {exc.verify_message} (use --ca-file or --insecure)"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by the server"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

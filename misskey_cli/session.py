@@ -58,7 +58,7 @@ from websocket._url import get_proxy_info
 
 from misskey_cli import protocol, wsframes
 from misskey_cli.backoff import Backoff
-from misskey_cli.config import Proxy, Redactor, Target
+from misskey_cli.config import Proxy, Redactor, Target, describe_network_error
 from misskey_cli.errors import (
     ConnectFailed,
     ConnectionLost,
@@ -1101,19 +1101,8 @@ class ServerClosed(MkstreamError):
 
 
 def describe_socket_error(exc: BaseException) -> str:
-    if isinstance(exc, (socket.gaierror, websocket.WebSocketAddressException)):
+    if isinstance(exc, websocket.WebSocketAddressException):
         return "unknown host (DNS lookup failed)"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the server running?)"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate rejected: {exc.verify_message} (use --ca-file or --insecure)"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, (socket.timeout, websocket.WebSocketTimeoutException, TimeoutError)):
+    if isinstance(exc, websocket.WebSocketTimeoutException):
         return "timed out"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset by the server"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    return describe_network_error(exc)

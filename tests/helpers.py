@@ -60,3 +60,16 @@ def spawn(*args: str, env: dict[str, str] | None = None, stdin: int | None = sub
     full_env.update(env or {})
     return subprocess.Popen([sys.executable, "-m", "misskey_cli", *args], stdin=stdin, stdout=stdout,
                             stderr=subprocess.PIPE, env=full_env)
+
+
+def finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> tuple[int, str, str]:
+    """Wait for a spawned mkstream: (exit status, stdout, stderr); a hang fails the test."""
+    import pytest
+
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"mkstream did not exit: {err.decode()}")
+    return proc.returncode, (out or b"").decode(), (err or b"").decode()

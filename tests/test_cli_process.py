@@ -10,7 +10,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import spawn
+from helpers import finish, spawn
 
 from misskey_cli.errors import ExitCode
 
@@ -19,23 +19,13 @@ def host(sim):
     return ("--host", f"http://{sim.host_port}")
 
 
-def wait(proc, timeout=30):
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"mkstream did not exit: {err.decode()}")
-    return proc.returncode, (out or b"").decode(), (err or b"").decode()
-
-
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, ExitCode.SIGINT), (signal.SIGTERM, ExitCode.SIGTERM)])
 def test_signal_disconnects_cleanly(sim, signum, code):
     proc = spawn("connect", "localTimeline", "--capture", "n1", *host(sim), "--ndjson")
     sim.wait_for_subscription("localTimeline")
     sim.wait_for_client_frame(lambda f: f.get("type") == "subNote")
     proc.send_signal(signum)
-    returncode, _, err = wait(proc)
+    returncode, _, err = finish(proc)
     assert returncode == code, err
     assert "Traceback" not in err
     sim.wait_for_client_frame(lambda f: f == {"type": "disconnect", "body": {"id": "localTimeline"}})
@@ -58,7 +48,7 @@ def test_closed_pipe_is_exit_0_without_traceback(sim):
         sim.post_note(text="more")
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=0.05)
-    returncode, _, err = wait(proc)
+    returncode, _, err = finish(proc)
     assert returncode == 0
     assert err == ""
 
@@ -89,7 +79,7 @@ def test_stdin_commands_change_the_stream_live(sim):
     say("disconnect ltl")
     sim.wait_for_client_frame(lambda f: f == {"type": "disconnect", "body": {"id": "ltl"}})
     proc.send_signal(signal.SIGINT)
-    returncode, out, err = wait(proc)
+    returncode, out, err = finish(proc)
     assert returncode == ExitCode.SIGINT
     statslog = [json.loads(line) for line in out.splitlines()]
     assert [r["body"]["type"] for r in statslog] == ["statsLog"]
@@ -124,13 +114,13 @@ def test_serve_runs_the_simulator_until_interrupted():
         http = url.replace("ws://", "http://").removesuffix("/streaming")
         client = spawn("connect", "localTimeline", "main", "--host", http, "--token", "s3cret", "-n", "3", "--ndjson",
                        "--ack-timeout", "30")
-        returncode, out, err = wait(client)
+        returncode, out, err = finish(client)
         assert returncode == 0, err
         ids = [json.loads(line)["body"]["id"] for line in out.splitlines()]
         assert len(ids) == 3 and set(ids) <= {"localTimeline", "main"}
         assert "not acknowledged" not in err  # main needs a login: the token was accepted
     finally:
         server.send_signal(signal.SIGINT)
-        returncode, _, err = wait(server)
+        returncode, _, err = finish(server)
     assert returncode == ExitCode.SIGINT
     assert "Traceback" not in err

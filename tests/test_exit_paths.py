@@ -15,7 +15,7 @@ import subprocess
 import threading
 
 import pytest
-from helpers import SAFETY, run_cli, spawn
+from helpers import SAFETY, finish, run_cli, spawn
 
 from misskey_cli.errors import ExitCode
 from misskey_cli.simulator import Simulator
@@ -26,16 +26,6 @@ TEXTS = [f"note {n} " + "お" * 500 for n in range(300)]
 
 def host(sim):
     return ("--host", f"http://{sim.host_port}")
-
-
-def finish(proc, timeout=60):
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"mkstream did not exit: {err.decode()}")
-    return proc.returncode, out.decode(), err.decode()
 
 
 def written(err):
