@@ -827,6 +827,9 @@ PROFILE_FORMATS = {
     "ndjson": ["--ndjson"],
     "jq": ["--ndjson", "--jq", ".body.body.text"],
     "pretty": ["--pretty", "--color", "always"],
+    "general": ["--ndjson", "--jq", GENERAL],
+    "interp": ["--jq", INTERPOLATED, "-r"],
+    "line": ["--format", "line", "--width", "100"],
 }
 
 

@@ -541,3 +541,66 @@ def test_compact_json_never_raises() -> None:
     assert compact_json(_deep(100_000)) == "[too deeply nested]"
     assert compact_json({"\u202e": "\x85"}) == '{"\\u202e":"\\x85"}'
     assert compact_json(_circular).startswith("{")
+
+
+# ---------------------------------------------------------------------------------------------
+# The plain-note line is the span renderers' line
+# ---------------------------------------------------------------------------------------------
+
+NOTE_TEXTS: list[Any] = [
+    None, "", "hi", "a" * 300, "お昼はラーメン🍜 #今日のごはん " * 12, "👩‍👩‍👧‍👦" * 30, "🇯🇵🇯🇵🇯🇵" * 20,
+    "line one\n\n  line two\r\nthree\u2028four\tfive", "\x1b]52;c;ZXZpbA==\x07\x1b[2J\roverwrite\u202e",
+    "$[x2 **big**] <center>mid</center> <plain>**kept**</plain> :blobcat:", "<b></b>", "ｶﾀｶﾅ゛ﾞ" * 30,
+    "e\u0301" * 80, json.loads('"lone \\ud83c surrogate"'), 5, ["a"],
+]
+NOTE_VARIANTS: list[dict[str, Any]] = [
+    {}, {"cw": "spoiler ネタバレ"}, {"cw": ""}, {"cw": "長い注意書き" * 20}, {"cw": 3},
+    {"visibility": "home"}, {"visibility": "followers", "localOnly": True, "isHidden": True},
+    {"visibility": None}, {"visibility": 1},
+    {"reply": {"user": {"username": "bob", "host": "b.example"}}, "replyId": "r1"},
+    {"reply": {"user": None}}, {"reply": "gone", "replyId": "r2"}, {"replyId": "r\x1b3"}, {"replyId": 4},
+    {"files": [{}, {}]}, {"files": None, "fileIds": ["f"]}, {"files": {}}, {"poll": {"choices": []}},
+    {"poll": []}, {"channel": {"name": "部活\x07"}}, {"channel": {"name": 1}}, {"channel": "c"},
+    {"files": [{}], "poll": {}, "channel": {"name": "all"}, "visibility": "specified", "reply": {}},
+    {"user": {"username": "ユーザー\u202e", "host": "例え.example", "name": "名前"}}, {"user": None},
+    {"user": {"username": ["x"], "host": {}}}, {"renoteId": "x"}, {"renote": {"text": "inner"}},
+]
+WIDTHS = [None, 1, 8, 20, 33, 34, 40, 41, 60, 80, 100, 120]
+
+
+def plain_note_cases() -> list[Any]:
+    cases: list[Any] = [frame for _, frame in distinct_frames()]
+    for text in NOTE_TEXTS:
+        for variant in NOTE_VARIANTS:
+            cases.append(note_frame(text, **copy.deepcopy(variant)))
+    cases.append(note_frame("x", connection="ホーム\x1b"))
+    cases += [{"type": "channel", "body": {"id": 1, "type": "note", "body": {}}}, {"type": "channel", "body": []}]
+    return cases
+
+
+@pytest.mark.parametrize("show_cw", [False, True])
+@pytest.mark.parametrize("color", [False, True])
+def test_plain_note_line_is_the_span_renderers_line(color: bool, show_cw: bool) -> None:
+    """``_plain_note`` is a shortcut for common notes: wherever it answers, the spans agree."""
+    cases = plain_note_cases()
+    answered = dict.fromkeys(WIDTHS, 0)
+    for width in WIDTHS:
+        fmt = formatter(width, color, show_cw=show_cw)
+        for index, value in enumerate(cases):
+            stamp = fmt._stamp(BASE_TIME + index)
+            quick = fmt._plain_note(value, stamp)
+            if quick is not None:
+                answered[width] += 1
+                assert quick == fmt._spans_line(value, stamp), (width, value)
+    # the shortcut takes most notes where the line is not cut as a whole, or this test proves little
+    assert min(answered[None], answered[120]) > 0.5 * len(cases)
+    assert answered[41] > 0.3 * len(cases)
+
+
+def test_plain_note_line_answers_for_every_note_but_renotes() -> None:
+    fmt = formatter(120)
+    for variant in NOTE_VARIANTS:
+        expected = "renote" not in variant and "renoteId" not in variant and variant.get("cw") != 3
+        assert (fmt._plain_note(note_frame("hi", **variant), "00:00:00") is not None) == expected, variant
+    assert fmt._plain_note(note_frame(5), "00:00:00") is None
+    assert fmt._plain_note(note_frame("x" * 200), "00:00:00") is not None  # cut, not whole-line cut
