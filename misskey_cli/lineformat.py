@@ -226,6 +226,22 @@ def _count(value: Any) -> str:
 # The formatter
 # ---------------------------------------------------------------------------------------------
 
+def _plain_note_of(value: Any) -> tuple[dict[str, Any], str] | None:
+    """(note, connection id) of a channel frame carrying a note that is not a renote or quote."""
+    if type(value) is not dict or value.get("type") != "channel":
+        return None
+    body = value.get("body")
+    if type(body) is not dict or body.get("type") != "note":
+        return None
+    note = body.get("body")
+    connection = body.get("id")
+    if type(note) is not dict or type(connection) is not str:
+        return None
+    if note.get("renote") is not None or note.get("renoteId") is not None:
+        return None
+    return note, connection
+
+
 class _Parts:
     """The spans of one line being built: head (kept), body (cut first), tail (markers)."""
 
@@ -293,39 +309,50 @@ class LineFormatter:
         result is the span renderers' to the character: tests/test_lineformat.py compares the two
         on every recorded frame and many variants of each, at many widths, with and without colour.
         """
-        if type(value) is not dict or value.get("type") != "channel":
+        found = _plain_note_of(value)
+        if found is None:
             return None
-        body = value.get("body")
-        if type(body) is not dict or body.get("type") != "note":
+        note, connection = found
+        text = self._plain_text(note)
+        if text is None:
             return None
-        note = body.get("body")
-        connection = body.get("id")
-        if type(note) is not dict or type(connection) is not str:
-            return None
-        get = note.get
-        if get("renote") is not None or get("renoteId") is not None:
-            return None
-        text = get("text")
-        cw = get("cw")
-        label = ""  # "CW: " before a content warning
-        if cw is None:
-            if text is not None and type(text) is not str:
-                return None
-            shown = self._clean(text, mfm=True) if text else None
-        elif type(cw) is str and not (self._show_cw and text):
-            shown = self._clean(cw)
-            label = "CW: "
-        else:
-            return None
-        color = self._color
+        label, shown = text
         lead = self._connections.get(connection)
         if lead is None:
             lead = self._connection_lead(connection)
-        account = self._acct(get("user"))
-        head = f"{stamp}{lead[0]} {account}"
-        if color:
-            painted = f"\x1b[2m{stamp}\x1b[0m{lead[1]} \x1b[1m{account}\x1b[0m"
-        # the marks after the author, as _note_lead makes them
+        account = self._acct(note.get("user"))
+        marks, painted_marks = self._plain_marks(note)
+        markers = self._plain_markers(note)
+        head = f"{stamp}{lead[0]} {account}{marks}" if shown is None else f"{stamp}{lead[0]} {account}{marks}:"
+        tail = "".join(markers)
+        if self._width is not None:
+            fits, shown = self._plain_fit(head, label, shown, tail)
+            if not fits:
+                return None  # the whole line is cut: the span renderers' case
+        if not self._color:
+            return head + tail if shown is None else f"{head} {label}{shown}{tail}"
+        painted = f"\x1b[2m{stamp}\x1b[0m{lead[1]} \x1b[1m{account}\x1b[0m{painted_marks}"
+        tail = "".join([f"\x1b[90m{marker}\x1b[0m" for marker in markers])
+        if shown is None:
+            return painted + tail
+        return f"{painted}: \x1b[90m{label}\x1b[0m{shown}{tail}" if label else f"{painted}: {shown}{tail}"
+
+    def _plain_text(self, note: dict[str, Any]) -> tuple[str, str | None] | None:
+        """(label, text) of a plain note as _note_text shows it: ("CW: ", its CW) or ("", its
+        text or None); None when the spans must show it (a value that is not a string, --show-cw)."""
+        text = note.get("text")
+        cw = note.get("cw")
+        if cw is None:
+            if text is None or type(text) is str:
+                return "", self._clean(text, mfm=True) if text else None
+            return None
+        if type(cw) is str and not (self._show_cw and text):
+            return "CW: ", self._clean(cw)
+        return None
+
+    def _plain_marks(self, note: dict[str, Any]) -> tuple[str, str]:
+        """The marks after the author as _note_lead makes them, plain and painted ("" without colour)."""
+        get = note.get
         marks: list[str] = []
         visibility = get("visibility")
         if visibility != "public" and isinstance(visibility, str):
@@ -335,53 +362,50 @@ class LineFormatter:
         if get("isHidden") is True:
             marks.append(" [hidden]")
         reply = get("reply")
+        replied = None
         if isinstance(reply, dict):
             replied = self._acct(reply.get("user"))
-            head += "".join(marks) + " ↩ " + replied
-            if color:
-                painted += "".join([f"\x1b[90m{mark}\x1b[0m" for mark in marks])
-                painted += f"\x1b[90m ↩\x1b[0m\x1b[1m {replied}\x1b[0m"
-            marks = []
         elif isinstance(get("replyId"), str):
             marks.append(" ↩ " + self._clean(get("replyId")))
-        if marks:
-            head += "".join(marks)
-            if color:
-                painted += "".join([f"\x1b[90m{mark}\x1b[0m" for mark in marks])
-        # the markers after the text, as _note_markers makes them
+        if not marks and replied is None:
+            return "", ""
+        plain = "".join(marks) if replied is None else "".join(marks) + " ↩ " + replied
+        if not self._color:
+            return plain, ""
+        painted = "".join([f"\x1b[90m{mark}\x1b[0m" for mark in marks])
+        if replied is not None:
+            painted += f"\x1b[90m ↩\x1b[0m\x1b[1m {replied}\x1b[0m"
+        return plain, painted
+
+    def _plain_markers(self, note: dict[str, Any]) -> list[str]:
+        """The markers after the text, as _note_markers makes them."""
         markers: list[str] = []
-        files = get("files")
+        files = note.get("files")
         if not isinstance(files, list):
-            files = get("fileIds")
+            files = note.get("fileIds")
         if isinstance(files, list) and files:
             markers.append(f" [📎{len(files)}]")
-        if isinstance(get("poll"), dict):
+        if isinstance(note.get("poll"), dict):
             markers.append(" [poll]")
-        channel = get("channel")
+        channel = note.get("channel")
         if isinstance(channel, dict) and isinstance(channel.get("name"), str):
             markers.append(f" [channel {self._clean(channel['name'])}]")
-        tail = "".join(markers)
-        if shown is not None:
-            head += ":"
+        return markers
+
+    def _plain_fit(self, head: str, label: str, shown: str | None, tail: str) -> tuple[bool, str | None]:
+        """(fits, text): the text cut as _finish and _cut would cut its spans, or fits False when
+        _finish would cut the whole line."""
         width = self._width
-        if width is not None:
-            head_width = _measure(head, width)
-            tail_width = _measure(tail, width) if tail else 0
-            if shown is not None:
-                room = width - head_width - tail_width - 1 - len(label)  # the space, "CW: "
-                if _measure(shown, max(room, 0)) > room:
-                    if room + 1 + len(label) < MIN_BODY:
-                        return None  # the whole line is cut: the span renderers' case
-                    shown = clip(shown, room - 1) + ELLIPSIS
-            elif head_width + tail_width > width:
-                return None
-        if not color:
-            return head + tail if shown is None else f"{head} {label}{shown}{tail}"
-        if markers:
-            tail = "".join([f"\x1b[90m{marker}\x1b[0m" for marker in markers])
+        assert width is not None
+        used = _measure(head, width) + (_measure(tail, width) if tail else 0)
         if shown is None:
-            return painted + tail
-        return f"{painted}: \x1b[90m{label}\x1b[0m{shown}{tail}" if label else f"{painted}: {shown}{tail}"
+            return used <= width, None
+        room = width - used - 1 - len(label)  # columns for the text after " " and the label
+        if _measure(shown, max(room, 0)) <= room:
+            return True, shown
+        if room + 1 + len(label) < MIN_BODY:
+            return False, None
+        return True, clip(shown, room - 1) + ELLIPSIS
 
     def _connection_lead(self, connection: str) -> tuple[str, str]:
         """`` <id>`` plain and painted, for the plain-note line; remembered per connection id."""
