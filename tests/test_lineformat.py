@@ -21,7 +21,7 @@ import pytest
 import wcwidth
 from conftest import fixture_frames
 
-from misskey_cli.lineformat import ELLIPSIS, PALETTE, LineFormatter, clip, compact_json, display_width
+from misskey_cli.lineformat import ELLIPSIS, PALETTE, LineFormatter, clip, compact_json, display_width, fold_lines
 
 GOLDEN = Path(__file__).parent / "golden" / "line"
 REGEN = os.environ.get("MKSTREAM_REGEN_GOLDEN") == "1"
@@ -604,3 +604,17 @@ def test_plain_note_line_answers_for_every_note_but_renotes() -> None:
         assert (fmt._plain_note(note_frame("hi", **variant), "00:00:00") is not None) == expected, variant
     assert fmt._plain_note(note_frame(5), "00:00:00") is None
     assert fmt._plain_note(note_frame("x" * 200), "00:00:00") is not None  # cut, not whole-line cut
+
+
+# What fold_lines does, as one regular expression: each run of line breaks with the blanks and
+# tabs around it becomes " ⏎ " (the definition it is checked against; it is several times slower).
+FOLD_REFERENCE = re.compile("[ \t]*(?:\r?\n|[\u2028\u2029])(?:[ \t]*(?:\r?\n|[\u2028\u2029]))*[ \t]*")
+
+
+def test_fold_lines_is_the_regular_expression() -> None:
+    rng = random.Random(7)
+    alphabet = [" ", "\t", "\r", "\n", "\r\n", "\u2028", "\u2029", "a", "語", "\u3000", "\x0b", "\x1c"]
+    samples = ["", "a", "a\nb", " a \n\n b ", "a\r\nb", "a\r \nb", "a\n\u3000\nb", "\t", "x\ty"]
+    samples += ["".join(rng.choices(alphabet, k=rng.randrange(12))) for _ in range(5000)]
+    for text in samples:
+        assert fold_lines(text) == FOLD_REFERENCE.sub(" ⏎ ", text.strip()).replace("\t", " "), repr(text)
