@@ -28,7 +28,7 @@ from wcwidth import wcswidth
 
 from misskey_cli.safetext import UNSAFE_CHARACTERS, escape_controls
 
-__all__ = ["ELLIPSIS", "PALETTE", "LineFormatter", "clip", "compact_json", "display_width", "fold_lines"]
+__all__ = ["ELLIPSIS", "PALETTE", "LineFormatter", "clip", "compact_json", "display_width", "fit", "fold_lines"]
 
 Span = tuple[str, str]  # (text, SGR parameters; "" for unstyled)
 
@@ -109,8 +109,11 @@ def _continues_cluster(text: str, index: int) -> bool:
     return unicodedata.category(char)[0] == "M"  # combining marks, variation selectors
 
 
-def clip(text: str, columns: int) -> str:
-    """The longest prefix of ``text`` at most ``columns`` wide that ends on a grapheme boundary."""
+def clip(text: str, columns: int, measured: tuple[int, int] | None = None) -> str:
+    """The longest prefix of ``text`` at most ``columns`` wide that ends on a grapheme boundary.
+
+    ``measured``: (length, width) of a prefix the caller has measured already.
+    """
     if columns <= 0:
         return ""
     if text.isascii():
@@ -119,8 +122,11 @@ def clip(text: str, columns: int) -> str:
     # Find low (fits) and high (does not) around a guess in proportion to the text's own
     # widths: for text of one width (Japanese, or ASCII with a few wide characters) the guess is
     # exact and three measurements settle it; a binary search covers everything else.
-    probe = min(size, columns)
-    width = _wcs(text[:probe])
+    if measured is None:
+        probe = min(size, columns)
+        width = _wcs(text[:probe])
+    else:
+        probe, width = measured
     if width <= columns:
         low, high = probe, size + 1
     else:
@@ -144,6 +150,17 @@ def clip(text: str, columns: int) -> str:
     while 0 < end < size and _continues_cluster(text, end):
         end -= 1
     return text[:end]
+
+
+def fit(text: str, columns: int) -> str:
+    """``text`` if it is at most ``columns`` wide, else cut to ``columns`` with an ellipsis."""
+    if text.isascii():
+        return text if len(text) <= columns else text[:columns - 1] + ELLIPSIS
+    probe = min(len(text), columns + 1)
+    width = _wcs(text[:probe])
+    if width <= columns and (probe == len(text) or _measure(text, columns) <= columns):
+        return text
+    return clip(text, columns - 1, (probe, width)) + ELLIPSIS
 
 
 def _cut(spans: list[Span], columns: int) -> list[Span]:
@@ -413,11 +430,9 @@ class LineFormatter:
         if shown is None:
             return used <= width, None
         room = width - used - 1 - len(label)  # columns for the text after " " and the label
-        if _measure(shown, max(room, 0)) <= room:
-            return True, shown
         if room + 1 + len(label) < MIN_BODY:
-            return False, None
-        return True, clip(shown, room - 1) + ELLIPSIS
+            return _measure(shown, max(room, 0)) <= room, shown
+        return True, fit(shown, room)
 
     def _connection_lead(self, connection: str) -> tuple[str, str]:
         """`` <id>`` plain and painted, for the plain-note line; remembered per connection id."""
