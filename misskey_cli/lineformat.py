@@ -56,7 +56,6 @@ _SPECIAL = re.compile(f"[\u2028\u2029{UNSAFE_CHARACTERS}]")
 # The same, or a character that may start MFM markup ($[, <, **): one search for a note's text.
 _SPECIAL_OR_MFM = re.compile(f"[\u2028\u2029{UNSAFE_CHARACTERS}$<*]")
 _LINE_BREAK = re.compile("\r?\n|[\u2028\u2029]")
-_MFM_HINT = re.compile(r"\$\[|<|\*\*")
 _MFM_FUNCTION = re.compile(r"\$\[[\w.,=+\-]+ ([^\[\]]*)\]")
 _MFM_TAG = re.compile(r"</?(?:center|small|i|b|s|sup|sub|left|right)>")
 _MFM_BOLD = re.compile(r"\*\*(.+?)\*\*")
@@ -98,6 +97,8 @@ def _continues_cluster(text: str, index: int) -> bool:
     previous = text[index - 1]
     if previous == "\u200d" or char == "\u200d":
         return True
+    if char < "\u0300" or "\u3041" <= char <= "\u3096" or "\u30a1" <= char <= "\u9fff":
+        return False  # Latin-1, kana, CJK: no marks among them (the test checks every one)
     code = ord(char)
     if 0x1F3FB <= code <= 0x1F3FF or 0xE0020 <= code <= 0xE007F or code in (0xFF9E, 0xFF9F):
         return True  # skin tone, emoji tag sequence, halfwidth (semi-)voiced mark
@@ -107,6 +108,18 @@ def _continues_cluster(text: str, index: int) -> bool:
             run += 1
         return run % 2 == 1
     return unicodedata.category(char)[0] == "M"  # combining marks, variation selectors
+
+
+def _solid_width(char: str) -> int:
+    """1 or 2 for a character that adds exactly that many columns after another such character and
+    never joins a grapheme cluster (printable ASCII; kana, CJK ideographs, fullwidth forms); 0 for
+    any other character. tests/test_lineformat.py checks every one of them against wcwidth."""
+    if " " <= char <= "~":
+        return 1
+    if ("\u4e00" <= char <= "\u9fff" or "\u3041" <= char <= "\u3096" or "\u30a1" <= char <= "\u30fa"
+            or "\uff01" <= char <= "\uff5e" or char in "、。ー"):
+        return 2
+    return 0
 
 
 def clip(text: str, columns: int, measured: tuple[int, int] | None = None) -> str:
@@ -119,27 +132,28 @@ def clip(text: str, columns: int, measured: tuple[int, int] | None = None) -> st
     if text.isascii():
         return text[:columns]
     size = len(text)
-    # Find low (fits) and high (does not) around a guess in proportion to the text's own
-    # widths: for text of one width (Japanese, or ASCII with a few wide characters) the guess is
-    # exact and three measurements settle it; a binary search covers everything else.
     if measured is None:
         probe = min(size, columns)
         width = _wcs(text[:probe])
     else:
         probe, width = measured
+    # Search for the longest prefix that fits between low (fits) and high (does not, or size + 1),
+    # from a guess in proportion to the text's own widths: for Japanese, or any text of one width,
+    # the guess is exact, and one or two measurements settle it.
     if width <= columns:
-        low, high = probe, size + 1
+        low, low_width, high = probe, width, size + 1
     else:
+        high = probe
         guess = min(probe - 1, columns * probe // width)
-        if _wcs(text[:guess]) <= columns:
-            low, high = guess, probe
-        else:
-            low, high = 0, guess
-    step = 1
-    while low + step < high and low + step <= size and _wcs(text[:low + step]) <= columns:
-        low += step
-        step *= 2
-    high = min(high, low + step, size + 1)
+        guess_width = _wcs(text[:guess])
+        if guess_width > columns:  # back by the columns too many: a column per character, usually
+            high = guess
+            guess = max(0, guess - (guess_width - columns))
+            guess_width = _wcs(text[:guess])
+            if guess_width > columns:
+                high, guess, guess_width = guess, 0, 0
+        low, low_width = guess, guess_width
+    low, high = _grow(text, columns, low, low_width, high)
     while high - low > 1:
         middle = (low + high) // 2
         if _wcs(text[:middle]) <= columns:
@@ -150,6 +164,27 @@ def clip(text: str, columns: int, measured: tuple[int, int] | None = None) -> st
     while 0 < end < size and _continues_cluster(text, end):
         end -= 1
     return text[:end]
+
+
+def _grow(text: str, columns: int, low: int, low_width: int, high: int) -> tuple[int, int]:
+    """(low, high) closer together: low (``low_width`` wide) still fits, high still does not."""
+    size = len(text)
+    stalled = 1  # doubles while the characters added have no width (marks, joiners)
+    while low + 1 < high and low < size:
+        room = columns - low_width
+        if room <= 1:
+            following = _solid_width(text[low])
+            if following and low_width + following > columns and (low == 0 or _solid_width(text[low - 1])):
+                return low, low + 1  # the next character cannot fit, and nothing joins it to this one
+        # Half the room in characters: exact for wide text, never too many (each is at most two
+        # columns), and the room at least halves each time for text of any width.
+        ahead = min(low + max(room // 2, stalled), high - 1, size)
+        ahead_width = _wcs(text[:ahead])
+        if ahead_width > columns:
+            return low, ahead
+        stalled = stalled * 2 if ahead_width == low_width else 1
+        low, low_width = ahead, ahead_width
+    return low, high
 
 
 def fit(text: str, columns: int) -> str:
@@ -214,7 +249,7 @@ def fold_lines(text: str) -> str:
 
 def _reduce_mfm(text: str) -> str:
     """MFM markup reduced to readable text: ``$[x2 big]`` -> ``big``, tags and ``**`` dropped."""
-    if _MFM_HINT.search(text) is None:
+    if "<" not in text and "$[" not in text and "**" not in text:  # str's search: faster than a regex
         return text
     if "<plain>" in text:
         pieces = _MFM_PLAIN.split(text)  # odd pieces are <plain> contents: literal
@@ -266,9 +301,16 @@ def _plain_note_of(value: Any) -> tuple[dict[str, Any], str] | None:
     connection = body.get("id")
     if type(note) is not dict or type(connection) is not str:
         return None
-    if note.get("renote") is not None or note.get("renoteId") is not None:
-        return None
     return note, connection
+
+
+def _is_pure_renote(note: dict[str, Any]) -> bool:
+    """A renote of a note that is not itself a renote, with nothing of its own (Misskey's test:
+    no text, CW, files or poll); False for any other note with a renote or renote id."""
+    renote = note.get("renote")
+    return (type(renote) is dict and renote.get("renote") is None and renote.get("renoteId") is None
+            and note.get("text") is None and note.get("cw") is None and not note.get("fileIds")
+            and not note.get("files") and not isinstance(note.get("poll"), dict))
 
 
 class _Parts:
@@ -331,8 +373,8 @@ class LineFormatter:
             return self._finish(parts)
 
     def _plain_note(self, value: Any, stamp: str) -> str | None:
-        """The line of a channel note that is not a renote or a quote, written directly; None
-        for any other value, which the span renderers take.
+        """The line of a channel note that is not a quote (a plain note, a reply, a pure renote),
+        written directly; None for any other value, which the span renderers take.
 
         Such notes are most of a timeline, and building spans for them costs twice as much. The
         result is the span renderers' to the character: tests/test_lineformat.py compares the two
@@ -342,6 +384,16 @@ class LineFormatter:
         if found is None:
             return None
         note, connection = found
+        author, painted_author = self._plain_author(note)
+        markers = self._plain_markers(note)
+        if note.get("renote") is not None or note.get("renoteId") is not None:
+            if not _is_pure_renote(note):
+                return None
+            note = note["renote"]  # the renoted note's author, text and markers follow
+            renoted, painted_renoted = self._plain_author(note)
+            author += " ♻ " + renoted
+            painted_author += "\x1b[90m ♻ \x1b[0m" + painted_renoted
+            markers = self._plain_markers(note) + markers
         text = self._plain_text(note)
         if text is None:
             return None
@@ -349,10 +401,7 @@ class LineFormatter:
         lead = self._connections.get(connection)
         if lead is None:
             lead = self._connection_lead(connection)
-        account = self._acct(note.get("user"))
-        marks, painted_marks = self._plain_marks(note)
-        markers = self._plain_markers(note)
-        head = f"{stamp}{lead[0]} {account}{marks}" if shown is None else f"{stamp}{lead[0]} {account}{marks}:"
+        head = f"{stamp}{lead[0]} {author}" if shown is None else f"{stamp}{lead[0]} {author}:"
         tail = "".join(markers)
         if self._width is not None:
             fits, shown = self._plain_fit(head, label, shown, tail)
@@ -360,7 +409,7 @@ class LineFormatter:
                 return None  # the whole line is cut: the span renderers' case
         if not self._color:
             return head + tail if shown is None else f"{head} {label}{shown}{tail}"
-        painted = f"\x1b[2m{stamp}\x1b[0m{lead[1]} \x1b[1m{account}\x1b[0m{painted_marks}"
+        painted = f"\x1b[2m{stamp}\x1b[0m{lead[1]} {painted_author}"
         tail = "".join([f"\x1b[90m{marker}\x1b[0m" for marker in markers])
         if shown is None:
             return painted + tail
@@ -378,6 +427,17 @@ class LineFormatter:
         if type(cw) is str and not (self._show_cw and text):
             return "CW: ", self._clean(cw)
         return None
+
+    def _plain_author(self, note: dict[str, Any]) -> tuple[str, str]:
+        """The author and the marks after it as _note_lead makes them, plain and painted ("" without
+        colour): ``@alice [home] ↩ @bob``."""
+        account = self._acct(note.get("user"))
+        get = note.get
+        if (get("visibility") == "public" and get("reply") is None and get("replyId") is None
+                and get("localOnly") is not True and get("isHidden") is not True):
+            return account, f"\x1b[1m{account}\x1b[0m" if self._color else ""  # no marks: the common case
+        marks, painted = self._plain_marks(note)
+        return account + marks, f"\x1b[1m{account}\x1b[0m{painted}" if self._color else ""
 
     def _plain_marks(self, note: dict[str, Any]) -> tuple[str, str]:
         """The marks after the author as _note_lead makes them, plain and painted ("" without colour)."""
