@@ -397,14 +397,16 @@ class LineFormatter:
         text = self._plain_text(note)
         if text is None:
             return None
-        label, shown = text
+        label, raw, mfm = text
         lead = self._connections.get(connection)
         if lead is None:
             lead = self._connection_lead(connection)
-        head = f"{stamp}{lead[0]} {author}" if shown is None else f"{stamp}{lead[0]} {author}:"
+        head = f"{stamp}{lead[0]} {author}" if raw is None else f"{stamp}{lead[0]} {author}:"
         tail = "".join(markers)
-        if self._width is not None:
-            fits, shown = self._plain_fit(head, label, shown, tail)
+        if self._width is None:
+            shown = None if raw is None else self._clean(raw, mfm)
+        else:
+            fits, shown = self._plain_fit(head, label, raw, mfm, tail)
             if not fits:
                 return None  # the whole line is cut: the span renderers' case
         if not self._color:
@@ -415,17 +417,18 @@ class LineFormatter:
             return painted + tail
         return f"{painted}: \x1b[90m{label}\x1b[0m{shown}{tail}" if label else f"{painted}: {shown}{tail}"
 
-    def _plain_text(self, note: dict[str, Any]) -> tuple[str, str | None] | None:
-        """(label, text) of a plain note as _note_text shows it: ("CW: ", its CW) or ("", its
-        text or None); None when the spans must show it (a value that is not a string, --show-cw)."""
+    def _plain_text(self, note: dict[str, Any]) -> tuple[str, str | None, bool] | None:
+        """(label, text, mfm) of a plain note as _note_text shows it, not yet cleaned: ("CW: ", its
+        CW, False) or ("", its text or None, True); None when the spans must show it (a value that
+        is not a string, --show-cw)."""
         text = note.get("text")
         cw = note.get("cw")
         if cw is None:
             if text is None or type(text) is str:
-                return "", self._clean(text, mfm=True) if text else None
+                return "", text or None, True
             return None
         if type(cw) is str and not (self._show_cw and text):
-            return "CW: ", self._clean(cw)
+            return "CW: ", cw, False
         return None
 
     def _plain_author(self, note: dict[str, Any]) -> tuple[str, str]:
@@ -481,18 +484,34 @@ class LineFormatter:
             markers.append(f" [channel {self._clean(channel['name'])}]")
         return markers
 
-    def _plain_fit(self, head: str, label: str, shown: str | None, tail: str) -> tuple[bool, str | None]:
-        """(fits, text): the text cut as _finish and _cut would cut its spans, or fits False when
-        _finish would cut the whole line."""
+    def _plain_fit(self, head: str, label: str, raw: str | None, mfm: bool, tail: str) -> tuple[bool, str | None]:
+        """(fits, text): the text cleaned and cut as _finish and _cut would cut its spans, or fits
+        False when _finish would cut the whole line."""
         width = self._width
         assert width is not None
         used = _measure(head, width) + (_measure(tail, width) if tail else 0)
-        if shown is None:
+        if raw is None:
             return used <= width, None
         room = width - used - 1 - len(label)  # columns for the text after " " and the label
         if room + 1 + len(label) < MIN_BODY:
+            shown = self._clean(raw, mfm)
             return _measure(shown, max(room, 0)) <= room, shown
-        return True, fit(shown, room)
+        return True, self._fit_text(raw, mfm, room)
+
+    def _fit_text(self, raw: str, mfm: bool, columns: int) -> str:
+        """``fit(self._clean(raw, mfm), columns)``, cleaning no more than can show when that is the same.
+
+        It is when the first ``columns + 1`` characters have nothing to clean (no markup starts
+        there, no line break, no control) and are wider than ``columns``: the cut falls among them,
+        and nothing after them changes them (but a fold's strip of a leading blank: none there).
+        """
+        if len(raw) > columns + 1 and not raw[0].isspace():
+            start = raw[:columns + 1]
+            if (_SPECIAL_OR_MFM if mfm else _SPECIAL).search(start) is None:
+                width = len(start) if start.isascii() else _wcs(start)
+                if width > columns:
+                    return clip(start, columns - 1, (columns + 1, width)) + ELLIPSIS
+        return fit(self._clean(raw, mfm), columns)
 
     def _connection_lead(self, connection: str) -> tuple[str, str]:
         """`` <id>`` plain and painted, for the plain-note line; remembered per connection id."""

@@ -602,6 +602,10 @@ NOTE_TEXTS: list[Any] = [
     "line one\n\n  line two\r\nthree\u2028four\tfive", "\x1b]52;c;ZXZpbA==\x07\x1b[2J\roverwrite\u202e",
     "$[x2 **big**] <center>mid</center> <plain>**kept**</plain> :blobcat:", "<b></b>", "ｶﾀｶﾅ゛ﾞ" * 30,
     "e\u0301" * 80, json.loads('"lone \\ud83c surrogate"'), 5, ["a"],
+    # what can only show after the cut, or changes what is before it
+    "語" * 60 + "\n\n後半", "x" * 90 + "$[x2 big] **b**", " " + "語" * 60 + "\nb", "\u3000" + "語" * 60 + "\nb",
+    "語" * 50 + "\x1b[2J", "\u200b" * 200 + "語" * 10, "語" * 30 + "<b>" + "語" * 30 + "</b>", "**" + "語" * 60 + "**",
+    "語" * 45 + "$[x2 " + "語" * 20 + "]", "a" * 1000 + "\n", "😀" * 100 + "\u2028",
 ]
 NOTE_VARIANTS: list[dict[str, Any]] = [
     {}, {"cw": "spoiler ネタバレ"}, {"cw": ""}, {"cw": "長い注意書き" * 20}, {"cw": 3},
@@ -652,7 +656,7 @@ def test_plain_note_line_is_the_span_renderers_line(color: bool, show_cw: bool) 
                 assert quick == fmt._spans_line(value, stamp), (width, value)
     # the shortcut takes most notes where the line is not cut as a whole, or this test proves little
     assert min(answered[None], answered[120]) > 0.4 * len(cases)
-    assert answered[41] > 0.3 * len(cases)
+    assert answered[41] > 0.2 * len(cases)
 
 
 def test_plain_note_line_answers_for_every_note_but_quotes() -> None:
