@@ -17,6 +17,7 @@ renderer cannot make sense of falls back to its compact JSON: ``format`` never r
 from __future__ import annotations
 
 import json
+import math
 import re
 import unicodedata
 import zlib
@@ -347,7 +348,8 @@ class LineFormatter:
         self._colours: dict[str, str] = {}
         self._accounts: dict[tuple[Any, Any], str] = {}
         self._connections: dict[str, tuple[str, str]] = {}
-        self._stamp_second: int | None = None
+        self._stamp_second: int | None = None  # (with timestamps)
+        self._stamp_from, self._stamp_until = math.inf, -math.inf  # the second of _stamp_text (without)
         self._stamp_text = ""
 
     # -- entry ------------------------------------------------------------------------------
@@ -526,6 +528,8 @@ class LineFormatter:
 
     def _stamp(self, received_at: float) -> str:
         try:
+            if self._stamp_from <= received_at < self._stamp_until:
+                return self._stamp_text  # the second of the last line (HH:MM:SS only)
             if self._timestamps:
                 millis = round(received_at * 1000)
                 second, milli = divmod(millis, 1000)
@@ -535,9 +539,8 @@ class LineFormatter:
                     self._stamp_second = second
                 return f"{self._stamp_text}.{milli:03d}Z"
             second = int(received_at // 1)
-            if second != self._stamp_second:
-                self._stamp_text = datetime.fromtimestamp(second, self._tz).strftime("%H:%M:%S")
-                self._stamp_second = second
+            self._stamp_text = datetime.fromtimestamp(second, self._tz).strftime("%H:%M:%S")
+            self._stamp_from, self._stamp_until = second, second + 1
             return self._stamp_text
         except (TypeError, ValueError, OverflowError, OSError):
             return "????-??-??T??:??:??.???Z" if self._timestamps else "??:??:??"
