@@ -128,7 +128,7 @@ def type_name(value: Any) -> str:
 # ----- decoding what the server sent ------------------------------------------------------------
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass takes twice as long to make, once per frame
+@dataclass(slots=True)  # not frozen: a frozen dataclass takes 3x as long to make, once per frame
 class Frame:
     """A decoded server frame: a JSON object with a string ``type`` (read-only by convention)."""
 
