@@ -391,15 +391,15 @@ class LineFormatter:
             return None
         note, connection = found
         author, painted_author = self._plain_author(note)
-        markers = self._plain_markers(note)
+        markers = self._note_markers(note)
         if note.get("renote") is not None or note.get("renoteId") is not None:
             if not _is_pure_renote(note):
                 return None
             note = note["renote"]  # the renoted note's author, text and markers follow
             renoted, painted_renoted = self._plain_author(note)
             author += " ♻ " + renoted
-            painted_author += "\x1b[90m ♻ \x1b[0m" + painted_renoted
-            markers = self._plain_markers(note) + markers
+            painted_author += f"\x1b[{MUTED}m ♻ \x1b[0m" + painted_renoted
+            markers = self._note_markers(note) + markers
         text = self._plain_text(note)
         if text is None:
             return None
@@ -408,7 +408,7 @@ class LineFormatter:
         if lead is None:
             lead = self._connection_lead(connection)
         head = f"{stamp}{lead[0]} {author}" if raw is None else f"{stamp}{lead[0]} {author}:"
-        tail = "".join(markers)
+        tail = "".join([marker for marker, _ in markers])
         if self._width is None:
             shown = None if raw is None else self._clean(raw, mfm)
         else:
@@ -417,11 +417,11 @@ class LineFormatter:
                 return None  # the whole line is cut: the span renderers' case
         if not self._color:
             return head + tail if shown is None else f"{head} {label}{shown}{tail}"
-        painted = f"\x1b[2m{stamp}\x1b[0m{lead[1]} {painted_author}"
-        tail = "".join([f"\x1b[90m{marker}\x1b[0m" for marker in markers])
+        painted = f"\x1b[{DIM}m{stamp}\x1b[0m{lead[1]} {painted_author}"
+        tail = self._paint(markers)
         if shown is None:
             return painted + tail
-        return f"{painted}: \x1b[90m{label}\x1b[0m{shown}{tail}" if label else f"{painted}: {shown}{tail}"
+        return f"{painted}: \x1b[{MUTED}m{label}\x1b[0m{shown}{tail}" if label else f"{painted}: {shown}{tail}"
 
     def _plain_text(self, note: dict[str, Any]) -> tuple[str, str | None, bool] | None:
         """(label, text, mfm) of a plain note as _note_text shows it, not yet cleaned: ("CW: ", its
@@ -438,57 +438,15 @@ class LineFormatter:
         return None
 
     def _plain_author(self, note: dict[str, Any]) -> tuple[str, str]:
-        """The author and the marks after it as _note_lead makes them, plain and painted ("" without
-        colour): ``@alice [home] ↩ @bob``."""
-        account = self._acct(note.get("user"))
+        """The author and the marks after it, plain and painted ("" without colour): _note_lead's
+        spans joined, ``@alice [home] ↩ @bob``."""
         get = note.get
         if (get("visibility") == "public" and get("reply") is None and get("replyId") is None
                 and get("localOnly") is not True and get("isHidden") is not True):
-            return account, f"\x1b[1m{account}\x1b[0m" if self._color else ""  # no marks: the common case
-        marks, painted = self._plain_marks(note)
-        return account + marks, f"\x1b[1m{account}\x1b[0m{painted}" if self._color else ""
-
-    def _plain_marks(self, note: dict[str, Any]) -> tuple[str, str]:
-        """The marks after the author as _note_lead makes them, plain and painted ("" without colour)."""
-        get = note.get
-        marks: list[str] = []
-        visibility = get("visibility")
-        if visibility != "public" and isinstance(visibility, str):
-            marks.append(f" [{self._clean(visibility)}]")
-        if get("localOnly") is True:
-            marks.append(" [localOnly]")
-        if get("isHidden") is True:
-            marks.append(" [hidden]")
-        reply = get("reply")
-        replied = None
-        if isinstance(reply, dict):
-            replied = self._acct(reply.get("user"))
-        elif isinstance(get("replyId"), str):
-            marks.append(" ↩ " + self._clean(get("replyId")))
-        if not marks and replied is None:
-            return "", ""
-        plain = "".join(marks) if replied is None else "".join(marks) + " ↩ " + replied
-        if not self._color:
-            return plain, ""
-        painted = "".join([f"\x1b[90m{mark}\x1b[0m" for mark in marks])
-        if replied is not None:
-            painted += f"\x1b[90m ↩\x1b[0m\x1b[1m {replied}\x1b[0m"
-        return plain, painted
-
-    def _plain_markers(self, note: dict[str, Any]) -> list[str]:
-        """The markers after the text, as _note_markers makes them."""
-        markers: list[str] = []
-        files = note.get("files")
-        if not isinstance(files, list):
-            files = note.get("fileIds")
-        if isinstance(files, list) and files:
-            markers.append(f" [📎{len(files)}]")
-        if isinstance(note.get("poll"), dict):
-            markers.append(" [poll]")
-        channel = note.get("channel")
-        if isinstance(channel, dict) and isinstance(channel.get("name"), str):
-            markers.append(f" [channel {self._clean(channel['name'])}]")
-        return markers
+            account = self._acct(get("user"))  # no marks, the common case: no spans to build
+            return account, f"\x1b[{USER}m{account}\x1b[0m" if self._color else ""
+        lead = self._note_lead(note)
+        return "".join([text for text, _ in lead]), self._paint(lead) if self._color else ""
 
     def _plain_fit(self, head: str, label: str, raw: str | None, mfm: bool, tail: str) -> tuple[bool, str | None]:
         """(fits, text): the text cleaned and cut as _finish and _cut would cut its spans, or fits
@@ -880,13 +838,15 @@ class LineFormatter:
         if not isinstance(announcement, dict):
             self._put_json(parts, body)
             return
-        title = announcement.get("title")
+        self._put_titled(parts, announcement.get("title"), announcement.get("text"), mfm=True)
+
+    def _put_titled(self, parts: _Parts, title: Any, text: Any, mfm: bool = False) -> None:
+        """``<title>: <text>``, the title bold, either one left out when empty."""
         if title:
             parts.head.append((" " + self._clean(title), BOLD))
-        text = announcement.get("text")
         if text:
             parts.head.append((":", ""))
-            parts.body.append((" " + self._clean(text, mfm=True), ""))
+            parts.body.append((" " + self._clean(text, mfm=mfm), ""))
 
     # channel events
 
@@ -915,13 +875,7 @@ class LineFormatter:
             self._put_note(parts, note)
 
     def _app_notification(self, parts: _Parts, notification: dict[str, Any]) -> None:
-        header = notification.get("header")
-        if header:
-            parts.head.append((" " + self._clean(header), BOLD))
-        text = notification.get("body")
-        if text:
-            parts.head.append((":", ""))
-            parts.body.append((" " + self._clean(text), ""))
+        self._put_titled(parts, notification.get("header"), notification.get("body"))
 
     def _named_detail(self, key: str, parts: _Parts, notification: dict[str, Any]) -> None:
         value = notification.get(key)

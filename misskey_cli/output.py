@@ -156,8 +156,8 @@ class Renderer:
     """Frames to records for one set of output options.
 
     ``render`` is the general path. ``plain`` is set when a record is just the encoded frame (no
-    jq, no timestamps), so the caller can call ``encode`` directly; ``lines`` is set when it is
-    the frame's line (``--format line`` without jq): ``lines(frame, received_at)``.
+    jq, no timestamps), so the caller can call ``encode`` directly; ``line_record`` is set when it is
+    the frame's line (``--format line`` without jq): ``line_record(frame, received_at)``.
     """
 
     def __init__(self, options: OutputOptions) -> None:
@@ -185,7 +185,7 @@ class Renderer:
             self.encode = _ndjson
         self.plain = (self.program is None and not options.timestamps and not self.format.verbatim
                       and self.line is None)
-        self.lines = self._line if self.line is not None and self.program is None else None
+        self.line_record = self._line if self.line is not None and self.program is None else None
 
     def verbatim(self, data: bytes) -> list[bytes]:
         """Records for a frame as received, decoded or not: the frame itself in a verbatim format."""

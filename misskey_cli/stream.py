@@ -305,7 +305,7 @@ class Stream:
         out: list[bytes] = []
         renderer = self.renderer
         encode = renderer.encode if renderer.plain else None
-        lines = renderer.lines
+        line_record = renderer.line_record
         limit = self.limits.count
         gaps = self.gaps if live else None
         done = False
@@ -325,8 +325,8 @@ class Stream:
                     continue
                 if encode is not None and decoded.clean:
                     out.append(encode(decoded.value))
-                elif lines is not None:
-                    out.append(lines(decoded.value, at))
+                elif line_record is not None:
+                    out.append(line_record(decoded.value, at))
                 else:
                     try:
                         out.extend(renderer.render(decoded.value, at, data, decoded.clean))
