@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_transport import ConnectProxy
+from test_transport import ConnectProxy, ForwardProxy
 
 from misskey_cli import api
 from misskey_cli.api import ApiClient, ApiError, http_base_url
@@ -225,53 +225,12 @@ def test_https_through_a_connect_proxy_with_basic_auth(tls_sim, certificate, pro
     assert TOKEN not in request  # the token travels inside the tunnel only
 
 
-class ForwardProxy:
-    """A plain-http forward proxy on loopback: absolute-URI requests, recorded, sent on."""
-
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.heads: list[str] = []
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._forward, args=(conn,), daemon=True).start()
-
-    def _forward(self, conn: socket.socket) -> None:
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
-                data += chunk
-            head, _, rest = data.partition(b"\r\n\r\n")
-            lines = head.decode().split("\r\n")
-            self.heads.append("\r\n".join(lines))
-            method, url, version = lines[0].split()
-            hostport, _, path = url.removeprefix("http://").partition("/")
-            host, port = hostport.rsplit(":", 1)
-            length = next((int(line.split(":")[1]) for line in lines if line.lower().startswith("content-length")), 0)
-            while len(rest) < length:
-                rest += conn.recv(65536)
-            kept = [line for line in lines[1:] if not line.lower().startswith("proxy-")]
-            with socket.create_connection((host, int(port))) as upstream:
-                upstream.sendall("\r\n".join([f"{method} /{path} {version}", *kept]).encode() + b"\r\n\r\n" + rest)
-                while chunk := upstream.recv(65536):
-                    conn.sendall(chunk)
-
-    def close(self) -> None:
-        self.listener.close()
-
-
 def test_plain_http_through_a_forward_proxy(sim):
     forward = ForwardProxy()
     try:
         through = client(sim, proxy=("127.0.0.1", forward.port, "http", ("user", "pw")))
         assert through.call("i")["username"] == "alice"
-        [head] = forward.heads
+        [head] = forward.requests
         assert head.startswith(f"POST http://{sim.host_port}/api/i HTTP/1.1")
         assert "Proxy-Authorization: Basic dXNlcjpwdw==" in head
     finally:

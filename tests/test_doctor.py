@@ -10,14 +10,12 @@ and the proxy rule are pure and table-tested.
 from __future__ import annotations
 
 import json
-import re
 import socket
 import threading
-from urllib.parse import urlsplit
 
 import pytest
 from helpers import run_cli
-from test_transport import ConnectProxy
+from test_transport import ForwardProxy
 
 from misskey_cli.config import Proxy, effective_proxy, no_proxy_matches, parse_host
 from misskey_cli.doctor import (
@@ -254,54 +252,6 @@ def test_server_text_is_escaped():
         result = doctor(*host(sim))
     assert "\x1b" not in result.stdout and "\x07" not in result.stdout
     assert "evil\\x1b]0;owned\\x07" in lines(result)["nodeinfo"]
-
-
-class ForwardProxy(ConnectProxy):
-    """ConnectProxy that also forwards plain-HTTP requests in absolute form (GET http://host/path),
-    as a real HTTP proxy does: the API client uses that form for http:// servers."""
-
-    def _tunnel(self, client):
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = client.recv(4096)
-            if not chunk:
-                return
-            head += chunk
-        method, target, version = head.split(b"\r\n", 1)[0].decode().split(" ")
-        if method == "CONNECT":
-            return super()._tunnel(_Replayed(client, head))
-        self.requests.append(f"{method} {target}")
-        parts = urlsplit(target)
-        # The body may come in reads of its own (http.client sends it apart from the head).
-        header_block, _, body = head.partition(b"\r\n\r\n")
-        length = re.search(rb"(?im)^content-length:\s*(\d+)", header_block)
-        while length and len(body) < int(length[1]):
-            chunk = client.recv(65536)
-            if not chunk:
-                break
-            body += chunk
-        with socket.create_connection((parts.hostname, parts.port)) as upstream:
-            rest = header_block.split(b"\r\n", 1)[1] + b"\r\n\r\n" + body
-            upstream.sendall(f"{method} {parts.path or '/'} {version}\r\n".encode() + rest)
-            while data := upstream.recv(65536):
-                client.sendall(data)
-        client.close()
-
-
-class _Replayed:
-    """A client socket whose first bytes have been read once already and are read again."""
-
-    def __init__(self, sock, head):
-        self.sock, self.head = sock, head
-
-    def recv(self, size):
-        if self.head:
-            data, self.head = self.head, b""
-            return data
-        return self.sock.recv(size)
-
-    def __getattr__(self, name):
-        return getattr(self.sock, name)
 
 
 def test_a_proxy_from_the_environment_is_used_and_shown(monkeypatch):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
+from urllib.parse import urlsplit
 
 import pytest
 from helpers import SAFETY, in_background, join_ok, records, run_cli
@@ -68,8 +70,14 @@ class ConnectProxy:
             if not chunk:
                 return
             head += chunk
-        request = head.split(b"\r\n")[0].decode()
         self.requests.append(head.split(b"\r\n\r\n")[0].decode())
+        self._answer(client, head)
+
+    def _answer(self, client, head):
+        self._connect(client, head)
+
+    def _connect(self, client, head):
+        request = head.split(b"\r\n")[0].decode()
         host, port = request.split()[1].rsplit(":", 1)
         upstream = socket.create_connection((host, int(port)))
         client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -90,6 +98,31 @@ class ConnectProxy:
 
     def close(self):
         self.listener.close()
+
+
+class ForwardProxy(ConnectProxy):
+    """A ConnectProxy that also forwards plain-HTTP requests in absolute form (POST http://host/path)
+    as a real HTTP proxy does: the API client uses that form for http:// servers. Proxy-* headers
+    are not passed on; ``requests`` holds every head as received."""
+
+    def _answer(self, client, head):
+        if head.startswith(b"CONNECT "):
+            self._connect(client, head)
+            return
+        header_block, _, body = head.partition(b"\r\n\r\n")
+        lines = header_block.decode().split("\r\n")
+        method, target, version = lines[0].split(" ")
+        # The body may come in reads of its own (http.client sends it apart from the head).
+        length = re.search(r"(?im)^content-length:\s*(\d+)", header_block.decode())
+        while length and len(body) < int(length[1]) and (chunk := client.recv(65536)):
+            body += chunk
+        parts = urlsplit(target)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        kept = [line for line in lines[1:] if not line.lower().startswith("proxy-")]
+        with client, socket.create_connection((parts.hostname, parts.port)) as upstream:
+            upstream.sendall("\r\n".join([f"{method} {path} {version}", *kept]).encode() + b"\r\n\r\n" + body)
+            while data := upstream.recv(65536):
+                client.sendall(data)
 
 
 @pytest.fixture
