@@ -52,6 +52,22 @@ ABRUPT = {"drop", "freeze", "restart"}
 STABLE_AFTER = 5.5
 
 
+def apply_fault(sim: Simulator, fault: str) -> None:
+    """One of FAULTS or NOTE_FAULTS, to every socket of ``sim`` ("outage": refuse every handshake
+    from now on and drop the sockets; ``sim.refuse_next(0)`` ends it)."""
+    if fault == "outage":
+        sim.refuse_next(10_000)
+    if fault in ("drop", "outage"):
+        sim.drop_all()
+    elif fault == "freeze":
+        sim.freeze_all()
+    elif fault == "restart":
+        sim.stop()
+        sim.start()
+    else:
+        sim.close_all(int(fault.split("-")[1]))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=2.0)
@@ -129,15 +145,7 @@ def main() -> int:
                 live = [index for index, channel, _, _ in sim.connections() if channel == "localTimeline"]
                 for index in live:
                     fault_of[index] = fault
-                if fault == "drop":
-                    sim.drop_all()
-                elif fault == "freeze":
-                    sim.freeze_all()
-                elif fault == "restart":
-                    sim.stop()
-                    sim.start()
-                else:
-                    sim.close_all(int(fault.split("-")[1]))
+                apply_fault(sim, fault)
             print(f"  {time.strftime('%H:%M:%S')} fault: {fault}", flush=True)
 
     sender = threading.Thread(target=send, daemon=True)
@@ -238,17 +246,7 @@ def soak_notes(args: argparse.Namespace, rng: random.Random) -> int:
             fault = rng.choice(NOTE_FAULTS)
             injected.append(fault)
             with lock:
-                if fault in ("drop", "outage"):
-                    if fault == "outage":
-                        sim.refuse_next(10_000)
-                    sim.drop_all()
-                elif fault == "freeze":
-                    sim.freeze_all()
-                elif fault == "restart":
-                    sim.stop()
-                    sim.start()
-                else:
-                    sim.close_all(int(fault.split("-")[1]))
+                apply_fault(sim, fault)
             if fault == "outage":  # notes keep being posted while every handshake is refused
                 time.sleep(rng.uniform(1.0, 3.0))
                 sim.refuse_next(0)
