@@ -21,9 +21,9 @@ CHILD = """
 import sys, time
 sys.path[:0] = [{here!r}, {root!r}]
 from frames import note_frames
-from misskey_cli import protocol
-from misskey_cli.lineformat import LineFormatter
-from misskey_cli.output import _ndjson
+from misskey_cli.core import protocol
+from misskey_cli.output.lineformat import LineFormatter
+from misskey_cli.output.render import _ndjson
 job, count, passes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 data = note_frames(count, "localTimeline")
 formatter = LineFormatter(width=100, color=False)

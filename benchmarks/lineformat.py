@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from frames import note_frames
 
-from misskey_cli.lineformat import LineFormatter
+from misskey_cli.output.lineformat import LineFormatter
 
 TARGET = 20_000  # frames/s on the 2-core reference machine
 

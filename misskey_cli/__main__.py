@@ -1,5 +1,5 @@
 """Allows ``python -m misskey_cli``."""
 
-from misskey_cli.cli import main
+from misskey_cli.cli.group import main
 
 main()

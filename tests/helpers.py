@@ -15,7 +15,7 @@ from typing import Any
 
 from click.testing import CliRunner, Result
 
-from misskey_cli.cli import main
+from misskey_cli.cli.group import main
 
 # Every streaming test run also carries a limit, so a broken run fails instead of hanging.
 SAFETY = ("--duration", "60s")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from misskey_cli.wsframes import FrameParser, FramingError
+from misskey_cli.net.wsframes import FrameParser, FramingError
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_TEXT, OP_CLOSE, OP_PING = 0x1, 0x8, 0x9

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from test_transport import ConnectProxy, ForwardProxy
 
-from misskey_cli import api
-from misskey_cli.api import ApiClient, ApiError, http_base_url
 from misskey_cli.errors import ConnectFailed, ExitCode, UsageError
+from misskey_cli.net import api
+from misskey_cli.net.api import ApiClient, ApiError, http_base_url
 from misskey_cli.simulator import Simulator
 
 TOKEN = "tok-alice"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from misskey_cli.backoff import Backoff
-from misskey_cli.settings import Reconnect
+from misskey_cli.net.policy import Backoff, Reconnect
 
 
 def delays(policy, n, jitter=1.0):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from misskey_cli.channels import (
+from misskey_cli.core.channels import (
     CATALOGUE,
     SpecError,
     check_connection,

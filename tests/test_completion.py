@@ -17,7 +17,7 @@ from click.shell_completion import ShellComplete
 from click.testing import CliRunner
 from helpers import run_cli
 
-from misskey_cli.cli import completion_script, main
+from misskey_cli.cli.group import completion_script, main
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = {"bash": "mkstream.bash", "zsh": "_mkstream", "fish": "mkstream.fish"}
@@ -162,7 +162,7 @@ def run_bash_completion(tmp_path, line):
         pytest.skip("bash is not installed")
     shim = tmp_path / "bin" / "mkstream"  # the CLI under its installed name, from this checkout
     shim.parent.mkdir(exist_ok=True)
-    shim.write_text(f"#!/bin/sh\nexec '{sys.executable}' -c 'from misskey_cli.cli import main; "
+    shim.write_text(f"#!/bin/sh\nexec '{sys.executable}' -c 'from misskey_cli.cli.group import main; "
                     f"main(prog_name=\"mkstream\")' \"$@\"\n")
     shim.chmod(0o755)
     words = bash_words(line)

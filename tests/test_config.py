@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from misskey_cli.config import Redactor, Target, parse_host, read_token_file
 from misskey_cli.errors import UsageError
+from misskey_cli.net.endpoint import Redactor, Target, parse_host, read_token_file
 
 
 @pytest.mark.parametrize(("text", "url"), [
@@ -70,7 +70,7 @@ def test_redactor_changes_nothing_but_the_token(token, text, expected):
 
 
 def test_proxies():
-    from misskey_cli.config import Proxy, parse_proxy
+    from misskey_cli.net.endpoint import Proxy, parse_proxy
 
     assert parse_proxy("http://127.0.0.1:3128") == Proxy("127.0.0.1", 3128, "http", None)
     assert parse_proxy("proxy.example") == Proxy("proxy.example", 8080, "http", None)

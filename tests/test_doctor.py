@@ -17,18 +17,11 @@ import pytest
 from helpers import run_cli
 from test_transport import ForwardProxy
 
-from misskey_cli.config import Proxy, effective_proxy, no_proxy_matches, parse_host
-from misskey_cli.doctor import (
-    FAIL,
-    OK,
-    WARN,
-    ChannelContext,
-    ServerKind,
-    judge_channel,
-    parse_version,
-)
+from misskey_cli.doctor.forks import ServerKind, parse_version
+from misskey_cli.doctor.verdict import FAIL, OK, WARN, ChannelContext, judge_channel
 from misskey_cli.errors import ExitCode
-from misskey_cli.settings import ConnectionRequest
+from misskey_cli.net.endpoint import Proxy, effective_proxy, no_proxy_matches, parse_host
+from misskey_cli.run.settings import ConnectionRequest
 from misskey_cli.simulator import Simulator
 
 QUICK = ("--ack-timeout", "0.3", "--connect-timeout", "5")

@@ -17,8 +17,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from misskey_cli.channels import CHANNELS
-from misskey_cli.cli import COMMANDS, all_commands, main
+from misskey_cli.cli.group import COMMANDS, all_commands, main
+from misskey_cli.core.channels import CHANNELS
 from misskey_cli.errors import ExitCode
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -120,7 +120,7 @@ def test_unknown_channel_detail_suggests_the_name():
 
 
 def test_help_starts_fast_without_heavy_imports():
-    probe = ("import sys, misskey_cli.cli; "
+    probe = ("import sys, misskey_cli.cli.group; "
              "print(sorted(m for m in ('tomllib', 'jq', 'pygments', 'websocket', 'websockets') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
@@ -136,8 +136,8 @@ def test_the_groups_command_summaries_are_the_commands_own():
 
 
 def test_version_and_help_build_no_command():
-    probe = ("import sys; from misskey_cli.cli import main\n"
+    probe = ("import sys; from misskey_cli.cli.group import main\n"
              "try:\n    main(['--help'], prog_name='mkstream')\nexcept SystemExit:\n    pass\n"
-             "print('misskey_cli.cli_commands' in sys.modules, file=sys.stderr)")
+             "print('misskey_cli.cli.commands' in sys.modules, file=sys.stderr)")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stderr.strip() == "False" and "connect" in done.stdout

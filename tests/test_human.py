@@ -13,7 +13,7 @@ import sys
 import pytest
 from helpers import SAFETY, in_background, join_ok, records, run_cli
 
-from misskey_cli.lineformat import display_width
+from misskey_cli.output.lineformat import display_width
 
 HOSTILE = {
     "osc52": "copy \x1b]52;c;ZWNobyBwd25lZA==\x07 me",

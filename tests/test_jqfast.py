@@ -12,8 +12,8 @@ import pytest
 from conftest import fixture_frames
 
 from misskey_cli.errors import UsageError
-from misskey_cli.jqfast import compile_fast
-from misskey_cli.output import JqRuntimeError, OutputOptions, Renderer
+from misskey_cli.output.jqfast import compile_fast
+from misskey_cli.output.render import JqRuntimeError, OutputOptions, Renderer
 
 FRAMES = [item["frame"] for item in fixture_frames() if item.get("frame") is not None]
 ODD = [

@@ -22,8 +22,16 @@ import pytest
 import wcwidth
 from conftest import fixture_frames
 
-from misskey_cli import lineformat
-from misskey_cli.lineformat import ELLIPSIS, PALETTE, LineFormatter, clip, compact_json, display_width, fold_lines
+from misskey_cli.output import cells
+from misskey_cli.output.lineformat import (
+    ELLIPSIS,
+    PALETTE,
+    LineFormatter,
+    clip,
+    compact_json,
+    display_width,
+    fold_lines,
+)
 
 GOLDEN = Path(__file__).parent / "golden" / "line"
 REGEN = os.environ.get("MKSTREAM_REGEN_GOLDEN") == "1"
@@ -377,7 +385,7 @@ def reference_clip(text: str, columns: int) -> str:
     if columns <= 0:
         return ""
     end = max(n for n in range(len(text) + 1) if display_width(text[:n]) <= columns)
-    while 0 < end < len(text) and lineformat._continues_cluster(text, end):
+    while 0 < end < len(text) and cells._continues_cluster(text, end):
         end -= 1
     return text[:end]
 
@@ -401,14 +409,14 @@ def test_clip_is_the_longest_prefix_that_fits() -> None:
 
 
 def test_solid_characters_add_their_own_width_and_never_join() -> None:
-    solid = [chr(code) for code in range(0x20, 0x10000) if lineformat._solid_width(chr(code))]
+    solid = [chr(code) for code in range(0x20, 0x10000) if cells._solid_width(chr(code))]
     assert len(solid) > 21_000
     prefixes = ["a", "語", "e\u0301a", "👍語", "🇯a", "❤\ufe0f語"]
     for char in solid:
-        width = lineformat._solid_width(char)
+        width = cells._solid_width(char)
         assert wcwidth.wcwidth(char) == width, repr(char)
         assert unicodedata.category(char)[0] != "M", repr(char)
-        assert not lineformat._continues_cluster("a" + char, 1), repr(char)
+        assert not cells._continues_cluster("a" + char, 1), repr(char)
         for prefix in prefixes:
             assert display_width(prefix + char) == display_width(prefix) + width, (prefix, char)
 

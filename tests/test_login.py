@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from helpers import SAFETY, in_background, join_ok, records, run_cli, spawn
 
-from misskey_cli.config import parse_host
-from misskey_cli.configwrite import ConfigEdit
 from misskey_cli.errors import ExitCode, UsageError
-from misskey_cli.login import (
+from misskey_cli.net.endpoint import parse_host
+from misskey_cli.profiles.config_edit import ConfigEdit
+from misskey_cli.profiles.login import (
     DEFAULT_PERMISSIONS,
     LoginSettings,
     LoginTerminal,

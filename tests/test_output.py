@@ -7,8 +7,9 @@ import re
 
 import pytest
 
+from misskey_cli.core.protocol import loads
 from misskey_cli.errors import UsageError
-from misskey_cli.output import (
+from misskey_cli.output.render import (
     JqRuntimeError,
     OutputOptions,
     Renderer,
@@ -17,7 +18,6 @@ from misskey_cli.output import (
     decide_format,
     rfc3339,
 )
-from misskey_cli.protocol import loads
 
 NOTE = {"type": "channel", "body": {"id": "localTimeline", "type": "note",
                                     "body": {"id": "au2xv3yg4uqb0006", "text": "こんにちは 🌱\n改行", "cw": None,

@@ -13,9 +13,10 @@ import textwrap
 import pytest
 from helpers import SAFETY, in_background, join_ok, run_cli
 
-from misskey_cli.cli import PROFILE_PARAMS, all_commands
+from misskey_cli.cli.group import all_commands
+from misskey_cli.cli.options import PROFILE_PARAMS
 from misskey_cli.errors import ExitCode, UsageError
-from misskey_cli.profiles import PROFILE_KEYS, load_config, profile_table
+from misskey_cli.profiles.config_file import PROFILE_KEYS, load_config, profile_table
 
 QUICK = ("--idle-timeout", "0.3", "--ack-timeout", "0.2", *SAFETY)
 

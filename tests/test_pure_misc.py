@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from misskey_cli import commands, protocol
-from misskey_cli.timeparse import parse_duration
+from misskey_cli.core import protocol
+from misskey_cli.core.timefmt import parse_duration
+from misskey_cli.run import stdin_commands as commands
 
 
 @pytest.mark.parametrize(("line", "expected"), [

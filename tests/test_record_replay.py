@@ -19,7 +19,7 @@ import pytest
 from helpers import SAFETY, in_background, join_ok, records, run_cli, spawn
 
 from misskey_cli.errors import ExitCode
-from misskey_cli.recording import (
+from misskey_cli.recording.format import (
     Reader,
     RecordedChannel,
     Recorder,

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from misskey_cli.safetext import escape_controls, escape_json_text, is_safe
+from misskey_cli.core.safetext import escape_controls, escape_json_text, is_safe
 
 RAW_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from conftest import fixture_frames, shape
 
+from misskey_cli.core.notes import is_pure_renote
 from misskey_cli.simulator.traffic import (
     AIDX_EPOCH_MS,
     CAST,
@@ -20,7 +21,6 @@ from misskey_cli.simulator.traffic import (
     aidx_ms,
     base36,
     extract_tags,
-    is_pure_renote,
     iso,
     order_note,
     strip_pair_cache,
@@ -118,17 +118,6 @@ def test_counter_overflow_moves_to_the_next_millisecond():
 ])
 def test_extract_tags(text, tags):
     assert extract_tags(text) == tags
-
-
-@pytest.mark.parametrize(("note", "pure"), [
-    ({"text": None, "renoteId": "x", "fileIds": [], "poll": None}, True),
-    ({"text": "quote", "renoteId": "x", "fileIds": []}, False),
-    ({"text": None, "renoteId": "x", "fileIds": ["f"]}, False),
-    ({"text": None, "renoteId": None, "fileIds": ["f"]}, False),
-    ({"text": "plain", "renoteId": None}, False),
-])
-def test_is_pure_renote(note, pure):
-    assert is_pure_renote(note) is pure
 
 
 def test_order_note_and_strip_pair_cache():

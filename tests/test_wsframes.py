@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from misskey_cli.wsframes import (
+from misskey_cli.net.wsframes import (
     OP_BINARY,
     OP_CLOSE,
     OP_PING,

@@ -27,7 +27,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
-from misskey_cli.protocol import BadFrame, encode, parse_client_frame
+from misskey_cli.core.protocol import BadFrame, encode, parse_client_frame
 from misskey_cli.simulator import httpwire, rules
 from misskey_cli.simulator.history import NoteHistory, NotificationHistory
 from misskey_cli.simulator.rules import (

@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from misskey_cli.protocol import encode
+from misskey_cli.core.protocol import encode
 from misskey_cli.simulator.activity import Activity
 from misskey_cli.simulator.api_server import ApiServer, Fault
 from misskey_cli.simulator.engine import Connection, channel_frame, encode_any

@@ -31,9 +31,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from misskey_cli import protocol
-from misskey_cli.channels import CATALOGUE
-from misskey_cli.recording import Reader, Section, close_inputs, open_inputs
+from misskey_cli.core import protocol
+from misskey_cli.core.channels import CATALOGUE
+from misskey_cli.recording.format import Reader, Section, close_inputs, open_inputs
 
 if TYPE_CHECKING:
     from misskey_cli.simulator.engine import Engine

@@ -356,11 +356,6 @@ def strip_pair_cache(note: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def is_pure_renote(note: dict[str, Any]) -> bool:
-    return (note.get("renoteId") is not None and note.get("text") is None and not note.get("fileIds")
-            and note.get("poll") is None)
-
-
 # ---------------------------------------------------------------------------------------------
 # The generator
 

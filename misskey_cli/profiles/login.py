@@ -27,18 +27,18 @@ from dataclasses import dataclass
 from typing import TextIO
 from urllib.parse import quote
 
-from misskey_cli.api import ApiClient, ApiError
-from misskey_cli.config import Endpoint, Proxy, Redactor, parse_host
-from misskey_cli.configwrite import (
+from misskey_cli.errors import ConnectFailed, ExitCode, Forbidden, MkstreamError, TokenRejected, UsageError
+from misskey_cli.net.api import ApiClient, ApiError
+from misskey_cli.net.endpoint import Endpoint, Proxy, Redactor, parse_host
+from misskey_cli.output.notices import Notices
+from misskey_cli.profiles.config_edit import (
     ConfigEdit,
     check_toml,
     ensure_private_dir,
     remove_file,
     write_secret,
 )
-from misskey_cli.errors import ConnectFailed, ExitCode, Forbidden, MkstreamError, TokenRejected, UsageError
-from misskey_cli.notices import Notices
-from misskey_cli.profiles import default_config_path, load_config, parse_config
+from misskey_cli.profiles.config_file import default_config_path, load_config, parse_config
 
 APP_NAME = "mkstream"
 DEFAULT_PERMISSIONS = ("read:account", "read:notifications", "read:chat")

@@ -40,25 +40,32 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import errno
 import os
 import select
 import socket
 import ssl
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, NamedTuple, TypeVar
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import websocket
 from websocket._url import get_proxy_info
 
-from misskey_cli import protocol, wsframes
-from misskey_cli.backoff import Backoff
-from misskey_cli.config import Proxy, Redactor, Target, describe_network_error
+from misskey_cli.core import protocol
+from misskey_cli.core.events import (
+    DEADLINE,
+    AckMissing,
+    Connection,
+    Counters,
+    Event,
+    Frames,
+    Readable,
+    Received,
+    Reconnected,
+)
 from misskey_cli.errors import (
     ConnectFailed,
     ConnectionLost,
@@ -67,81 +74,34 @@ from misskey_cli.errors import (
     TokenRejected,
     UsageError,
 )
-from misskey_cli.settings import Liveness, Reconnect
+from misskey_cli.net import wsframes
+from misskey_cli.net.dial import (
+    Attempt,
+    Ended,
+    Failed,
+    InThread,
+    Refused,
+    Wait,
+    host_port,
+    read_head,
+    resolve,
+    send_all,
+    socks_connect,
+    tcp_connect,
+    tls_handshake,
+)
+from misskey_cli.net.endpoint import Proxy, Redactor, Target, describe_network_error
+from misskey_cli.net.policy import Backoff, Liveness, Reconnect
 
 RECV_SIZE = 1 << 18  # 256 KB: ~170 typical frames per system call, without big buffers to keep
-MAX_HEAD = 64 * 1024  # of an HTTP answer (the upgrade's, a proxy's): real ones are well under 2 KB
 # Bytes waiting to be sent: more means the server is not reading. Also the most held for a first connection.
 MAX_QUEUED = 16 * 1024 * 1024
 GOODBYE_TIMEOUT = 2.0  # for the disconnects, the close frame and the server's answer to it, on exit
 
 _ABNF = websocket.ABNF
-_SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1), (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
 
-
-@dataclass
-class Connection:
-    """One channel connection on the socket, identified by its connection id."""
-
-    channel: str
-    id: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-class Received(NamedTuple):
-    """A data frame as it came off the wire (text is not yet decoded: that is validation)."""
-
-    data: bytes
-    binary: bool
-    at: float
-
-
-# ----- events ---------------------------------------------------------------------------------
-
-
-class Frames(NamedTuple):
-    """Data frames that arrived (at least one), in order."""
-
-    items: list[Received]
-
-
-class Readable(NamedTuple):
-    """One of the extra file descriptors the caller asked to watch is readable."""
-
-    fd: int
-
-
-class Reconnected(NamedTuple):
-    """The socket is back after a loss, every channel and capture re-sent."""
-
-    down_since: float  # epoch seconds: when the lost socket was last known alive
-    down_for: float  # seconds
-    cause: str
-    captures: tuple[str, ...]  # captures that were active: their events in the gap are gone
-
-
-class AckMissing(NamedTuple):
-    """A channel connection was not acknowledged within the ack timeout."""
-
-    connection: Connection
-    others: tuple[Connection, ...]  # every other connection on the socket, to tell why
-
-
-class Deadline(NamedTuple):
-    """The caller's deadline passed."""
-
-
-DEADLINE = Deadline()
-
-Event = Frames | Readable | Reconnected | AckMissing | Deadline
 
 Notice = Callable[[str], None]
-
-
-@dataclass
-class Counters:
-    reconnects: int = 0
-    connected_seconds: float = 0.0
 
 
 def _ignore(message: str) -> None:
@@ -249,236 +209,6 @@ class Wire:
             self.sock.close()
 
 
-# ----- connecting -----------------------------------------------------------------------------
-
-Wait = tuple[int, bool]  # a file descriptor to wait for, and whether for writing (else for reading)
-T = TypeVar("T")
-
-
-class _Failed(Exception):
-    """An attempt failed for a reason already put in words."""
-
-    def __init__(self, reason: str, permanent: bool) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.permanent = permanent
-
-
-class _Refused(Exception):
-    """The server answered the upgrade with an HTTP status (401, 403, 503...)."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
-class _Ended(Exception):
-    """The peer closed the connection in the middle of an HTTP exchange."""
-
-
-class _InThread(Generic[T]):
-    """A blocking call (a DNS lookup, a SOCKS handshake) in a daemon thread; a pipe says when it ended.
-
-    Abandoned (its attempt ran out of time), the thread is left to finish; a socket it returns
-    then is closed.
-    """
-
-    def __init__(self, call: Callable[[], T]) -> None:
-        self.fd, self._write_fd = os.pipe()
-        self._lock = threading.Lock()
-        self._outcome: tuple[T | None, BaseException | None] | None = None
-        self._abandoned = False
-        threading.Thread(target=self._run, args=(call,), daemon=True, name="mkstream-connect").start()
-
-    def _run(self, call: Callable[[], T]) -> None:
-        try:
-            outcome: tuple[T | None, BaseException | None] = (call(), None)
-        except BaseException as exc:  # noqa: BLE001 - handed to the loop, which explains it
-            outcome = (None, exc)
-        with self._lock:
-            self._outcome = outcome
-            abandoned = self._abandoned
-        if abandoned:
-            _discard(outcome[0])
-        with contextlib.suppress(OSError):
-            os.write(self._write_fd, b"!")
-        os.close(self._write_fd)
-
-    @property
-    def done(self) -> bool:
-        with self._lock:
-            return self._outcome is not None
-
-    def result(self) -> T:
-        with self._lock:
-            assert self._outcome is not None
-            value, error = self._outcome
-            self._outcome = (None, None)  # taken: close() must not discard it
-        if error is not None:
-            raise error
-        return value  # type: ignore[return-value]
-
-    def close(self) -> None:
-        with self._lock:
-            self._abandoned = True
-            outcome = self._outcome
-        if outcome is not None:
-            _discard(outcome[0])
-        os.close(self.fd)
-
-
-def _discard(value: object) -> None:
-    if isinstance(value, socket.socket):
-        value.close()
-
-
-class _Attempt:
-    """One connection attempt in progress: its steps, its deadline, and where it has got to."""
-
-    def __init__(self, dial: Callable[[_Attempt], Generator[Wait, None, Wire]], deadline: float) -> None:
-        self.deadline = deadline
-        self.phase = "resolving"  # resolving, connecting, tunnelling, tls, upgrading
-        self.proxy: str | None = None  # host:port of the proxy on the way, if there is one
-        self.wait: Wait | None = None  # what the steps wait for; None: run them now
-        self._steps = dial(self)
-
-    def advance(self) -> Wire | None:
-        """Run the steps until they wait again (None) or the socket is open; raises when they fail."""
-        try:
-            self.wait = next(self._steps)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
-        return None
-
-    def cancel(self) -> None:
-        self._steps.close()  # the steps' ``finally`` blocks close their sockets
-
-
-def _resolve(host: str, port: int) -> Generator[Wait, None, list[Any]]:
-    try:  # an address needs no lookup
-        return socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP, socket.AI_NUMERICHOST)
-    except socket.gaierror:
-        pass
-    lookup = _InThread(lambda: socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP))
-    try:
-        while not lookup.done:
-            yield lookup.fd, False
-        return lookup.result()
-    finally:
-        lookup.close()
-
-
-def _tcp_connect(addresses: list[Any]) -> Generator[Wait, None, socket.socket]:
-    error: OSError = OSError(errno.EADDRNOTAVAIL, "no address to connect to")
-    for family, kind, proto, _, address in addresses:
-        sock = socket.socket(family, kind, proto)
-        connected = False
-        try:
-            sock.setblocking(False)
-            for option in _SOCKET_OPTIONS:
-                sock.setsockopt(*option)
-            code = sock.connect_ex(address)
-            if code in (errno.EINPROGRESS, errno.EWOULDBLOCK):
-                yield sock.fileno(), True
-                code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if code == 0:
-                connected = True
-                return sock
-            error = OSError(code, os.strerror(code))  # OSError picks the subclass: ConnectionRefusedError...
-        finally:
-            if not connected:
-                sock.close()
-    raise error
-
-
-def _send_all(sock: socket.socket, data: bytes) -> Generator[Wait, None, None]:
-    view = memoryview(data)
-    done = 0
-    while done < len(data):
-        try:
-            done += sock.send(view[done:])
-        except (BlockingIOError, ssl.SSLWantWriteError):
-            yield sock.fileno(), True
-        except ssl.SSLWantReadError:
-            yield sock.fileno(), False
-
-
-def _receive(sock: socket.socket, size: int, flags: int = 0) -> Generator[Wait, None, bytes]:
-    while True:
-        try:
-            return sock.recv(size, flags)
-        except (BlockingIOError, ssl.SSLWantReadError):
-            yield sock.fileno(), False
-        except ssl.SSLWantWriteError:
-            yield sock.fileno(), True
-
-
-def _read_head(sock: socket.socket, what: str,
-               exact: bool) -> Generator[Wait, None, tuple[wsframes.ResponseHead, bytes]]:
-    """An HTTP answer's head, read in chunks up to ``MAX_HEAD``; returns it and the bytes after it.
-
-    ``exact`` reads nothing past the head (peeking first), for a proxy's answer: what follows it
-    belongs to TLS, which must read it itself.
-    """
-    buffer = bytearray()
-    searched = 0
-    while (end := wsframes.head_end(buffer, searched)) < 0:
-        if len(buffer) >= MAX_HEAD:
-            raise _Failed(f"{what} is larger than {MAX_HEAD // 1024} KB", permanent=True)
-        searched = len(buffer)
-        room = MAX_HEAD - len(buffer)
-        if exact:
-            peeked = yield from _receive(sock, room, socket.MSG_PEEK)
-            found = wsframes.head_end(buffer + peeked, searched)
-            chunk = sock.recv(len(peeked) if found < 0 else found - len(buffer)) if peeked else b""
-        else:
-            chunk = yield from _receive(sock, room)
-        if not chunk:
-            raise _Ended()
-        buffer += chunk
-    try:
-        head = wsframes.ResponseHead.parse(bytes(buffer[:end]))
-    except wsframes.HandshakeError as exc:
-        raise _Failed(f"{what} is not HTTP: {exc}", permanent=True) from None
-    return head, bytes(buffer[end:])
-
-
-def _tls_handshake(sock: ssl.SSLSocket) -> Generator[Wait, None, None]:
-    while True:
-        try:
-            sock.do_handshake()
-            return
-        except ssl.SSLWantReadError:
-            yield sock.fileno(), False
-        except ssl.SSLWantWriteError:
-            yield sock.fileno(), True
-
-
-def _host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _socks_connect(proxy: Proxy, host: str, port: int, timeout: float) -> socket.socket:
-    """A TCP connection to ``host:port`` through a SOCKS proxy (blocking: run it in a thread)."""
-    from python_socks import ProxyError, ProxyTimeoutError, ProxyType
-    from python_socks.sync import Proxy as SocksProxy
-
-    kind, remote_dns = {"socks4": (ProxyType.SOCKS4, False), "socks4a": (ProxyType.SOCKS4, True),
-                        "socks5": (ProxyType.SOCKS5, False), "socks5h": (ProxyType.SOCKS5, True)}[proxy.kind]
-    user, password = proxy.auth or (None, None)
-    shown = _host_port(proxy.host, proxy.port)
-    try:
-        client = SocksProxy.create(proxy_type=kind, host=proxy.host, port=proxy.port, username=user,
-                                   password=password, rdns=remote_dns)
-        return client.connect(host, port, timeout=timeout)  # type: ignore[no-any-return]
-    except ProxyTimeoutError:
-        raise _Failed(f"SOCKS proxy {shown} timed out", permanent=False) from None
-    except ProxyError as exc:  # its messages name the proxy's reply, never the password
-        raise _Failed(f"SOCKS proxy {shown}: {exc}", permanent=True) from None
-    except OSError as exc:
-        raise _Failed(f"SOCKS proxy {shown}: {describe_socket_error(exc)}", permanent=False) from None
-
-
 # ----- the session ----------------------------------------------------------------------------
 
 
@@ -498,7 +228,7 @@ class Session:
         self.ever_connected = False
         self.pending_acks: dict[str, float] = {}
         self.warned_acks: set[str] = set()
-        self._attempt: _Attempt | None = None
+        self._attempt: Attempt[Wire] | None = None
         self._retry_at: float | None = None  # None: the next attempt may start at once
         self._up_since = 0.0
         self._last_heard = 0.0
@@ -647,20 +377,20 @@ class Session:
             return Readable(ready[0])
         return event
 
-    def _start_attempt(self, now: float) -> _Attempt:
+    def _start_attempt(self, now: float) -> Attempt[Wire]:
         self._debug(f"connecting to {self.target.display_url()}")
         self._state("connecting")
-        self._attempt = _Attempt(self._dial, now + self.liveness.connect_timeout)
+        self._attempt = Attempt(self._dial, now + self.liveness.connect_timeout)
         return self._attempt
 
-    def _advance(self, attempt: _Attempt) -> Event | None:
+    def _advance(self, attempt: Attempt[Wire]) -> Event | None:
         try:
             wire = attempt.advance()
-        except _Refused as refused:
+        except Refused as refused:
             self._attempt = None
             self._refused(refused.status)
             return None
-        except (_Failed, _Ended, OSError, ValueError) as exc:
+        except (Failed, Ended, OSError, ValueError) as exc:
             self._attempt = None
             self._failed(*self._explain(attempt, exc))
             return None
@@ -769,8 +499,8 @@ class Session:
 
     # ----- connecting -------------------------------------------------------------------------
 
-    def _dial(self, attempt: _Attempt) -> Generator[Wait, None, Wire]:
-        """One connection attempt, step by step; each ``yield`` waits for a socket (see ``_Attempt``)."""
+    def _dial(self, attempt: Attempt[Wire]) -> Generator[Wait, None, Wire]:
+        """One connection attempt, step by step; each ``yield`` waits for a socket (see ``Attempt``)."""
         target = self.target
         secure = target.endpoint.scheme == "wss"
         url = urlsplit(target.url())
@@ -778,13 +508,13 @@ class Session:
         port = url.port or (443 if secure else 80)
         proxy = self._proxy_for(host, secure)
         if proxy is not None:
-            attempt.proxy = _host_port(proxy.host, proxy.port)
+            attempt.proxy = host_port(proxy.host, proxy.port)
             self._debug(f"through the proxy {attempt.proxy}")
         sock: socket.socket | None = None
         try:
             if proxy is not None and proxy.kind != "http":
                 attempt.phase = "tunnelling"
-                socks = _InThread(lambda: _socks_connect(proxy, host, port, self.liveness.connect_timeout))
+                socks = InThread(lambda: socks_connect(proxy, host, port, self.liveness.connect_timeout))
                 try:
                     while not socks.done:
                         yield socks.fd, False
@@ -793,23 +523,23 @@ class Session:
                     socks.close()
                 sock.setblocking(False)
             else:
-                addresses = yield from _resolve(proxy.host if proxy else host, proxy.port if proxy else port)
+                addresses = yield from resolve(proxy.host if proxy else host, proxy.port if proxy else port)
                 attempt.phase = "connecting"
-                sock = yield from _tcp_connect(addresses)
+                sock = yield from tcp_connect(addresses)
                 if proxy is not None:
                     attempt.phase = "tunnelling"
-                    yield from self._tunnel(sock, _host_port(host, port), proxy, attempt.proxy or "")
+                    yield from self._tunnel(sock, host_port(host, port), proxy, attempt.proxy or "")
             if secure:
                 attempt.phase = "tls"
                 sock = self._tls_context().wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
-                yield from _tls_handshake(sock)
+                yield from tls_handshake(sock)
             attempt.phase = "upgrading"
             key = base64.b64encode(os.urandom(16)).decode("ascii")
             origin = f"{'https' if secure else 'http'}://{target.endpoint.netloc}"
             resource = url.path + (f"?{url.query}" if url.query else "")
-            yield from _send_all(sock, wsframes.upgrade_request(resource, target.endpoint.netloc, origin, key,
+            yield from send_all(sock, wsframes.upgrade_request(resource, target.endpoint.netloc, origin, key,
                                                                 target.headers()))
-            head, rest = yield from _read_head(sock, "the server's handshake response", exact=False)
+            head, rest = yield from read_head(sock, "the server's handshake response", exact=False)
             self._check_answer(head, key)
             wire = Wire(sock, rest)
             sock = None
@@ -825,7 +555,7 @@ class Session:
             proxy_host, proxy_port, auth = get_proxy_info(
                 host, secure, given.host if given else None, given.port if given else 0, given.auth if given else None)
         except websocket.WebSocketException as exc:
-            raise _Failed(f"unusable proxy setting: {exc}", permanent=True) from None
+            raise Failed(f"unusable proxy setting: {exc}", permanent=True) from None
         if not proxy_host:
             return None
         return Proxy(proxy_host, int(proxy_port or 80), given.kind if given else "http", auth)
@@ -838,17 +568,17 @@ class Session:
         if proxy.auth and user:
             credentials = f"{user}:{proxy.auth[1]}" if proxy.auth[1] else user
             request += f"Proxy-Authorization: Basic {base64.b64encode(credentials.encode()).decode('ascii')}\r\n"
-        yield from _send_all(sock, (request + "\r\n").encode())
-        head, _ = yield from _read_head(sock, f"proxy {shown}'s answer", exact=True)
+        yield from send_all(sock, (request + "\r\n").encode())
+        head, _ = yield from read_head(sock, f"proxy {shown}'s answer", exact=True)
         if 200 <= head.status < 300:
             return
         status = f"HTTP {head.status}{' ' + head.reason[:60] if head.reason else ''}"
         if head.status == 407 and user:
-            raise _Failed(f"proxy {shown} rejected the credentials of {user} ({status})", permanent=True)
+            raise Failed(f"proxy {shown} rejected the credentials of {user} ({status})", permanent=True)
         if head.status == 407:
-            raise _Failed(f"proxy {shown} wants credentials ({status}): "
+            raise Failed(f"proxy {shown} wants credentials ({status}): "
                           f"give them as --proxy http://USER:PASSWORD@{shown}", permanent=True)
-        raise _Failed(f"proxy {shown} could not reach {where} ({status})", permanent=False)
+        raise Failed(f"proxy {shown} could not reach {where} ({status})", permanent=False)
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._tls is None:
@@ -856,7 +586,7 @@ class Session:
             try:
                 context = ssl.create_default_context(cafile=None if target.insecure else target.ca_file)
             except (OSError, ssl.SSLError) as exc:
-                raise _Failed(f"cannot use the CA file {target.ca_file}: {describe_socket_error(exc)}",
+                raise Failed(f"cannot use the CA file {target.ca_file}: {describe_socket_error(exc)}",
                               permanent=True) from None
             if target.insecure:
                 context.check_hostname = False
@@ -870,26 +600,26 @@ class Session:
             try:
                 wsframes.check_upgrade(head, key)
             except wsframes.HandshakeError as exc:
-                raise _Failed(f"bad handshake: {exc}", permanent=True) from None
+                raise Failed(f"bad handshake: {exc}", permanent=True) from None
             return
         if head.status in wsframes.REDIRECTS:
             # Never followed: the token would go along to wherever the server says.
             location = head.headers.get("location")
             if not location:
-                raise _Failed(f"the server answered HTTP {head.status} (a redirect) without a Location", permanent=True)
+                raise Failed(f"the server answered HTTP {head.status} (a redirect) without a Location", permanent=True)
             where = wsframes.redirect_target(location, self.target.endpoint.url)
-            raise _Failed(f"the server redirects to {where}: use --host {where} if you trust it", permanent=True)
-        raise _Refused(head.status)
+            raise Failed(f"the server redirects to {where}: use --host {where} if you trust it", permanent=True)
+        raise Refused(head.status)
 
     def _plain_hint(self) -> str:
         endpoint = self.target.endpoint
         path = "" if endpoint.path == "/streaming" else endpoint.path
         return f" (is it a plain http server? try --host http://{endpoint.netloc}{path})"
 
-    def _explain(self, attempt: _Attempt, exc: BaseException) -> tuple[str, bool]:
+    def _explain(self, attempt: Attempt[Wire], exc: BaseException) -> tuple[str, bool]:
         """What a failed attempt's error means where it happened: the reason, and whether retrying is futile."""
         phase, proxy = attempt.phase, attempt.proxy
-        if isinstance(exc, _Failed):
+        if isinstance(exc, Failed):
             return exc.reason, exc.permanent
         if phase == "resolving" and isinstance(exc, socket.gaierror):
             return (f"unknown proxy host {proxy} (DNS lookup failed)" if proxy
@@ -899,7 +629,7 @@ class Session:
                 return f"proxy {proxy} refused the connection", False
             return f"cannot reach proxy {proxy}: {describe_socket_error(exc)}", False
         if phase == "tunnelling":
-            if isinstance(exc, _Ended):
+            if isinstance(exc, Ended):
                 return f"proxy {proxy} closed the connection without answering", False
             return f"proxy {proxy}: {describe_socket_error(exc)}", False
         if phase == "tls":
@@ -907,16 +637,16 @@ class Session:
                 return describe_socket_error(exc), True
             if isinstance(exc, ssl.SSLError):
                 reason = f"TLS error: {exc.reason or exc}"
-            elif isinstance(exc, (_Ended, ConnectionResetError, BrokenPipeError)):
+            elif isinstance(exc, (Ended, ConnectionResetError, BrokenPipeError)):
                 reason = "TLS error: the server closed the connection in the TLS handshake"
             else:
                 reason = describe_socket_error(exc)
             return f"{reason}{self._plain_hint()}", isinstance(exc, ssl.SSLError)
-        if isinstance(exc, _Ended):
+        if isinstance(exc, Ended):
             return "the server closed the connection during the WebSocket handshake", False
         return describe_socket_error(exc), isinstance(exc, socket.gaierror)
 
-    def _timed_out(self, attempt: _Attempt) -> str:
+    def _timed_out(self, attempt: Attempt[Wire]) -> str:
         proxy = attempt.proxy
         doing = {
             "resolving": f"looking up proxy host {proxy}" if proxy else "looking up the host",

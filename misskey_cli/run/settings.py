@@ -1,8 +1,8 @@
 """What one run was asked to do: frozen, typed settings built by ``cli.py`` and read by ``app.py``.
 
 Every string the user typed has been parsed by the time a settings object exists, so nothing
-downstream parses options again. ``PROFILE_KEYS``/``PATH_KEYS`` are the views of the profile key
-table (``choices.PROFILE_KEYS``) that profile loading needs.
+downstream parses options again. ``Liveness`` and ``Reconnect`` are defined beside the policies that
+read them (``net/policy.py``) and composed here.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from misskey_cli.choices import PROFILE_KEYS as _PROFILE_KEYS
+from misskey_cli.net.policy import Liveness as Liveness  # re-exported: run control settings net/ owns
+from misskey_cli.net.policy import Reconnect as Reconnect
 
 if TYPE_CHECKING:  # annotations only: cli.py imports this module at start-up, so it stays light
-    from misskey_cli.config import Endpoint, Proxy
-    from misskey_cli.recording import TimeBound
+    from misskey_cli.net.endpoint import Endpoint, Proxy
+    from misskey_cli.recording.format import TimeBound
 
 # ----- the server -----------------------------------------------------------------------------
 
@@ -74,31 +75,6 @@ class Limits:
     count: int | None = None
     duration: float | None = None
     idle_timeout: float | None = None
-
-
-@dataclass(frozen=True)
-class Liveness:
-    ping_interval: float = 30.0
-    ping_timeout: float = 60.0
-    ack_timeout: float = 5.0
-    require_ack: bool = False
-    connect_timeout: float = 10.0
-
-
-@dataclass(frozen=True)
-class Reconnect:
-    enabled: bool = True
-    max_retries: int | None = None  # None = never give up
-    first_delay: float = 0.5
-    cap: float = 30.0
-    # A connection that lived this long resets the backoff (reconnecting-websocket, which the
-    # official client builds on, uses 5 s too).
-    stable_after: float = 5.0
-
-    @property
-    def retry_first_connect(self) -> bool:
-        """Retries given explicitly apply to the first connection too; by default it fails at once."""
-        return self.max_retries is not None
 
 
 # ----- what to subscribe ----------------------------------------------------------------------
@@ -163,12 +139,3 @@ class ReplaySettings:
     connection_ids: tuple[str, ...] = ()  # --channel: only channel frames of these connections
     since: TimeBound | None = None
     until: TimeBound | None = None
-
-
-# ----- config profiles ------------------------------------------------------------------------
-
-# The one table of profile keys lives in choices.py, which cli.py imports at start-up without
-# the cost of these dataclasses; its rows are (key, TOML type, click parameter, help).
-PROFILE_KEY_TABLE = _PROFILE_KEYS
-PROFILE_KEYS: dict[str, type] = {key: kind for key, kind, _, _ in PROFILE_KEY_TABLE}
-PATH_KEYS = ("token_file", "ca_file")

@@ -32,14 +32,15 @@ import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from misskey_cli.api import ApiClient, ApiError
-from misskey_cli.channels import CATALOGUE, unacked_reason
-from misskey_cli.config import Endpoint, Proxy, Redactor, Target, effective_proxy, hostname_of
+from misskey_cli.core.safetext import escape_controls
+from misskey_cli.doctor.forks import ServerKind
+from misskey_cli.doctor.report import Printer, stdout_writer
+from misskey_cli.doctor.verdict import FAIL, OK, SKIP, WARN, ChannelContext, Check, judge_channel
 from misskey_cli.errors import (
     ConnectFailed,
     ExitCode,
@@ -48,18 +49,13 @@ from misskey_cli.errors import (
     TokenRejected,
     UsageError,
 )
-from misskey_cli.login import channel_permission
-from misskey_cli.safetext import escape_controls, escape_json_text
-from misskey_cli.settings import ConnectionRequest, Liveness, Reconnect, ServerSettings
+from misskey_cli.net.api import ApiClient, ApiError
+from misskey_cli.net.endpoint import Endpoint, Proxy, Redactor, Target, effective_proxy, hostname_of
+from misskey_cli.run.settings import ConnectionRequest, Liveness, Reconnect, ServerSettings
 
 if TYPE_CHECKING:
-    from misskey_cli.app import Environment
-    from misskey_cli.notices import Notices
-
-OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
-MARKS = {OK: "✓", WARN: "!", FAIL: "✗", SKIP: "-"}
-ASCII_MARKS = {OK: "ok", WARN: "warn", FAIL: "FAIL", SKIP: "skip"}
-COLORS = {OK: "32", WARN: "33", FAIL: "31", SKIP: "2"}
+    from misskey_cli.output.notices import Notices
+    from misskey_cli.run.app import Environment
 
 CLOCK_SKEW_WARN = 30.0  # seconds
 CERT_EXPIRY_WARN = 14  # days
@@ -77,172 +73,8 @@ class DoctorSettings:
     color: str = "auto"
 
 
-@dataclass
-class Check:
-    """One line of the report."""
-
-    name: str  # stable, for --json: proxy, dns, tcp, tunnel, tls, http, clock, nodeinfo, meta, token, stream, channel
-    title: str  # what was checked, for people
-    status: str  # ok, warn, fail, skip
-    found: str
-    fix: str | None = None
-    exit_code: int = 0  # the failure's kind, when status is fail
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"check": self.name, "title": self.title, "status": self.status, "found": self.found}
-        if self.fix:
-            out["fix"] = self.fix
-        if self.status == FAIL:
-            out["exit_code"] = self.exit_code
-        out.update(self.details)
-        return out
-
-
 class Stop(Exception):
     """A failure after which the next checks would say nothing new."""
-
-
-# ----- what each software offers ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Software:
-    label: str
-    fork: bool
-    adds: tuple[str, ...] = ()
-    lacks: tuple[str, ...] = ()
-    detailed: bool = True  # False: a fork whose channels mkstream does not know in detail
-
-
-# PROTOCOL.md 9. Forks listed without details are recognised, but their channels are not known.
-SOFTWARE: dict[str, Software] = {
-    "misskey": Software("Misskey", False),
-    "sharkey": Software("Sharkey", True, adds=("bubbleTimeline",)),
-    "cherrypick": Software("CherryPick", True, adds=("mediaTimeline", "catTimeline")),
-    "iceshrimp": Software("Iceshrimp", True, adds=("recommendedTimeline",),
-                          lacks=("hashtag", "roleTimeline", "chatUser", "chatRoom")),
-    **{name: Software(label, True, detailed=False) for name, label in (
-        ("firefish", "Firefish"), ("calckey", "Calckey"), ("foundkey", "FoundKey"), ("catodon", "Catodon"),
-        ("meisskey", "Meisskey"), ("magnetar", "Magnetar"), ("yojo-art", "yojo-art"))},
-}
-CHAT_SINCE = (2025, 4)  # chatUser and chatRoom came with Misskey 2025.4
-
-
-def parse_version(text: str) -> tuple[int, ...] | None:
-    match = re.match(r"^\s*(\d+)\.(\d+)(?:\.(\d+))?", text)
-    return tuple(int(part) for part in match.groups() if part is not None) if match else None
-
-
-@dataclass(frozen=True)
-class ServerKind:
-    """What nodeinfo said: the software's name and version (None: not known)."""
-
-    name: str | None = None
-    version: str | None = None
-
-    @property
-    def software(self) -> Software | None:
-        return SOFTWARE.get(self.name) if self.name else None
-
-    @property
-    def label(self) -> str:
-        software = self.software
-        return f"{software.label if software else self.name} {self.version or ''}".strip()
-
-    def lacks(self, channel: str) -> str | None:
-        """Why this software is known not to have ``channel``, or None."""
-        software = self.software
-        if software is None:
-            return None
-        if channel in software.lacks:
-            return f"{self.label} has no {channel} channel"
-        version = parse_version(self.version or "")
-        if self.name == "misskey" and channel in ("chatUser", "chatRoom") and version and version[:2] < CHAT_SINCE:
-            return f"{self.label} is older than 2025.4, which brought {channel}"
-        return None
-
-    def adds(self, channel: str) -> bool:
-        software = self.software
-        return software is not None and channel in software.adds
-
-
-# ----- channels, as pure judgement ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChannelContext:
-    """What the earlier checks found that bears on a channel's answer."""
-
-    logged_in: bool
-    server: ServerKind = ServerKind()
-    username: str | None = None
-    moderator: bool | None = None  # None: not known (no token, or i failed)
-    policies: Mapping[str, Any] = field(default_factory=dict)
-    ack_timeout: float = 5.0
-    host: str = "HOST"
-
-
-def judge_channel(connection: ConnectionRequest, acked: bool, others: list[str], ctx: ChannelContext) -> Check:
-    """The line for one channel connection, from whether it was acknowledged and what is known."""
-    channel = connection.channel
-    cid = connection.connection_id or channel
-    title = f"channel {cid}" if cid == channel else f"channel {cid} ({channel})"
-    details: dict[str, Any] = {"channel": channel, "id": cid, "acknowledged": acked}
-    lacks = ctx.server.lacks(channel)
-    if acked:
-        status, found, fix = _acked_caveat(channel, lacks, ctx)
-        return Check("channel", title, status, found, fix, details=details)
-    if lacks:
-        reason = lacks
-        fix = "this server cannot stream it: use another channel"
-    elif channel not in CATALOGUE and ctx.server.adds(channel):
-        reason = f"{ctx.server.label} is known to have it, so it may need a token or a param"
-        fix = "check the fork's documentation for its params"
-    else:
-        reason = unacked_reason(channel, others, ctx.logged_in)
-        fix = _unacked_fix(channel, reason, ctx)
-    details["reason"] = reason
-    found = f"not acknowledged within {ctx.ack_timeout:g}s: likely {reason}"
-    return Check("channel", title, FAIL, found, fix, ExitCode.NOT_ACKNOWLEDGED, details)
-
-
-def _acked_caveat(channel: str, lacks: str | None, ctx: ChannelContext) -> tuple[str, str, str | None]:
-    """Acknowledged: ok, unless what is known says it will still deliver nothing."""
-    if lacks:
-        return WARN, f"acknowledged, although {lacks.replace(' has no ', ' is not known to have ')}", None
-    if channel == "admin" and ctx.moderator is False:
-        return WARN, (f"acknowledged, but it delivers nothing: @{ctx.username} is not a moderator"), \
-            "use a moderator's token"
-    if channel == "userList" and not ctx.logged_in:
-        return WARN, "acknowledged, but a list delivers nothing without a token", \
-            f"log in: mkstream login {ctx.host}"
-    policy = {"localTimeline": "ltlAvailable", "hybridTimeline": "ltlAvailable",
-              "globalTimeline": "gtlAvailable"}.get(channel)
-    if policy and ctx.policies.get(policy) is False:
-        who = f"@{ctx.username}" if ctx.username else "anonymous users"
-        return WARN, f"acknowledged, but the server's roles switch this timeline off for {who} ({policy}: " \
-                     "false): nothing will arrive", "ask the server's admin, or use another timeline"
-    if channel not in CATALOGUE:
-        known = " (a channel of this fork)" if ctx.server.adds(channel) else " (not in mkstream's catalogue)"
-        return OK, f"acknowledged{known}", None
-    return OK, "acknowledged", None
-
-
-def _unacked_fix(channel: str, reason: str, ctx: ChannelContext) -> str | None:
-    if "needs a token" in reason:
-        return f"log in: mkstream login {ctx.host} (or give --token-file FILE)"
-    if "moderator" in reason:
-        return "use a moderator's token (with read:admin:stream)"
-    if "may lack the permission" in reason:
-        permission = channel_permission(channel)
-        return (f"the token needs {permission}: mkstream login {ctx.host} --permission {permission} --force; "
-                "or check that the list/antenna/room id is yours")
-    if "already is" in reason:
-        return "connect it once per socket"
-    if "does not know" in reason:
-        return "check the name: mkstream channels"
-    return None
 
 
 # ----- the proxy (the rule itself lives in config.effective_proxy) -------------------------------
@@ -667,7 +499,8 @@ class Doctor:
         return tuple(defaults)
 
     def check_stream(self) -> None:
-        from misskey_cli.session import AckMissing, Session, SessionNotices
+        from misskey_cli.core.events import AckMissing
+        from misskey_cli.net.session import Session, SessionNotices
 
         title = "streaming handshake"
         server = self.server
@@ -891,74 +724,10 @@ def _duration(seconds: int) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-# ----- the report -----------------------------------------------------------------------------
-
-
-class Printer:
-    """Writes each check as one line (or, for --json, the whole report at the end)."""
-
-    def __init__(self, out: Callable[[str], None], redact: Redactor, *, as_json: bool, unicode: bool,
-                 color: bool) -> None:
-        self.out = out
-        self.redact = redact
-        self.as_json = as_json
-        self.marks = MARKS if unicode else ASCII_MARKS
-        self.color = color
-        self.width = max(len(m) for m in self.marks.values())
-
-    def line(self, check: Check) -> None:
-        if not self.as_json:
-            self.out(self.format(check) + "\n")
-
-    def format(self, check: Check) -> str:
-        mark = self.marks[check.status].ljust(self.width)
-        if self.color:
-            mark = f"\x1b[{COLORS[check.status]}m{mark}\x1b[0m"
-        text = f"{check.title:<21}  {check.found}"
-        if check.fix and check.status in (FAIL, WARN):
-            text += f"; fix: {check.fix}"
-        return f"{mark} {escape_controls(self.redact(text))}"
-
-    def header(self, text: str) -> None:
-        if not self.as_json:
-            self.out(escape_controls(self.redact(text)) + "\n")
-
-    def summary(self, checks: list[Check], code: int, server: str) -> None:
-        if self.as_json:
-            document = {"server": server, "ok": code == 0, "exit_code": code,
-                        "checks": [check.as_json() for check in checks]}
-            text = json.dumps(document, ensure_ascii=False, indent=2)
-            self.out(escape_json_text(self.redact(text)) + "\n")
-            return
-        failed = [c for c in checks if c.status == FAIL]
-        warned = [c for c in checks if c.status == WARN]
-        if failed:
-            self.out(escape_controls(self.redact(f"failed: {failed[0].title} (exit {code})")) + "\n")
-            return
-        note = f" ({len(warned)} warning{'s' if len(warned) != 1 else ''})" if warned else ""
-        self.out(f"all checks passed{note}\n")
-
-
-def _stdout_writer(env: Environment) -> Callable[[str], None]:
-    """Each piece of the report written and flushed at once (a slow check shows the lines before it)."""
-    binary = env.stdout_stream
-
-    def write(text: str) -> None:
-        with contextlib.suppress(BrokenPipeError):
-            if binary is not None:
-                binary.write(text.encode("utf-8"))
-                binary.flush()
-            else:
-                sys.stdout.write(text)
-                sys.stdout.flush()
-
-    return write
-
-
 def run(settings: DoctorSettings, env: Environment) -> int:
     """Run the doctor; returns the exit status. The report goes to stdout, errors to stderr."""
-    from misskey_cli.notices import Notices
-    from misskey_cli.output import decide_color
+    from misskey_cli.output.notices import Notices
+    from misskey_cli.output.render import decide_color
 
     notices = Notices(env.stderr)
     with contextlib.ExitStack() as stack:
@@ -969,7 +738,7 @@ def run(settings: DoctorSettings, env: Environment) -> int:
             return exc.exit_code
         notices.redact = redact = Redactor(token)
         encoding = (getattr(sys.stdout, "encoding", None) or "").lower()
-        printer = Printer(_stdout_writer(env), redact, as_json=settings.as_json,
+        printer = Printer(stdout_writer(env), redact, as_json=settings.as_json,
                           unicode=env.stdout_isatty and "utf" in encoding,
                           color=not settings.as_json and decide_color(settings.color, env.stdout_isatty, env.environ))
         doctor = Doctor(settings, endpoint, token, env.environ, printer.line)
@@ -990,7 +759,7 @@ def run(settings: DoctorSettings, env: Environment) -> int:
 
 def _endpoint_and_token(settings: DoctorSettings, env: Environment, notices: Notices,
                         stack: contextlib.ExitStack) -> tuple[Endpoint, str | None]:
-    from misskey_cli.app import resolve_token
+    from misskey_cli.run.app import resolve_token
 
     server = settings.server
     if server.demo:

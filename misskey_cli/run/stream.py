@@ -18,25 +18,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from misskey_cli import commands, protocol
-from misskey_cli.backfill import DROP, HOLD, TIMELINES, Gaps, Target, unfetchable_notice
-from misskey_cli.channels import SpecError, check_connection, check_send, did_you_mean, unacked_reason
+from misskey_cli.core import protocol
+from misskey_cli.core.channels import SpecError, check_connection, check_send, did_you_mean, unacked_reason
+from misskey_cli.core.events import AckMissing, Counters, Deadline, Event, Frames, Readable, Received, Reconnected
 from misskey_cli.errors import ConnectFailed, ExitCode, NotAcknowledged, UsageError
-from misskey_cli.notices import Notices, StatusLine
-from misskey_cli.output import JqRuntimeError, Renderer
-from misskey_cli.session import (
-    AckMissing,
-    Counters,
-    Deadline,
-    Event,
-    Frames,
-    Readable,
-    Received,
-    Reconnected,
-    Session,
-)
-from misskey_cli.settings import Limits
-from misskey_cli.writer import Writer
+from misskey_cli.net.session import Session
+from misskey_cli.output.notices import Notices, StatusLine
+from misskey_cli.output.render import JqRuntimeError, Renderer
+from misskey_cli.output.writer import Writer
+from misskey_cli.run import stdin_commands as commands
+from misskey_cli.run.backfill import DROP, HOLD, TIMELINES, Gaps, Target, unfetchable_notice
+from misskey_cli.run.settings import Limits
 
 BAD_FRAMES_SHOWN = 5
 JQ_ERRORS_SHOWN = 5

@@ -41,7 +41,7 @@ import orjson
 from misskey_cli.errors import OutputError, UsageError
 
 if TYPE_CHECKING:
-    from misskey_cli.session import Counters, Event
+    from misskey_cli.core.events import Counters, Event
 
 FORMAT_NAME = "recording"
 VERSION = 1
@@ -140,7 +140,7 @@ class TimeBound:
 
 def parse_time_bound(text: str) -> TimeBound:
     """``2026-11-27T19:28:42Z`` (RFC 3339), ``10m`` (ten minutes ago) or ``+10m`` (after the start)."""
-    from misskey_cli.timeparse import parse_duration
+    from misskey_cli.core.timefmt import parse_duration
 
     raw = text.strip()
     if raw[:1] in ("+", "-") or (raw[:1].isdigit() and not _looks_like_date(raw)):
@@ -284,7 +284,7 @@ class RecordingSource:
     def __init__(self, source: Any, recorder: Recorder, host: Callable[[], str | None],
                  redact: Callable[[str], str] = str, clock: Callable[[], float] = time.time,
                  one_by_one: bool = False) -> None:
-        from misskey_cli.session import Frames, Reconnected  # here: the simulator reads recordings too
+        from misskey_cli.core.events import Frames, Reconnected  # here: the simulator reads recordings too
 
         self.source = source
         self.recorder = recorder

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from misskey_cli.config import Redactor
-from misskey_cli.safetext import escape_controls
+from misskey_cli.core.safetext import escape_controls
+from misskey_cli.net.endpoint import Redactor
 
 
 def one_line(text: str) -> str:

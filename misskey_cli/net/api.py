@@ -27,8 +27,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from misskey_cli.config import Redactor, describe_network_error
 from misskey_cli.errors import ConnectFailed, ExitCode, MkstreamError, UsageError
+from misskey_cli.net.endpoint import Redactor, describe_network_error
 
 MAX_RESPONSE = 32 * 1024 * 1024
 MAX_ERROR_BODY = 64 * 1024

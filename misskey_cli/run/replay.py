@@ -16,19 +16,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from typing import Any
 
-from misskey_cli.app import (
-    Environment,
-    _drain_and_report,
-    _until_end,
-    guarded,
-    make_notices,
-    make_renderer,
-    open_writer,
-    signal_handling,
-)
+from misskey_cli.core.events import DEADLINE, Connection, Counters, Event, Frames, Readable, Received
 from misskey_cli.errors import SourceEnded
-from misskey_cli.notices import Notices
-from misskey_cli.recording import (
+from misskey_cli.output.notices import Notices
+from misskey_cli.recording.format import (
     Batch,
     Reader,
     Recorder,
@@ -38,8 +29,17 @@ from misskey_cli.recording import (
     close_inputs,
     open_inputs,
 )
-from misskey_cli.session import DEADLINE, Connection, Counters, Event, Frames, Readable, Received
-from misskey_cli.settings import ReplaySettings
+from misskey_cli.run.app import (
+    Environment,
+    _drain_and_report,
+    _until_end,
+    guarded,
+    make_notices,
+    make_renderer,
+    open_writer,
+    signal_handling,
+)
+from misskey_cli.run.settings import ReplaySettings
 
 CHANNEL_PREFIX = b'{"type":"channel","body":{"id":"'
 
@@ -95,7 +95,7 @@ class Selection:
             end = data.find(b'"', start)
             if end > 0 and b"\\" not in data[start:end]:
                 return data[start:end] in self._id_bytes
-        from misskey_cli import protocol
+        from misskey_cli.core import protocol
 
         decoded = protocol.decode(data)
         if type(decoded) is not protocol.Frame or decoded.kind != "channel":
@@ -227,7 +227,7 @@ def run_replay(settings: ReplaySettings, env: Environment) -> int:
 
 
 def _replay(settings: ReplaySettings, env: Environment, notices: Notices, stack: ExitStack) -> int:
-    from misskey_cli.stream import Stream
+    from misskey_cli.run.stream import Stream
 
     out = settings.output
     renderer, to_terminal = make_renderer(out, env)

@@ -16,11 +16,11 @@ from typing import Any
 
 import orjson
 
-from misskey_cli.choices import DEFAULT_STYLE
+from misskey_cli.core.choices import DEFAULT_STYLE
+from misskey_cli.core.protocol import without_surrogates
+from misskey_cli.core.safetext import escape_controls, escape_json_text
 from misskey_cli.errors import UsageError
-from misskey_cli.jqfast import Fallback, check_output, compile_fast
-from misskey_cli.protocol import without_surrogates
-from misskey_cli.safetext import escape_controls, escape_json_text
+from misskey_cli.output.jqfast import Fallback, check_output, compile_fast
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ class Renderer:
             self.encode: Callable[[Any], bytes] = (make_colourer(options.style, options.truecolor)
                                                    if options.color else _pretty)
         elif options.format == "line":
-            from misskey_cli.lineformat import LineFormatter
+            from misskey_cli.output.lineformat import LineFormatter
 
             self.line = LineFormatter(width=options.width, color=options.color, show_cw=options.show_cw,
                                       timestamps=options.timestamps).format

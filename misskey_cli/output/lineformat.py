@@ -1,6 +1,6 @@
 """``--format line``: one human-readable line per frame, like stern or ``kubectl get -w``.
 
-This module owns the wording and layout of that line, and fitting it to a terminal width. It is
+This module owns the wording and layout of that line, and fitting it to a terminal width (with ``cells``). It is
 pure: the caller passes the width and whether to colour, and gets back a string without a
 trailing newline. Nothing here reads the terminal, the environment or the clock.
 
@@ -20,25 +20,30 @@ them), so the spans remain the one definition of every line.
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import unicodedata
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from wcwidth import wcswidth
-
-from misskey_cli.safetext import UNSAFE_CHARACTERS, escape_controls
+from misskey_cli.core.notes import is_pure_renote
+from misskey_cli.core.safetext import UNSAFE_CHARACTERS, escape_controls
+from misskey_cli.output.cells import ELLIPSIS, Span, clip, cut_spans, display_width, fit, measure, wcs
+from misskey_cli.output.plaintext import (
+    NEWLINE,
+    compact_json,
+    count_text,
+    fold_lines,
+    reduce_mfm,
+    size_text,
+    stats_peaks,
+    stats_summary,
+)
 
 __all__ = ["ELLIPSIS", "PALETTE", "LineFormatter", "clip", "compact_json", "display_width", "fit", "fold_lines"]
 
-Span = tuple[str, str]  # (text, SGR parameters; "" for unstyled)
 
-ELLIPSIS = "…"
-NEWLINE = " ⏎ "
 # Connection ids get these in first-seen order, as stern colours pods.
 PALETTE = ("36", "32", "33", "35", "34", "96", "92", "95")
 DIM = "2"
@@ -60,235 +65,6 @@ _NEEDS_FOLD = re.compile("[\t\n\u2028\u2029]")
 _SPECIAL = re.compile(f"[\u2028\u2029{UNSAFE_CHARACTERS}]")
 # The same, or a character that may start MFM markup ($[, <, **): one search for a note's text.
 _SPECIAL_OR_MFM = re.compile(f"[\u2028\u2029{UNSAFE_CHARACTERS}$<*]")
-_LINE_BREAK = re.compile("\r?\n|[\u2028\u2029]")
-_MFM_FUNCTION = re.compile(r"\$\[[\w.,=+\-]+ ([^\[\]]*)\]")
-_MFM_TAG = re.compile(r"</?(?:center|small|i|b|s|sup|sub|left|right)>")
-_MFM_BOLD = re.compile(r"\*\*(.+?)\*\*")
-_MFM_PLAIN = re.compile(r"<plain>(.*?)</plain>")
-
-
-# ---------------------------------------------------------------------------------------------
-# Display width and cutting
-# ---------------------------------------------------------------------------------------------
-
-def _wcs(text: str) -> int:
-    width = wcswidth(text)
-    # -1 means a control character; cleaned text has none, so this is only a guard.
-    return width if width >= 0 else len(text)
-
-
-def display_width(text: str) -> int:
-    """Display columns of ``text`` (no escape sequences in it): ``len`` for ASCII, else wcwidth."""
-    return len(text) if text.isascii() else _wcs(text)
-
-
-def _measure(text: str, cap: int) -> int:
-    """Display width of ``text`` when it is at most ``cap``, else some number above ``cap``.
-
-    Only a prefix of a long text is measured: the cost is bounded by the width, not the text.
-    """
-    if text.isascii():
-        return len(text)
-    if len(text) > cap + 1:
-        width = _wcs(text[: cap + 1])
-        if width > cap:
-            return width
-    return _wcs(text)
-
-
-def _continues_cluster(text: str, index: int) -> bool:
-    """Whether ``text[index]`` belongs to the grapheme cluster of ``text[index - 1]``."""
-    char = text[index]
-    previous = text[index - 1]
-    if previous == "\u200d" or char == "\u200d":
-        return True
-    if char < "\u0300" or "\u3041" <= char <= "\u3096" or "\u30a1" <= char <= "\u9fff":
-        return False  # Latin-1, kana, CJK: no marks among them (the test checks every one)
-    code = ord(char)
-    if 0x1F3FB <= code <= 0x1F3FF or 0xE0020 <= code <= 0xE007F or code in (0xFF9E, 0xFF9F):
-        return True  # skin tone, emoji tag sequence, halfwidth (semi-)voiced mark
-    if 0x1F1E6 <= code <= 0x1F1FF and 0x1F1E6 <= ord(previous) <= 0x1F1FF:
-        run = 0  # regional indicators pair up left to right: cut only between pairs
-        while index - run - 1 >= 0 and 0x1F1E6 <= ord(text[index - run - 1]) <= 0x1F1FF:
-            run += 1
-        return run % 2 == 1
-    return unicodedata.category(char)[0] == "M"  # combining marks, variation selectors
-
-
-def _solid_width(char: str) -> int:
-    """1 or 2 for a character that adds exactly that many columns after another such character and
-    never joins a grapheme cluster (printable ASCII; kana, CJK ideographs, fullwidth forms); 0 for
-    any other character. tests/test_lineformat.py checks every one of them against wcwidth."""
-    if " " <= char <= "~":
-        return 1
-    if ("\u4e00" <= char <= "\u9fff" or "\u3041" <= char <= "\u3096" or "\u30a1" <= char <= "\u30fa"
-            or "\uff01" <= char <= "\uff5e" or char in "、。ー"):
-        return 2
-    return 0
-
-
-def clip(text: str, columns: int, measured: tuple[int, int] | None = None) -> str:
-    """The longest prefix of ``text`` at most ``columns`` wide that ends on a grapheme boundary.
-
-    ``measured``: (length, width) of a prefix the caller has measured already.
-    """
-    if columns <= 0:
-        return ""
-    if text.isascii():
-        return text[:columns]
-    size = len(text)
-    if measured is None:
-        probe = min(size, columns)
-        width = _wcs(text[:probe])
-    else:
-        probe, width = measured
-    # Search for the longest prefix that fits between low (fits) and high (does not, or size + 1),
-    # from a guess in proportion to the text's own widths: for Japanese, or any text of one width,
-    # the guess is exact, and one or two measurements settle it.
-    if width <= columns:
-        low, low_width, high = probe, width, size + 1
-    else:
-        high = probe
-        guess = min(probe - 1, columns * probe // width)
-        guess_width = _wcs(text[:guess])
-        if guess_width > columns:  # back by the columns too many: a column per character, usually
-            high = guess
-            guess = max(0, guess - (guess_width - columns))
-            guess_width = _wcs(text[:guess])
-            if guess_width > columns:
-                high, guess, guess_width = guess, 0, 0
-        low, low_width = guess, guess_width
-    low, high = _grow(text, columns, low, low_width, high)
-    while high - low > 1:
-        middle = (low + high) // 2
-        if _wcs(text[:middle]) <= columns:
-            low = middle
-        else:
-            high = middle
-    end = low
-    while 0 < end < size and _continues_cluster(text, end):
-        end -= 1
-    return text[:end]
-
-
-def _grow(text: str, columns: int, low: int, low_width: int, high: int) -> tuple[int, int]:
-    """(low, high) closer together: low (``low_width`` wide) still fits, high still does not."""
-    size = len(text)
-    stalled = 1  # doubles while the characters added have no width (marks, joiners)
-    while low + 1 < high and low < size:
-        room = columns - low_width
-        if room <= 1:
-            following = _solid_width(text[low])
-            if following and low_width + following > columns and (low == 0 or _solid_width(text[low - 1])):
-                return low, low + 1  # the next character cannot fit, and nothing joins it to this one
-        # Half the room in characters: exact for wide text, never too many (each is at most two
-        # columns), and the room at least halves each time for text of any width.
-        ahead = min(low + max(room // 2, stalled), high - 1, size)
-        ahead_width = _wcs(text[:ahead])
-        if ahead_width > columns:
-            return low, ahead
-        stalled = stalled * 2 if ahead_width == low_width else 1
-        low, low_width = ahead, ahead_width
-    return low, high
-
-
-def fit(text: str, columns: int) -> str:
-    """``text`` if it is at most ``columns`` wide, else cut to ``columns`` with an ellipsis."""
-    if text.isascii():
-        return text if len(text) <= columns else text[:columns - 1] + ELLIPSIS
-    probe = min(len(text), columns + 1)
-    width = _wcs(text[:probe])
-    if width <= columns and (probe == len(text) or _measure(text, columns) <= columns):
-        return text
-    return clip(text, columns - 1, (probe, width)) + ELLIPSIS
-
-
-def _cut(spans: list[Span], columns: int) -> list[Span]:
-    """``spans`` cut to ``columns`` with an ellipsis at the end; the caller knows they do not fit."""
-    room = columns - 1  # the ellipsis takes one column
-    out: list[Span] = []
-    used = 0
-    for text, style in spans:
-        width = _measure(text, room - used)
-        if used + width <= room:
-            out.append((text, style))
-            used += width
-            continue
-        out.append((clip(text, room - used) + ELLIPSIS, style))
-        return out
-    out.append((ELLIPSIS, ""))
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Values to text
-# ---------------------------------------------------------------------------------------------
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def compact_json(value: Any) -> str:
-    """``value`` as compact JSON, terminal-safe; never raises (repr or a placeholder as last resorts)."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=repr)
-    except RecursionError:
-        return "[too deeply nested]"
-    except Exception:  # noqa: BLE001 - circular values, keys json cannot write
-        try:
-            text = repr(value)
-        except Exception:  # noqa: BLE001 - a last resort that must not raise
-            return f"[unprintable {type(value).__name__}]"
-    return escape_controls(text)
-
-
-def fold_lines(text: str) -> str:
-    """``text`` stripped, each run of line breaks (and the blanks and tabs around them) folded to
-    `` ⏎ ``, other tabs as spaces."""
-    text = text.strip()
-    # str.split for the common case (only \n): several times faster than the regular expression
-    simple = "\r" not in text and "\u2028" not in text and "\u2029" not in text
-    lines = text.split("\n") if simple else _LINE_BREAK.split(text)
-    return NEWLINE.join([line for line in (piece.strip(" \t") for piece in lines) if line]).replace("\t", " ")
-
-
-def _reduce_mfm(text: str) -> str:
-    """MFM markup reduced to readable text: ``$[x2 big]`` -> ``big``, tags and ``**`` dropped."""
-    if "<" not in text and "$[" not in text and "**" not in text:  # str's search: faster than a regex
-        return text
-    if "<plain>" in text:
-        pieces = _MFM_PLAIN.split(text)  # odd pieces are <plain> contents: literal
-        return "".join(piece if i % 2 else _reduce_mfm_markup(piece) for i, piece in enumerate(pieces))
-    return _reduce_mfm_markup(text)
-
-
-def _reduce_mfm_markup(text: str) -> str:
-    for _ in range(8):  # innermost $[...] first; bounded against pathological nesting
-        reduced = _MFM_FUNCTION.sub(r"\1", text)
-        if reduced == text:
-            break
-        text = reduced
-    return _MFM_BOLD.sub(r"\1", _MFM_TAG.sub("", text))
-
-
-def _size(value: Any) -> str:
-    """Bytes as a compact figure: ``109B``, ``3.4K``, ``882M``."""
-    if not _is_number(value):
-        return "?"
-    number = float(value)
-    for unit in ("B", "K", "M", "G", "T"):
-        if abs(number) < 1024 or unit == "T":
-            if unit == "B" or abs(number) >= 10:
-                return f"{number:.0f}{unit}"
-            return f"{number:.1f}{unit}"
-        number /= 1024
-    return "?"  # unreachable
-
-
-def _count(value: Any) -> str:
-    if not _is_number(value):
-        return "?"
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,12 +86,10 @@ def _plain_note_of(value: Any) -> tuple[dict[str, Any], str] | None:
 
 
 def _is_pure_renote(note: dict[str, Any]) -> bool:
-    """A renote of a note that is not itself a renote, with nothing of its own (Misskey's test:
-    no text, CW, files or poll); False for any other note with a renote or renote id."""
+    """A pure renote (the server's rule) whose renoted note is here and is not itself a renote."""
     renote = note.get("renote")
-    return (type(renote) is dict and renote.get("renote") is None and renote.get("renoteId") is None
-            and note.get("text") is None and note.get("cw") is None and not note.get("fileIds")
-            and not note.get("files") and not isinstance(note.get("poll"), dict))
+    return (is_pure_renote(note) and type(renote) is dict and renote.get("renote") is None
+            and renote.get("renoteId") is None)
 
 
 class _Parts:
@@ -453,13 +227,13 @@ class LineFormatter:
         False when _finish would cut the whole line."""
         width = self._width
         assert width is not None
-        used = _measure(head, width) + (_measure(tail, width) if tail else 0)
+        used = measure(head, width) + (measure(tail, width) if tail else 0)
         if raw is None:
             return used <= width, None
         room = width - used - 1 - len(label)  # columns for the text after " " and the label
         if room + 1 + len(label) < MIN_BODY:
             shown = self._clean(raw, mfm)
-            return _measure(shown, max(room, 0)) <= room, shown
+            return measure(shown, max(room, 0)) <= room, shown
         return True, self._fit_text(raw, mfm, room)
 
     def _fit_text(self, raw: str, mfm: bool, columns: int) -> str:
@@ -472,7 +246,7 @@ class LineFormatter:
         if len(raw) > columns + 1 and not raw[0].isspace():
             start = raw[:columns + 1]
             if (_SPECIAL_OR_MFM if mfm else _SPECIAL).search(start) is None:
-                width = len(start) if start.isascii() else _wcs(start)
+                width = len(start) if start.isascii() else wcs(start)
                 if width > columns:
                     return clip(start, columns - 1, (columns + 1, width)) + ELLIPSIS
         return fit(self._clean(raw, mfm), columns)
@@ -517,17 +291,17 @@ class LineFormatter:
         # Each run measured as one string: one call into wcwidth instead of one per span.
         head_text = "".join([text for text, _ in parts.head])
         tail_text = "".join([text for text, _ in parts.tail])
-        head = _measure(head_text, width)
-        tail = _measure(tail_text, width)
+        head = measure(head_text, width)
+        tail = measure(tail_text, width)
         if head + tail <= width:
             body_text = "".join([text for text, _ in parts.body])
-            body = _measure(body_text, width)
+            body = measure(body_text, width)
             if head + body + tail <= width:
                 return self._paint(spans) if self._color else head_text + body_text + tail_text
             room = width - head - tail
             if room >= MIN_BODY:
-                return self._paint(parts.head + _cut(parts.body, room) + parts.tail)
-        return self._paint(_cut(spans, width))
+                return self._paint(parts.head + cut_spans(parts.body, room) + parts.tail)
+        return self._paint(cut_spans(spans, width))
 
     def _paint(self, spans: list[Span]) -> str:
         if not self._color:
@@ -547,7 +321,7 @@ class LineFormatter:
         if mfm:
             if _SPECIAL_OR_MFM.search(value) is None:
                 return value  # the common case: no markup, nothing to fold, nothing to escape
-            value = _reduce_mfm(value)
+            value = reduce_mfm(value)
         if _SPECIAL.search(value) is None:
             return value
         if _NEEDS_FOLD.search(value) is not None:
@@ -671,7 +445,8 @@ class LineFormatter:
         if not isinstance(choices, list):
             return " [poll]"
         results = ", ".join(
-            f"{self._clean(c.get('text'))} {_count(c.get('votes'))}" if isinstance(c, dict) else "?" for c in choices
+            f"{self._clean(c.get('text'))} {count_text(c.get('votes'))}" if isinstance(c, dict) else "?"
+            for c in choices
         )
         return f" [poll: {results}]"
 
@@ -783,7 +558,7 @@ class LineFormatter:
             parts.head.append((" " + self._reaction(payload.get("reaction")), ""))
             self._by(parts, payload.get("userId"))
         elif kind == "pollVoted" and isinstance(payload, dict):
-            parts.head.append((f" choice {_count(payload.get('choice'))}", ""))
+            parts.head.append((f" choice {count_text(payload.get('choice'))}", ""))
             self._by(parts, payload.get("userId"))
         elif kind == "deleted" and isinstance(payload, dict):
             pass  # {deletedAt}: the receive time already says when
@@ -921,7 +696,7 @@ class LineFormatter:
         kind = file.get("type")
         facts = [self._clean(kind)] if isinstance(kind, str) else []
         if "size" in file:
-            facts.append(_size(file.get("size")))
+            facts.append(size_text(file.get("size")))
         if facts:
             parts.tail.append((f" [{' '.join(facts)}]", MUTED))
         if file.get("isSensitive") is True:
@@ -980,45 +755,18 @@ class LineFormatter:
             parts.body.append((" " + self._clean(comment), ""))
 
     def _stats(self, parts: _Parts, stats: Any) -> None:
-        summary = self._stats_summary(stats)
+        summary = stats_summary(self._clean, stats)
         if summary is None:
             self._put_json(parts, stats)
         else:
             parts.body.append((" " + summary, ""))
-
-    def _stats_summary(self, stats: Any) -> str | None:
-        """``cpu 1.0% mem 882M net rx 0B/s tx 0B/s fs r 0/s w 4/s`` or the queue counts; None if neither."""
-        if not isinstance(stats, dict):
-            return None
-        if "cpu" in stats or "mem" in stats:
-            bits = []
-            if _is_number(stats.get("cpu")):
-                bits.append(f"cpu {stats['cpu'] * 100:.1f}%")
-            mem = stats.get("mem")
-            if isinstance(mem, dict):
-                bits.append(f"mem {_size(mem.get('used', mem.get('active')))}")
-            net = stats.get("net")
-            if isinstance(net, dict):
-                bits.append(f"net rx {_size(net.get('rx'))}/s tx {_size(net.get('tx'))}/s")
-            fs = stats.get("fs")
-            if isinstance(fs, dict):
-                bits.append(f"fs r {_count(fs.get('r'))}/s w {_count(fs.get('w'))}/s")
-            return " ".join(bits)
-        queues = [(name, q) for name, q in stats.items() if isinstance(q, dict)]
-        if not queues:
-            return None
-        return ", ".join(
-            f"{self._clean(name)} active {_count(q.get('active'))} waiting {_count(q.get('waiting'))}"
-            f" delayed {_count(q.get('delayed'))}"
-            for name, q in queues
-        )
 
     def _stats_log(self, parts: _Parts, log: Any) -> None:
         if not isinstance(log, list):
             self._put_json(parts, log)
             return
         parts.head.append((f" {len(log)} samples", ""))
-        peaks = _stats_peaks(log)
+        peaks = stats_peaks(log)
         if peaks:
             parts.body.append((", peak " + peaks, ""))
 
@@ -1051,7 +799,7 @@ class LineFormatter:
         parts.head.append((" " + ", ".join(states), ""))
 
     def _game_log(self, parts: _Parts, body: dict[str, Any]) -> None:
-        parts.head.append((f" {self._clean(body.get('operation'))} {_count(body.get('pos'))}", ""))
+        parts.head.append((f" {self._clean(body.get('operation'))} {count_text(body.get('pos'))}", ""))
 
     def _game_canceled(self, parts: _Parts, body: dict[str, Any]) -> None:
         parts.head.append((" by", MUTED))
@@ -1065,28 +813,6 @@ class LineFormatter:
             self._notification(parts, body)
         else:
             self._put_json(parts, body)
-
-
-def _stats_peaks(log: list[Any]) -> str:
-    """The peaks of a statsLog: ``cpu 2.0% mem 882M`` (server) or ``deliver waiting 3`` (queues)."""
-    samples = [s for s in log if isinstance(s, dict)]
-    if not samples:
-        return ""
-    cpus = [s["cpu"] for s in samples if _is_number(s.get("cpu"))]
-    mems = [m["used"] for s in samples if isinstance(m := s.get("mem"), dict) and _is_number(m.get("used"))]
-    bits = []
-    if cpus:
-        bits.append(f"cpu {max(cpus) * 100:.1f}%")
-    if mems:
-        bits.append(f"mem {_size(max(mems))}")
-    if bits:
-        return " ".join(bits)
-    for queue in ("deliver", "inbox"):
-        waiting = [q["waiting"] for s in samples
-                   if isinstance(q := s.get(queue), dict) and _is_number(q.get("waiting"))]
-        if waiting:
-            bits.append(f"{queue} waiting {_count(max(waiting))}")
-    return " ".join(bits)
 
 
 _Handler = Callable[[LineFormatter, _Parts, Any], None]

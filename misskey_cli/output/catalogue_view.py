@@ -6,7 +6,7 @@ import json
 import textwrap
 from dataclasses import asdict
 
-from misskey_cli.channels import Channel
+from misskey_cli.core.channels import Channel
 
 WIDTH = 100
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from misskey_cli.protocol import MAX_CHANNELS_PER_SOCKET
+from misskey_cli.core.protocol import MAX_CHANNELS_PER_SOCKET
 
 BOOL, STRING, TAGS = "bool", "string", "tags"
 

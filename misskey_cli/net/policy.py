@@ -1,4 +1,4 @@
-"""When to reconnect, and when to give up: a pure policy with an injected random source.
+"""When to reconnect, when to give up, when a path is dead: pure policies and their settings.
 
 Exponential backoff with jitter: the first retry after about ``first_delay``, doubling up to
 ``cap``; a connection that lived ``stable_after`` seconds resets it, so a server that keeps
@@ -12,7 +12,31 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from misskey_cli.settings import Reconnect
+
+@dataclass(frozen=True)
+class Liveness:
+    ping_interval: float = 30.0
+    ping_timeout: float = 60.0
+    ack_timeout: float = 5.0
+    require_ack: bool = False
+    connect_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    enabled: bool = True
+    max_retries: int | None = None  # None = never give up
+    first_delay: float = 0.5
+    cap: float = 30.0
+    # A connection that lived this long resets the backoff (reconnecting-websocket, which the
+    # official client builds on, uses 5 s too).
+    stable_after: float = 5.0
+
+    @property
+    def retry_first_connect(self) -> bool:
+        """Retries given explicitly apply to the first connection too; by default it fails at once."""
+        return self.max_retries is not None
+
 
 # 2 ** 40 times any sane first delay is far past any cap: enough to reach it, small enough to stay finite.
 _MAX_EXPONENT = 40

@@ -22,16 +22,20 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from misskey_cli.choices import AUTH_MODES
-from misskey_cli.config import loose_permissions
+from misskey_cli.core.choices import AUTH_MODES
+from misskey_cli.core.choices import PROFILE_KEYS as PROFILE_KEY_TABLE
 from misskey_cli.errors import UsageError
-from misskey_cli.settings import PATH_KEYS, PROFILE_KEYS
+from misskey_cli.net.endpoint import loose_permissions
 
 CONFIG_NAME = os.path.join("mkstream", "config.toml")
 
 # Paths (PATH_KEYS) are expanded (~, and relative to the config file's directory) so a profile
 # works from any working directory.
 TOP_KEYS = ("default_profile", "profiles")
+
+# The profile key table's view that loading needs: key -> TOML type; keys whose value is a path.
+PROFILE_KEYS: dict[str, type] = {key: kind for key, kind, _, _ in PROFILE_KEY_TABLE}
+PATH_KEYS = ("token_file", "ca_file")
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,14 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
-from misskey_cli.config import Redactor, Target, effective_proxy, loose_permissions, read_token_file
 from misskey_cli.errors import ExitCode, MkstreamError, SourceEnded, UsageError
-from misskey_cli.notices import Notices, StatusLine
-from misskey_cli.settings import NoticeSettings, OutputSettings, ServerSettings, StreamSettings
+from misskey_cli.net.endpoint import Redactor, Target, effective_proxy, loose_permissions, read_token_file
+from misskey_cli.output.notices import Notices, StatusLine
+from misskey_cli.run.settings import NoticeSettings, OutputSettings, ServerSettings, StreamSettings
 
 if TYPE_CHECKING:
-    from misskey_cli.output import Renderer
-    from misskey_cli.writer import Writer
+    from misskey_cli.output.render import Renderer
+    from misskey_cli.output.writer import Writer
 
 # How long the writer may take to write what is queued when mkstream is leaving.
 DRAIN_TIMEOUT = 5.0
@@ -231,7 +231,7 @@ def guarded(notices: Notices, run: Callable[[ExitStack], int]) -> int:
 def _target(settings: StreamSettings, env: Environment, notices: Notices, stack: ExitStack) -> Target:
     server = settings.server
     if server.demo:
-        from misskey_cli.config import Endpoint
+        from misskey_cli.net.endpoint import Endpoint
         from misskey_cli.simulator import DEMO_TOKEN, Simulator
 
         sim = stack.enter_context(Simulator(rate=4.0, ticks=True))
@@ -256,7 +256,7 @@ def _target(settings: StreamSettings, env: Environment, notices: Notices, stack:
 
 def make_renderer(out: OutputSettings, env: Environment) -> tuple[Renderer, bool]:
     """The renderer for the output settings, with the terminal facts decided; and whether records go to a terminal."""
-    from misskey_cli.output import OutputOptions, Renderer, decide_color, decide_format, decide_truecolor
+    from misskey_cli.output.render import OutputOptions, Renderer, decide_color, decide_format, decide_truecolor
 
     to_terminal = out.path is None and env.stdout_isatty
     fmt = decide_format(out.format, to_terminal)
@@ -271,7 +271,7 @@ def make_renderer(out: OutputSettings, env: Environment) -> tuple[Renderer, bool
 def open_writer(out: OutputSettings, notice_settings: NoticeSettings, env: Environment, notices: Notices,
                 stack: ExitStack, to_terminal: bool) -> tuple[Writer, StatusLine | None]:
     """The writer (stdout or ``-o FILE``) and, on a terminal stderr, the status line; both left with ``stack``."""
-    from misskey_cli.writer import Writer
+    from misskey_cli.output.writer import Writer
 
     writer = stack.enter_context(Writer.open_append(out.path, notices.warn) if out.path
                                  else Writer.to_fd(env.stdout_fd, env.stdout_stream, notices.warn))
@@ -285,8 +285,8 @@ def open_writer(out: OutputSettings, notice_settings: NoticeSettings, env: Envir
 
 
 def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack: ExitStack) -> int:
-    from misskey_cli.session import Session, SessionNotices
-    from misskey_cli.stream import Stream
+    from misskey_cli.net.session import Session, SessionNotices
+    from misskey_cli.run.stream import Stream
 
     out = settings.output
     request = settings.request
@@ -307,7 +307,7 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
     gaps = _gaps(settings, target, notices, stack)
     source: Any = session
     if out.record is not None:
-        from misskey_cli.recording import Recorder, RecordingSource
+        from misskey_cli.recording.format import Recorder, RecordingSource
 
         recorder = stack.enter_context(Recorder.open(out.record))
         source = RecordingSource(session, recorder, lambda: target.endpoint.netloc, notices.redact,
@@ -328,8 +328,8 @@ def _ignore(message: str) -> None:
 
 def _gaps(settings: StreamSettings, target: Target, notices: Notices, stack: ExitStack) -> Any:
     """The backfill, dedupe and state-file machinery the settings ask for, or None."""
-    from misskey_cli.api import ApiClient
-    from misskey_cli.backfill import Backfill, Gaps, SeenNotes, StateFile
+    from misskey_cli.net.api import ApiClient
+    from misskey_cli.run.backfill import Backfill, Gaps, SeenNotes, StateFile
 
     wanted = settings.gaps
     if not wanted.backfill and not wanted.dedupe:
@@ -363,8 +363,8 @@ def _clear_status(notices: Notices) -> None:
 
 def _until_end(stream: Any, session: Any, sends: Any, notices: Notices) -> ExitCode | MkstreamError:
     """Run the stream; every way it can end becomes an exit status, or the error to report."""
-    from misskey_cli.session import ServerClosed
-    from misskey_cli.writer import ReaderGone
+    from misskey_cli.net.session import ServerClosed
+    from misskey_cli.output.writer import ReaderGone
 
     outcome: ExitCode | MkstreamError
     try:
@@ -398,7 +398,7 @@ def _until_end(stream: Any, session: Any, sends: Any, notices: Notices) -> ExitC
 def _drain_and_report(stream: Any, writer: Any, notices: Notices, stats: bool,
                       outcome: ExitCode | MkstreamError) -> int:
     """Write every queued record (bounded), then say how the run went."""
-    from misskey_cli.writer import ReaderGone
+    from misskey_cli.output.writer import ReaderGone
 
     error: MkstreamError | None = outcome if isinstance(outcome, MkstreamError) else None
     code = outcome.exit_code if isinstance(outcome, MkstreamError) else outcome

@@ -1,10 +1,9 @@
 """The commands of the command line: click definitions only, loaded when a command is run.
 
-``cli.py`` holds the group, the parameter types and the option bundles; the commands live here so
-that ``mkstream --version`` and ``mkstream --help`` start without building every command's
-options (the group lists them from ``cli.COMMANDS``). Importing this module registers each
-command on ``cli.main``. Each command builds its settings and calls one entry point of the
-library.
+``params.py`` holds the parameter types and ``options.py`` the option bundles; the commands live
+here so that ``mkstream --version`` and ``mkstream --help`` start without building every command's
+options (``group.py`` lists them from its summary table and adds ``COMMANDS`` when one runs).
+Each command builds its settings and calls one entry point of the library.
 """
 
 from __future__ import annotations
@@ -15,8 +14,22 @@ from typing import Any
 
 import click
 
-from misskey_cli.choices import COLOR_MODES, FORMATS, PROFILE_KEYS
-from misskey_cli.cli import (
+from misskey_cli.cli.options import (
+    SectionedCommand,
+    build_connections,
+    check_output_options,
+    complete_profiles,
+    explicit,
+    fail,
+    logged_in,
+    output_options,
+    output_settings,
+    run,
+    server_options,
+    stream_command,
+    stream_settings,
+)
+from misskey_cli.cli.params import (
     CONTEXT_SETTINGS,
     DURATION,
     CaFileType,
@@ -26,28 +39,14 @@ from misskey_cli.cli import (
     NoteIdType,
     ParamAssignmentType,
     ProxyType,
-    SectionedCommand,
     SpeedType,
     TimeBoundType,
-    build_connections,
-    check_output_options,
-    complete_profiles,
-    completion_script,
-    explicit,
-    fail,
-    logged_in,
-    main,
-    output_options,
-    output_settings,
-    run,
-    server_options,
-    stream_command,
-    stream_settings,
 )
+from misskey_cli.core.choices import COLOR_MODES, FORMATS, PROFILE_KEYS
 from misskey_cli.errors import ExitCode, UsageError
 
 
-@main.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
+@click.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream connect localTimeline --demo -n 3 --ndjson | jq -r .body.body.text
   mkstream connect 'hashtag?q=misskey,fediverse' homeTimeline --host misskey.example --token-file ~/.mk-token
@@ -72,7 +71,7 @@ def connect(channels, assignments, params_json, captures, stdin_commands, **kw):
     lists, a,b for OR and a+b for AND). Repeated channels get ids NAME-2, NAME-3. Run
     'mkstream channels' for the catalogue.
     """
-    from misskey_cli.settings import Request
+    from misskey_cli.run.settings import Request
 
     if not channels and not captures and not stdin_commands:
         raise click.UsageError("name at least one CHANNEL (or use --capture or --stdin); see 'mkstream channels'")
@@ -81,7 +80,7 @@ def connect(channels, assignments, params_json, captures, stdin_commands, **kw):
         warnings)
 
 
-@main.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
+@click.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream capture 9xyzabcdef012345 --host misskey.example
   mkstream capture 9xyzabcdef012345 9xyzabcdef012346 --jq 'select(.body.type == "reacted")' --profile work""")
@@ -90,12 +89,12 @@ Examples:
 @stream_command
 def capture(note_ids, stdin_commands, **kw):
     """Capture notes and write their noteUpdated events (reactions, votes, deletion)."""
-    from misskey_cli.settings import Request
+    from misskey_cli.run.settings import Request
 
     run(stream_settings(kw, Request(captures=tuple(dict.fromkeys(note_ids)), stdin_commands=stdin_commands)))
 
 
-@main.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
+@click.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream send queueStats requestLog '{"id":"a","length":10}' -n 1 --demo
   mkstream send serverStats requestLog '{"id":"a","length":50}' -n 1 --host misskey.example""")
@@ -116,8 +115,8 @@ def send(channel, message_type, body, assignments, params_json, force, **kw):
     Use -n, --duration or --idle-timeout to say when to stop.
     """
 
-    from misskey_cli.channels import SpecError, check_send
-    from misskey_cli.settings import Request, SendRequest
+    from misskey_cli.core.channels import SpecError, check_send
+    from misskey_cli.run.settings import Request, SendRequest
 
     try:
         warnings = tuple(check_send(channel.channel, message_type, force))
@@ -129,7 +128,7 @@ def send(channel, message_type, body, assignments, params_json, force, **kw):
     run(stream_settings(kw, Request(connections, sends=sends)), warnings + more)
 
 
-@main.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
+@click.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream connect localTimeline --demo -n 50 --record s.ndjson >/dev/null; mkstream replay s.ndjson -n 5
   mkstream replay day.ndjson.gz --speed 10 --channel localTimeline --since +1h --until +2h --line
@@ -158,9 +157,9 @@ def replay(files, speed, connection_ids, since, until, count, duration, **kw):
     replayed one after another. --timestamps shows the recorded receive times. A bad line is a
     warning naming the file and line, and the rest is replayed.
     """
-    from misskey_cli.app import Environment
-    from misskey_cli.replay import run_replay
-    from misskey_cli.settings import Limits, NoticeSettings, ReplaySettings
+    from misskey_cli.run.app import Environment
+    from misskey_cli.run.replay import run_replay
+    from misskey_cli.run.settings import Limits, NoticeSettings, ReplaySettings
 
     check_output_options(kw)
     if files.count("-") > 1:
@@ -171,7 +170,7 @@ def replay(files, speed, connection_ids, since, until, count, duration, **kw):
     sys.exit(run_replay(settings, Environment.from_process()))
 
 
-@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+@click.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream channels
   mkstream channels hashtag
@@ -180,8 +179,8 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="The catalogue as JSON.")
 def channels(name, as_json):
     """List the channels a Misskey server offers, or show one in detail."""
-    from misskey_cli.catalogue_view import catalogue_json, channel_detail, channel_table
-    from misskey_cli.channels import CATALOGUE, CHANNELS, did_you_mean
+    from misskey_cli.core.channels import CATALOGUE, CHANNELS, did_you_mean
+    from misskey_cli.output.catalogue_view import catalogue_json, channel_detail, channel_table
 
     if name is not None and name.channel not in CATALOGUE:
         raise click.BadParameter(f"unknown channel {name.channel}{did_you_mean(name.channel, list(CATALOGUE))}",
@@ -195,7 +194,7 @@ def channels(name, as_json):
         click.echo(channel_table(selected))
 
 
-@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+@click.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream profiles
   mkstream connect homeTimeline --profile work
@@ -222,7 +221,7 @@ def profiles(config_path):
     Keys: {keys}.
     Keep a file that holds a token private (chmod 600): mkstream warns when others can read it.
     """
-    from misskey_cli.profiles import (
+    from misskey_cli.profiles.config_file import (
         choose_profile,
         default_config_path,
         permission_warnings,
@@ -305,7 +304,7 @@ class CloseEveryType(click.ParamType):
         return seconds, int(code_text)
 
 
-@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+@click.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream serve --port 3000 --rate 5 --token secret=alice
   mkstream serve --replay day.ndjson.gz --speed 1 --loop
@@ -375,7 +374,7 @@ def serve(bind_host, port, rate, tokens, suspended, replay_path, speed, loop, dr
         sys.exit(ExitCode.SIGINT)
 
 
-@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+@click.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream login misskey.example
   mkstream login http://localhost:3000 --profile local --no-browser
@@ -415,8 +414,8 @@ def login(host, profile_name, config_path, permissions, no_default_permissions, 
     reached, offers no MiAuth, or the page was not approved in time, 4/5 the new token does not
     work, 130 interrupted (nothing is written).
     """
-    from misskey_cli.app import Environment
-    from misskey_cli.login import LoginSettings, LoginTerminal, choose_permissions, run_login
+    from misskey_cli.profiles.login import LoginSettings, LoginTerminal, choose_permissions, run_login
+    from misskey_cli.run.app import Environment
 
     if profile_name is not None and (not profile_name.strip() or not profile_name.isprintable()):
         raise click.BadParameter(f"{profile_name!r} is not a profile name", param_hint="--profile")
@@ -430,7 +429,7 @@ def login(host, profile_name, config_path, permissions, no_default_permissions, 
     sys.exit(run_login(settings, LoginTerminal(env.stderr, env.stdout_isatty, env.stderr_isatty, env.environ)))
 
 
-@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+@click.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream logout
   mkstream logout --profile work""")
@@ -444,12 +443,12 @@ def logout(profile_name, config_path):
     The rest of the config file, comments included, is kept. The token itself stays valid until
     it is revoked on the server: Settings > Apps in its web UI.
     """
-    from misskey_cli.login import LogoutSettings, run_logout
+    from misskey_cli.profiles.login import LogoutSettings, run_logout
 
     sys.exit(run_logout(LogoutSettings(profile_name, config_path), sys.stderr, os.environ))
 
 
-@main.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
+@click.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream doctor --host misskey.example
   mkstream doctor main 'hashtag?q=misskey' --profile work
@@ -477,9 +476,9 @@ def doctor(channels, as_json, ack_timeout, connect_timeout, color, fmt, style, t
     meaningless. Exit status: 0 when nothing failed (warnings allowed), else that of the first
     failure: 3 connect, 4 token rejected, 5 forbidden, 7 channel not acknowledged.
     """
-    from misskey_cli.app import Environment
-    from misskey_cli.doctor import DoctorSettings
-    from misskey_cli.doctor import run as run_doctor
+    from misskey_cli.doctor.checks import DoctorSettings
+    from misskey_cli.doctor.checks import run as run_doctor
+    from misskey_cli.run.app import Environment
 
     connections, _ = build_connections(channels, (), None, logged_in(kw))
     settings = DoctorSettings(doctor_server_settings(kw), connections, ack_timeout, connect_timeout, as_json, color)
@@ -491,7 +490,7 @@ def doctor(channels, as_json, ack_timeout, connect_timeout, color, fmt, style, t
 
 def doctor_server_settings(kw: dict[str, Any]) -> Any:
     """The server settings from the server options, with stream_settings' token rules."""
-    from misskey_cli import settings as s
+    from misskey_cli.run import settings as s
 
     ctx = click.get_current_context()
     token, token_file = kw["token"], kw["token_file"]
@@ -506,7 +505,7 @@ def doctor_server_settings(kw: dict[str, Any]) -> Any:
                             kw["ca_file"], kw["proxy"], kw["demo"])
 
 
-@main.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
+@click.command(context_settings=CONTEXT_SETTINGS, epilog="""\b
 Examples:
   mkstream completion bash > ~/.local/share/bash-completion/completions/mkstream
   mkstream completion zsh > ~/.zfunc/_mkstream
@@ -514,4 +513,9 @@ Examples:
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell):
     """Print the shell completion script for bash, zsh or fish."""
-    click.echo(completion_script(shell), nl=False)
+    from misskey_cli.cli.completion import completion_script
+
+    click.echo(completion_script(click.get_current_context().find_root().command, shell), nl=False)
+
+
+COMMANDS = (capture, channels, completion, connect, doctor, login, logout, profiles, replay, send, serve)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from misskey_cli.channels import ChannelSpec, SpecError, parse_channel_spec
-from misskey_cli.protocol import BadFrame, check_note_id, parse_client_frame
+from misskey_cli.core.channels import ChannelSpec, SpecError, parse_channel_spec
+from misskey_cli.core.protocol import BadFrame, check_note_id, parse_client_frame
 
 
 class CommandError(ValueError):

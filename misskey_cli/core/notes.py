@@ -1,0 +1,18 @@
+"""What kind of note a note object is, by the server's own rule (one definition for the client and the simulator).
+
+Misskey calls a renote *pure* when it adds nothing of its own: no text, no CW, not a reply, no poll,
+no files (``isPureRenote`` in the backend); any other renote is a quote. Timelines' ``withRenotes:
+false`` drops pure renotes only, and the line view shows them as ``renote @who: <the renoted note>``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def is_pure_renote(note: Mapping[str, Any]) -> bool:
+    """A renote with nothing of its own. Works on packed notes (``files``/``fileIds``, ``poll``)."""
+    return (note.get("renoteId") is not None and note.get("text") is None and note.get("cw") is None
+            and note.get("replyId") is None and not note.get("fileIds") and not note.get("files")
+            and not isinstance(note.get("poll"), dict))

@@ -1,0 +1,1 @@
+"""mkstream doctor: why nothing arrives, one check at a time."""

@@ -1,0 +1,1 @@
+"""Turning frames into records and writing them: formats, jq, the line view, notices, the writer."""

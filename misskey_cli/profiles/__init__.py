@@ -1,0 +1,1 @@
+"""Config profiles: reading config.toml, editing it, and MiAuth login/logout."""

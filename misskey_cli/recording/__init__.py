@@ -1,0 +1,1 @@
+"""Recordings (--record): the format, the writer and the reader."""

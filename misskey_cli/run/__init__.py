@@ -1,0 +1,1 @@
+"""One run: settings, the app that assembles it, the stream loop, backfill, replay."""
