@@ -26,6 +26,7 @@ from misskey_cli.cli.options import (
     output_settings,
     run,
     server_options,
+    server_settings,
     stream_command,
     stream_settings,
 )
@@ -481,28 +482,11 @@ def doctor(channels, as_json, ack_timeout, connect_timeout, color, fmt, style, t
     from misskey_cli.run.app import Environment
 
     connections, _ = build_connections(channels, (), None, logged_in(kw))
-    settings = DoctorSettings(doctor_server_settings(kw), connections, ack_timeout, connect_timeout, as_json, color)
+    settings = DoctorSettings(server_settings(kw), connections, ack_timeout, connect_timeout, as_json, color)
     ctx = click.get_current_context()
     for warning in ctx.meta.get("mkstream.warnings", ()):
         click.echo(f"mkstream: warning: {warning}", err=True)
     sys.exit(run_doctor(settings, Environment.from_process()))
-
-
-def doctor_server_settings(kw: dict[str, Any]) -> Any:
-    """The server settings from the server options, with stream_settings' token rules."""
-    from misskey_cli.run import settings as s
-
-    ctx = click.get_current_context()
-    token, token_file = kw["token"], kw["token_file"]
-    if token and token_file:
-        if explicit(ctx, "token") and explicit(ctx, "token_file"):
-            raise click.UsageError("--token and --token-file both give a token: keep one")
-        if explicit(ctx, "token"):
-            token_file = None
-        else:
-            token = None
-    return s.ServerSettings(kw["host"], s.TokenSource(token or None, token_file), kw["auth"], kw["insecure"],
-                            kw["ca_file"], kw["proxy"], kw["demo"])
 
 
 @click.command(context_settings=CONTEXT_SETTINGS, epilog="""\b

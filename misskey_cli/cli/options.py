@@ -21,7 +21,7 @@ from misskey_cli.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
     from misskey_cli.core.channels import ChannelSpec
-    from misskey_cli.run.settings import ConnectionRequest, StreamSettings
+    from misskey_cli.run.settings import ConnectionRequest, ServerSettings, StreamSettings
 
 from misskey_cli.cli.params import (
     DURATION,
@@ -282,26 +282,14 @@ def stream_settings(kw: dict[str, Any], request: Any) -> StreamSettings:
     """The settings of a streaming command from its parsed options; conflicts are usage errors."""
     from misskey_cli.run import settings as s
 
-    ctx = click.get_current_context()
-    if kw["token"] and kw["token_file"] and explicit(ctx, "token") and explicit(ctx, "token_file"):
-        raise click.UsageError("--token and --token-file both give a token: keep one")
     if kw["no_reconnect"] and kw["max_retries"] is not None:
         raise click.UsageError("--no-reconnect and --max-retries contradict each other: keep one")
     check_output_options(kw)
     if kw["state_file"] and kw["no_backfill"]:
         raise click.UsageError("--state resumes by backfilling what happened between runs: drop --no-backfill")
-    # A token from the flag or the environment beats a token_file from the profile, and the other way round.
-    token_file = kw["token_file"]
-    token = kw["token"]
-    if token and token_file:
-        if explicit(ctx, "token"):
-            token_file = None
-        else:
-            token = None
     ping_timeout = kw["ping_timeout"]
     return s.StreamSettings(
-        server=s.ServerSettings(kw["host"], s.TokenSource(token or None, token_file), kw["auth"], kw["insecure"],
-                                kw["ca_file"], kw["proxy"], kw["demo"]),
+        server=server_settings(kw),
         output=output_settings(kw),
         notices=s.NoticeSettings(kw["quiet"], kw["verbose"], kw["stats"], kw["status"]),
         limits=s.Limits(kw["count"], kw["duration"], kw["idle_timeout"]),
@@ -312,6 +300,27 @@ def stream_settings(kw: dict[str, Any], request: Any) -> StreamSettings:
         request=request,
         gaps=s.Gaps(not kw["no_backfill"], kw["backfill_max"], kw["mark_backfill"], kw["dedupe"], kw["state_file"]),
     )
+
+
+def server_settings(kw: dict[str, Any]) -> ServerSettings:
+    """The server settings from the server options; the one place the token's precedence is decided.
+
+    A token from the flag or the environment beats a token_file from the profile, and the other way
+    round; both given explicitly is a usage error.
+    """
+    from misskey_cli.run import settings as s
+
+    ctx = click.get_current_context()
+    token, token_file = kw["token"], kw["token_file"]
+    if token and token_file:
+        if explicit(ctx, "token") and explicit(ctx, "token_file"):
+            raise click.UsageError("--token and --token-file both give a token: keep one")
+        if explicit(ctx, "token"):
+            token_file = None
+        else:
+            token = None
+    return s.ServerSettings(kw["host"], s.TokenSource(token or None, token_file), kw["auth"], kw["insecure"],
+                            kw["ca_file"], kw["proxy"], kw["demo"])
 
 
 def check_output_options(kw: dict[str, Any]) -> None:
