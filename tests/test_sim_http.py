@@ -287,6 +287,20 @@ def test_notes_routed_on_the_stream_are_in_the_history_too(sim):
     assert [n["id"] for n in post(sim, "notes/local-timeline").json] == [note["id"]]
 
 
+def test_notes_show_and_users_show_answer_what_the_stream_carried(sim):
+    note = sim.post_note(author="alice", text="shown by id")
+    shown = post(sim, "notes/show", {"noteId": note["id"]})
+    assert shown.status == 200 and shown.json["id"] == note["id"] and shown.json["text"] == "shown by id"
+    assert "reactionAndUserPairCache" not in shown.json
+    user = post(sim, "users/show", {"userId": note["userId"]})
+    assert user.status == 200 and (user.json["id"], user.json["username"]) == (note["userId"], "alice")
+    missing = post(sim, "notes/show", {"noteId": "0000000000000000"})
+    assert missing.status == 400 and missing.json["error"]["code"] == "NO_SUCH_NOTE"
+    nobody = post(sim, "users/show", {"userId": "nobody"})
+    assert nobody.status == 400 and nobody.json["error"]["code"] == "NO_SUCH_USER"
+    assert post(sim, "notes/show", {}).json["error"]["code"] == "INVALID_PARAM"
+
+
 def test_notifications_are_kept_per_user_with_their_ids(sim):
     first = sim.notify("alice", "app")
     second = sim.notify("alice", "achievementEarned", achievement="notes1")

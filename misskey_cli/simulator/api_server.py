@@ -45,6 +45,8 @@ RATE_LIMIT_EXCEEDED = _error("Rate limit exceeded. Please try again later.", "RA
                              "d5826d14-3982-4d2e-8011-b9e9f02499ef")
 INTERNAL_ERROR = _error("Internal error occurred. Please contact us if the error persists.", "INTERNAL_ERROR",
                         "5d37dbcb-891e-41ca-a3d6-e690c97775ac", "server")
+NO_SUCH_NOTE = _error("No such note.", "NO_SUCH_NOTE", "24fcbfc6-2e37-42b6-8388-c29b3861a08d")
+NO_SUCH_USER = _error("No such user.", "NO_SUCH_USER", "4362f8dc-731f-4ad8-a694-be5a88922a24")
 UNKNOWN_API_ENDPOINT = _error("Unknown API endpoint.", "UNKNOWN_API_ENDPOINT", "2ca3b769-540a-4f08-9dd5-b5a825b6d0f1")
 
 _WWW_CREDENTIAL = 'Bearer realm="Misskey"'
@@ -463,11 +465,31 @@ class ApiServer:
         flags = _bool_params(body, ("withRenotes", "withFiles", "reply", "renote", "poll"))
         return self._notes("hashtag", {"q": query, **flags}, page_of(body), caller.user)
 
+    def _notes_show(self, body: dict[str, Any], caller: Caller) -> Any:
+        """A note the simulator made or was given (minimal: issue 20 brings the full one)."""
+        note_id = _str_param(body, "noteId", required=True)
+        entry = self.history.get(str(note_id))
+        note = entry.note if entry is not None else self.traffic.known(str(note_id))
+        if note is None or not rules.visible(note, self.viewer(caller.user)):
+            raise ApiFailure(400, NO_SUCH_NOTE)
+        return strip_pair_cache(note)
+
+    def _users_show(self, body: dict[str, Any], caller: Caller) -> Any:
+        """A user by ``userId`` (minimal: issue 20 brings the full one)."""
+        user_id = _str_param(body, "userId", required=True)
+        user = next((u for u in self.traffic.authors() if u.id == user_id), None)
+        if user is None:
+            raise ApiFailure(400, NO_SUCH_USER)
+        return user_detailed(user, self.traffic.base_url, me=caller.user is not None and caller.user.id == user.id,
+                             moderator=False)
+
     _ENDPOINTS: ClassVar[dict[str, Callable[[ApiServer, dict[str, Any], Caller], Any]]] = {
         "meta": _meta,
         "i": _i,
         "i/notifications": _notifications,
         "notes/search-by-tag": _search_by_tag,
+        "notes/show": _notes_show,
+        "users/show": _users_show,
     }
 
     def _timeline(self, timeline: Timeline, body: dict[str, Any], user: User | None) -> Any:

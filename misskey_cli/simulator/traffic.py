@@ -799,6 +799,10 @@ class Traffic:
         if len(self._known) > 2000:
             del self._known[next(iter(self._known))]
 
+    def known(self, note_id: str) -> dict[str, Any] | None:
+        """A note made or remembered lately (the nested notes of replies and renotes too)."""
+        return self._known.get(note_id)
+
     def huge_note(self, size_bytes: int) -> dict[str, Any]:
         """A valid note whose JSON is about ``size_bytes`` long (for frame-size tests)."""
         note = self.note(NoteRequest(kind="plain", remote=False))
