@@ -16,3 +16,25 @@ def is_pure_renote(note: Mapping[str, Any]) -> bool:
     return (note.get("renoteId") is not None and note.get("text") is None and note.get("cw") is None
             and note.get("replyId") is None and not note.get("fileIds") and not note.get("files")
             and not isinstance(note.get("poll"), dict))
+
+
+# Channel events whose body is a note (a timeline's ``note``; ``main``'s ``mention``, ``reply``, ``renote``).
+NOTE_EVENTS = frozenset(("note", "mention", "reply", "renote"))
+
+
+def notes_in(frame: Any) -> list[dict[str, Any]]:
+    """The notes a channel frame delivers, each with a string ``id``: the note, then the note it renotes
+    or quotes (which a client shows, and so captures, too). Any other frame or shape: none."""
+    if type(frame) is not dict or frame.get("type") != "channel":
+        return []
+    body = frame.get("body")
+    kind = body.get("type") if type(body) is dict else None
+    if type(kind) is not str or kind not in NOTE_EVENTS:
+        return []
+    note = body.get("body")
+    if type(note) is not dict or type(note.get("id")) is not str:
+        return []
+    inner = note.get("renote")
+    if type(inner) is dict and type(inner.get("id")) is str:
+        return [note, inner]
+    return [note]

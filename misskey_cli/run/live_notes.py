@@ -1,0 +1,79 @@
+"""Which seen notes to capture (``--capture-seen N``): a pure policy, no sockets, no clock.
+
+A timeline client captures the notes it shows, so that their reactions, votes and deletion
+reach it live. The stream loop tells a ``LiveNotes`` every note a channel delivered (the renoted
+or quoted note inside one too) and applies its answer to the session: the ids to ``subNote``
+and the ids to ``unsubNote``. At most ``budget`` seen notes are held; a new one releases the one
+seen longest ago (a note seen again counts as new: it is on screen again). Notes named by the
+user (``--capture``, or ``sub`` on ``--stdin``) are *named*: never released here, never counted
+in the budget. The session keeps the desired state, so a reconnect restores every capture.
+
+Never ``sr``: on older servers it also marks the note read.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterable
+
+# The most --capture-seen may ask for. Sharkey refuses subscriptions past 512 on one socket
+# (channels and named captures count too); Misskey has no cap, but each capture costs the server
+# a listener. 500 leaves room for the channels and a few named notes.
+MAX_CAPTURE_SEEN = 500
+
+
+class LiveNotes:
+    """The seen notes held (oldest first) and the named ones; counts of captures and releases."""
+
+    def __init__(self, budget: int, named: Iterable[str] = ()) -> None:
+        if not 1 <= budget <= MAX_CAPTURE_SEEN:
+            raise ValueError(f"budget {budget} out of 1..{MAX_CAPTURE_SEEN}")
+        self.budget = budget
+        self.named: set[str] = set(named)
+        self.held: OrderedDict[str, None] = OrderedDict()
+        self.captured = 0  # subNote sent for a seen note
+        self.released = 0  # unsubNote sent for a seen note (the budget, not the user)
+
+    def seen(self, note_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Notes delivered, in order: (ids to capture, ids to release), each id at most once.
+
+        A note that would be captured and released by the same call (more new notes than the
+        budget) is neither: nothing is sent for it.
+        """
+        held = self.held
+        added: list[str] = []
+        fresh: set[str] = set()  # added by this call
+        gone: list[str] = []  # held before this call, released by it (perhaps seen again after)
+        for note_id in note_ids:
+            if note_id in self.named:
+                continue
+            if note_id in held:
+                held.move_to_end(note_id)
+                continue
+            held[note_id] = None
+            added.append(note_id)
+            fresh.add(note_id)
+            while len(held) > self.budget:
+                oldest = held.popitem(last=False)[0]
+                if oldest not in fresh:
+                    gone.append(oldest)
+        if len(held) < self.budget or not added:  # nothing was released: every added note is still held
+            self.captured += len(added)
+            return added, []
+        was_held = set(gone)
+        capture = [n for n in dict.fromkeys(added) if n in held and n not in was_held]
+        release = [n for n in gone if n not in held]
+        self.captured += len(capture)
+        self.released += len(release)
+        return capture, release
+
+    def name(self, note_id: str) -> bool:
+        """The user captures ``note_id``: it is never released here. True when it must be subscribed
+        (False: it is already captured as a seen note, and now stays)."""
+        self.named.add(note_id)
+        return self.held.pop(note_id, False) is False
+
+    def forget(self, note_id: str) -> None:
+        """The user released ``note_id`` (``unsub``): it is no longer captured, named or seen."""
+        self.named.discard(note_id)
+        self.held.pop(note_id, None)
