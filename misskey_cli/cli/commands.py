@@ -45,6 +45,7 @@ from misskey_cli.cli.params import (
 )
 from misskey_cli.core.choices import COLOR_MODES, FORMATS, PROFILE_KEYS
 from misskey_cli.errors import ExitCode, UsageError
+from misskey_cli.run.live_notes import MAX_CAPTURE_SEEN
 
 
 @click.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
@@ -59,12 +60,16 @@ Examples:
               help="All params as one JSON object.")
 @click.option("--capture", "captures", multiple=True, metavar="NOTE_ID", type=NoteIdType(),
               help="Also capture this note (subNote).")
+@click.option("--capture-seen", type=click.IntRange(1, MAX_CAPTURE_SEEN), metavar="N",
+              help="Capture every note the channels deliver (and the note a renote carries), as a timeline "
+                   f"client does; hold at most N (1..{MAX_CAPTURE_SEEN}), releasing the note seen longest ago. "
+                   "--capture notes are never released.")
 @click.option("--stdin", "stdin_commands", is_flag=True,
               help="Read live commands from stdin: connect CHANNEL[:ID][?k=v], disconnect ID, sub NOTE_ID, "
                    "unsub NOTE_ID, send ID TYPE [BODY_JSON], help, or a raw JSON frame. "
                    "At the end of input the stream goes on.")
 @stream_command
-def connect(channels, assignments, params_json, captures, stdin_commands, **kw):
+def connect(channels, assignments, params_json, captures, capture_seen, stdin_commands, **kw):
     """Connect channels on one socket and write every frame they deliver.
 
     CHANNEL is a name (localTimeline), optionally with a connection id and params in query form:
@@ -77,8 +82,10 @@ def connect(channels, assignments, params_json, captures, stdin_commands, **kw):
     if not channels and not captures and not stdin_commands:
         raise click.UsageError("name at least one CHANNEL (or use --capture or --stdin); see 'mkstream channels'")
     connections, warnings = build_connections(channels, assignments, params_json, logged_in(kw))
-    run(stream_settings(kw, Request(connections, tuple(dict.fromkeys(captures)), stdin_commands=stdin_commands)),
-        warnings)
+    if capture_seen is not None and not channels and not stdin_commands:
+        raise click.UsageError("--capture-seen captures the notes channels deliver: name at least one CHANNEL")
+    run(stream_settings(kw, Request(connections, tuple(dict.fromkeys(captures)), stdin_commands=stdin_commands,
+                                    capture_seen=capture_seen)), warnings)
 
 
 @click.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
@@ -92,7 +99,8 @@ def capture(note_ids, stdin_commands, **kw):
     """Capture notes and write their noteUpdated events (reactions, votes, deletion)."""
     from misskey_cli.run.settings import Request
 
-    run(stream_settings(kw, Request(captures=tuple(dict.fromkeys(note_ids)), stdin_commands=stdin_commands)))
+    run(stream_settings(kw, Request(captures=tuple(dict.fromkeys(note_ids)), stdin_commands=stdin_commands,
+                                    show_captured=True)))
 
 
 @click.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b

@@ -28,7 +28,9 @@ def notes_in(frame: Any) -> list[dict[str, Any]]:
     if type(frame) is not dict or frame.get("type") != "channel":
         return []
     body = frame.get("body")
-    kind = body.get("type") if type(body) is dict else None
+    if type(body) is not dict:
+        return []
+    kind = body.get("type")
     if type(kind) is not str or kind not in NOTE_EVENTS:
         return []
     note = body.get("body")

@@ -30,6 +30,7 @@ from typing import Any
 from misskey_cli.core.notes import is_pure_renote
 from misskey_cli.core.safetext import UNSAFE_CHARACTERS, escape_controls
 from misskey_cli.output.cells import ELLIPSIS, Span, clip, cut_spans, display_width, fit, measure, wcs
+from misskey_cli.output.notecontext import NoteContext
 from misskey_cli.output.plaintext import (
     NEWLINE,
     compact_json,
@@ -111,11 +112,12 @@ class LineFormatter:
     with milliseconds instead of local ``HH:MM:SS``. ``tz``: the zone for ``HH:MM:SS`` (None: the
     machine's local time), for tests and callers that know better.
 
-    It keeps one piece of state: the colour given to each connection id, in first-seen order.
+    ``context``: what it knows of the notes and users behind ``noteUpdated`` events (only read here).
     """
 
     def __init__(self, *, width: int | None, color: bool, show_cw: bool = False, timestamps: bool = False,
-                 tz: tzinfo | None = None) -> None:
+                 tz: tzinfo | None = None, context: NoteContext | None = None) -> None:
+        self._context = context or NoteContext()  # notes and users behind noteUpdated events
         self._width = None if width is None else max(1, width)
         # Server strings longer than this are cut before any work on them: a line never shows more.
         self._limit = None if width is None else 4 * max(1, width) + 64
@@ -551,8 +553,7 @@ class LineFormatter:
             self._put_json(parts, body)
             return
         parts.head.append((" " + self._clean(body.get("id")), MUTED))
-        kind = body.get("type")
-        payload = body.get("body")
+        kind, payload = body.get("type"), body.get("body")
         self._event(parts, kind)
         if kind in ("reacted", "unreacted") and isinstance(payload, dict):
             parts.head.append((" " + self._reaction(payload.get("reaction")), ""))
@@ -560,21 +561,24 @@ class LineFormatter:
         elif kind == "pollVoted" and isinstance(payload, dict):
             parts.head.append((f" choice {count_text(payload.get('choice'))}", ""))
             self._by(parts, payload.get("userId"))
-        elif kind == "deleted" and isinstance(payload, dict):
-            pass  # {deletedAt}: the receive time already says when
         elif kind == "updated" and isinstance(payload, dict):
             text = self._note_text(payload)
             if text:
                 parts.head.append((":", ""))
                 parts.body.append((" ", ""))
                 parts.body.extend(text)
-        else:
+        elif kind != "deleted" or not isinstance(payload, dict):  # deleted: {deletedAt}, the receive time says it
             self._put_json(parts, payload)
+            return
+        note = self._context.known_note(body.get("id"))  # its author and text, when known
+        if note is not None and kind != "updated":
+            parts.head.append((" on", MUTED))
+            self._put_note(parts, note)
 
     def _by(self, parts: _Parts, user_id: Any) -> None:
         if user_id is not None:
-            parts.head.append((" by", MUTED))
-            parts.head.append((" " + self._clean(user_id), ""))
+            user = self._context.known_user(user_id)  # the @handle, when known
+            parts.head += [(" by", MUTED), (" " + self._acct(user), USER) if user else (" " + self._clean(user_id), "")]
 
     def _emoji_added(self, parts: _Parts, body: Any) -> None:
         self._event(parts, "emojiAdded")
@@ -805,9 +809,6 @@ class LineFormatter:
         parts.head.append((" by", MUTED))
         parts.head.append((" " + self._clean(body.get("userId")), ""))
 
-    def _put_note_event(self, parts: _Parts, note: Any) -> None:
-        self._put_note(parts, note)
-
     def _unread_notification(self, parts: _Parts, body: Any) -> None:
         if isinstance(body, dict):
             self._notification(parts, body)
@@ -836,10 +837,10 @@ _NOTIFICATION_DETAILS: dict[str, _Handler] = {
 
 # Channel events, any body shape.
 _CHANNEL_EVENTS: dict[str, _Handler] = {
-    "mention": LineFormatter._put_note_event,
-    "reply": LineFormatter._put_note_event,
-    "renote": LineFormatter._put_note_event,
-    "note": LineFormatter._put_note_event,
+    "mention": LineFormatter._put_note,
+    "reply": LineFormatter._put_note,
+    "renote": LineFormatter._put_note,
+    "note": LineFormatter._put_note,
     "unreadNotification": LineFormatter._unread_notification,
     "follow": LineFormatter._user_event,
     "followed": LineFormatter._user_event,

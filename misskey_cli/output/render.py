@@ -21,6 +21,7 @@ from misskey_cli.core.protocol import without_surrogates
 from misskey_cli.core.safetext import escape_controls, escape_json_text
 from misskey_cli.errors import UsageError
 from misskey_cli.output.jqfast import Fallback, check_output, compile_fast
+from misskey_cli.output.notecontext import NoteContext
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class OutputOptions:
     escape_raw_strings: bool = False
     width: int | None = None  # line format: the columns to fit (None: no cut)
     show_cw: bool = False  # line format: show the text behind a content warning
+    note_context: NoteContext | None = None  # line format: the notes and users behind noteUpdated events
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,7 @@ class Renderer:
             from misskey_cli.output.lineformat import LineFormatter
 
             self.line = LineFormatter(width=options.width, color=options.color, show_cw=options.show_cw,
-                                      timestamps=options.timestamps).format
+                                      timestamps=options.timestamps, context=options.note_context).format
             self.encode = _ndjson  # unused: every line record needs its receive time
         else:
             self.encode = _ndjson

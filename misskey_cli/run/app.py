@@ -24,14 +24,18 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 from misskey_cli.errors import ExitCode, MkstreamError, SourceEnded, UsageError
 from misskey_cli.net.endpoint import Redactor, Target, effective_proxy, loose_permissions, read_token_file
 from misskey_cli.output.notices import Notices, StatusLine
-from misskey_cli.run.settings import NoticeSettings, OutputSettings, ServerSettings, StreamSettings
+from misskey_cli.run.settings import NoticeSettings, OutputSettings, Request, ServerSettings, StreamSettings
 
 if TYPE_CHECKING:
+    from misskey_cli.net.api import ApiClient
+    from misskey_cli.output.notecontext import NoteContext
     from misskey_cli.output.render import Renderer
     from misskey_cli.output.writer import Writer
 
 # How long the writer may take to write what is queued when mkstream is leaving.
 DRAIN_TIMEOUT = 5.0
+# Seconds a lookup of the line view (users/show, notes/show) may take; it holds the stream loop.
+LOOKUP_TIMEOUT = 3.0
 
 
 @dataclass(frozen=True)
@@ -254,7 +258,8 @@ def _target(settings: StreamSettings, env: Environment, notices: Notices, stack:
                   settings.liveness.connect_timeout)
 
 
-def make_renderer(out: OutputSettings, env: Environment) -> tuple[Renderer, bool]:
+def make_renderer(out: OutputSettings, env: Environment, note_context: NoteContext | None = None
+                  ) -> tuple[Renderer, bool]:
     """The renderer for the output settings, with the terminal facts decided; and whether records go to a terminal."""
     from misskey_cli.output.render import OutputOptions, Renderer, decide_color, decide_format, decide_truecolor
 
@@ -264,7 +269,8 @@ def make_renderer(out: OutputSettings, env: Environment) -> tuple[Renderer, bool
     renderer = Renderer(OutputOptions(
         fmt.name, decide_color(out.color, to_terminal, env.environ), decide_truecolor(env.environ), out.style,
         out.filters, dict(out.jq_args), out.raw_output, out.timestamps,
-        escape_raw_strings=to_terminal and not out.unsafe_raw, width=width, show_cw=out.show_cw))
+        escape_raw_strings=to_terminal and not out.unsafe_raw, width=width, show_cw=out.show_cw,
+        note_context=note_context))
     return renderer, to_terminal
 
 
@@ -286,6 +292,8 @@ def open_writer(out: OutputSettings, notice_settings: NoticeSettings, env: Envir
 
 def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack: ExitStack) -> int:
     from misskey_cli.net.session import Session, SessionNotices
+    from misskey_cli.output.notecontext import NoteContext
+    from misskey_cli.run.live_notes import LiveNotes
     from misskey_cli.run.stream import Stream
 
     out = settings.output
@@ -294,8 +302,13 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
         raise UsageError("--stdin: standard input is closed (or not a file)")
     if request.stdin_commands and settings.server.token.file == "-":
         raise UsageError("--token-file - and --stdin both want standard input: put the token in a file")
-    renderer, to_terminal = make_renderer(out, env)
+    context: NoteContext | None = NoteContext()
+    renderer, to_terminal = make_renderer(out, env, context)
     target = _target(settings, env, notices, stack)
+    if renderer.line is None:
+        context = None  # only the line view names the note and the user of a noteUpdated
+    if context is not None or request.show_captured:
+        _note_lookups(request, target, notices, context)
     writer, status = open_writer(out, settings.notices, env, notices, stack, to_terminal)
     session = Session(target, settings.liveness, settings.reconnect,
                       SessionNotices(notices.warn, notices.event, notices.debug,
@@ -316,7 +329,8 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
     stream = Stream(source, renderer, writer, settings.limits, notices, control=session,
                     require_ack=settings.liveness.require_ack, logged_in=bool(target.token),
                     stdin_fd=env.stdin_fd if request.stdin_commands else None, watch=[signals.fd], status=status,
-                    gaps=gaps, max_backlog=out.max_backlog, on_wake=signals.check)
+                    gaps=gaps, max_backlog=out.max_backlog, on_wake=signals.check, context=context,
+                    live=LiveNotes(request.capture_seen, request.captures) if request.capture_seen else None)
     notices.debug(f"streaming from {target.display_url()}")
     code = _until_end(stream, session, request.sends, notices)
     return _drain_and_report(stream, writer, notices, settings.notices.stats, code)
@@ -326,9 +340,41 @@ def _ignore(message: str) -> None:
     pass
 
 
+def _api_client(target: Target, timeout: float, retries: int = 2) -> ApiClient:
+    """The HTTP API of the streaming server, through the same TLS settings and proxy (raises UsageError)."""
+    from misskey_cli.net.api import ApiClient
+
+    proxy = target.proxy
+    return ApiClient(target.endpoint.http_base, target.token, ca_file=target.ca_file, insecure=target.insecure,
+                     timeout=timeout, retries=retries,
+                     proxy=(proxy.host, proxy.port, proxy.kind, proxy.auth) if proxy else None)
+
+
+def _note_lookups(request: Request, target: Target, notices: Notices, context: NoteContext | None) -> None:
+    """Let the line view look notes and users up; for ``capture``, show each note before its events."""
+    from misskey_cli.output.notecontext import summary
+
+    try:
+        client = _api_client(target, min(LOOKUP_TIMEOUT, target.connect_timeout), retries=0)
+    except UsageError as exc:
+        notices.debug(f"no note or user lookups: {exc.message}")
+        return
+    if context is not None:
+        context.call = client.call
+    for note_id in request.captures if request.show_captured else ():
+        try:
+            note = client.call("notes/show", {"noteId": note_id})
+        except MkstreamError as exc:
+            notices.warn(f"cannot show note {note_id}: {exc.message}")
+            continue
+        if isinstance(note, dict):
+            notices.info(f"capturing {note_id}: {summary(note)}")
+            if context is not None:
+                context.saw({**note, "id": note_id})
+
+
 def _gaps(settings: StreamSettings, target: Target, notices: Notices, stack: ExitStack) -> Any:
     """The backfill, dedupe and state-file machinery the settings ask for, or None."""
-    from misskey_cli.net.api import ApiClient
     from misskey_cli.run.backfill import Backfill, Gaps, SeenNotes, StateFile
 
     wanted = settings.gaps
@@ -336,11 +382,8 @@ def _gaps(settings: StreamSettings, target: Target, notices: Notices, stack: Exi
         return None
     backfill = None
     if wanted.backfill:
-        proxy = target.proxy
         try:
-            client = ApiClient(target.endpoint.http_base, target.token, ca_file=target.ca_file,
-                               insecure=target.insecure, timeout=target.connect_timeout,
-                               proxy=(proxy.host, proxy.port, proxy.kind, proxy.auth) if proxy else None)
+            client = _api_client(target, target.connect_timeout)
         except UsageError as exc:
             if wanted.state:
                 raise

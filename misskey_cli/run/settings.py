@@ -100,6 +100,8 @@ class Request:
     captures: tuple[str, ...] = ()
     sends: tuple[SendRequest, ...] = ()
     stdin_commands: bool = False
+    capture_seen: int | None = None  # --capture-seen N: capture the notes channels deliver, N at most
+    show_captured: bool = False  # ``capture``: show each note (notes/show) before its events
 
 
 @dataclass(frozen=True)

@@ -21,13 +21,16 @@ from typing import Protocol
 from misskey_cli.core import protocol
 from misskey_cli.core.channels import SpecError, check_connection, check_send, did_you_mean, unacked_reason
 from misskey_cli.core.events import AckMissing, Counters, Deadline, Event, Frames, Readable, Received, Reconnected
+from misskey_cli.core.notes import notes_in
 from misskey_cli.errors import ConnectFailed, ExitCode, NotAcknowledged, UsageError
 from misskey_cli.net.session import Session
+from misskey_cli.output.notecontext import NoteContext
 from misskey_cli.output.notices import Notices, StatusLine
 from misskey_cli.output.render import JqRuntimeError, Renderer
 from misskey_cli.output.writer import Writer
 from misskey_cli.run import stdin_commands as commands
 from misskey_cli.run.backfill import DROP, HOLD, TIMELINES, Gaps, Target, unfetchable_notice
+from misskey_cli.run.live_notes import LiveNotes
 from misskey_cli.run.settings import Limits
 
 BAD_FRAMES_SHOWN = 5
@@ -79,7 +82,8 @@ class Stream:
                  notices: Notices, *, control: Session | None = None, require_ack: bool = False,
                  logged_in: bool = False, stdin_fd: int | None = None, watch: Sequence[int] = (),
                  status: StatusLine | None = None, gaps: Gaps | None = None,
-                 max_backlog: int = 256 * 1024 * 1024, on_wake: Callable[[], None] | None = None) -> None:
+                 max_backlog: int = 256 * 1024 * 1024, on_wake: Callable[[], None] | None = None,
+                 live: LiveNotes | None = None, context: NoteContext | None = None) -> None:
         self.source = source
         self.renderer = renderer
         self.writer = writer
@@ -93,6 +97,9 @@ class Stream:
         self.on_wake = on_wake  # acts on the signals that woke the loop (raises to end the run)
         self.status = status
         self.gaps = gaps
+        self.live = live  # --capture-seen: which of the notes delivered to capture
+        self.context = context  # the line view's notes and users, fed here
+        self._watch = self._watch_frame if live is not None or context is not None else None
         # Records waiting for a slow reader are held in memory up to this many bytes; past it new
         # frames are dropped (counted) until the reader catches up, and then backfilled.
         self.max_backlog = max_backlog
@@ -184,7 +191,10 @@ class Stream:
                               f"(the first {JQ_ERRORS_SHOWN} shown)")
 
     def stats_line(self) -> str:
-        return self.stats.report(self.writer.records_written, self.source.counters)
+        line = self.stats.report(self.writer.records_written, self.source.counters)
+        if self.live is not None:
+            line += f"; seen notes captured {self.live.captured}, released {self.live.released}"
+        return line
 
     # ----- events -------------------------------------------------------------------------------
 
@@ -300,6 +310,7 @@ class Stream:
         line_record = renderer.line_record
         limit = self.limits.count
         gaps = self.gaps if live else None
+        watch = self._watch
         done = False
         if self.writer.backlog > self.max_backlog or self.dropping:
             return self._drop(batch)
@@ -313,7 +324,7 @@ class Stream:
             else:
                 assert type(decoded) is protocol.Frame
                 self.stats.count(decoded.kind)
-                if gaps is not None and decoded.kind == "channel" and self._held_or_dropped(gaps, decoded, received):
+                if (gaps is not None or watch is not None) and not self._admit(gaps, decoded, received):
                     continue
                 if encode is not None and decoded.clean:
                     out.append(encode(decoded.value))
@@ -338,6 +349,40 @@ class Stream:
         if self.gaps is not None and self.gaps.state is not None:
             self.save_state()
         return done
+
+    def _admit(self, gaps: Gaps | None, frame: protocol.Frame, received: Received) -> bool:
+        """False when the backfill holds the frame back or drops it; else it is watched and written."""
+        if gaps is not None and frame.kind == "channel" and self._held_or_dropped(gaps, frame, received):
+            return False
+        if self._watch is not None:
+            self._watch(frame.value, frame.kind)
+        return True
+
+    def _watch_frame(self, value: object, kind: str) -> None:
+        """Before a frame is written: capture the notes it delivers (--capture-seen), tell the line view
+        about them, and let it look up the note and the user of a noteUpdated it does not know."""
+        context = self.context
+        if kind == "noteUpdated":
+            if context is not None:
+                context.look_up(value)
+            return
+        if kind != "channel":
+            return
+        notes = notes_in(value)
+        if not notes:
+            return
+        if context is not None:
+            for note in notes:
+                context.saw(note)
+        session = self.control
+        if self.live is not None and session is not None:
+            capture, release = self.live.seen([note["id"] for note in notes])
+            for note_id in release:  # first: the server never holds more than the budget
+                if note_id in session.captures:
+                    session.remove_capture(note_id)
+            for note_id in capture:
+                if note_id not in session.captures:
+                    session.add_capture(note_id)
 
     def _drop(self, batch: list[Received]) -> bool:
         """The reader is too far behind: count the frames, write nothing, keep reading the socket."""
@@ -451,9 +496,9 @@ class Stream:
         elif isinstance(command, commands.Disconnect):
             session.remove_connection(command.connection_id)
         elif isinstance(command, commands.Sub):
-            session.add_capture(command.note_id)
+            self._sub(session, command.note_id)
         elif isinstance(command, commands.Unsub):
-            session.remove_capture(command.note_id)
+            self._unsub(session, command.note_id)
         elif isinstance(command, commands.Send):
             target = session.connections.get(command.connection_id)
             if target is None:
@@ -469,6 +514,17 @@ class Stream:
             session.send_to_channel(command.connection_id, command.message_type, command.body)
         elif isinstance(command, commands.RawFrame):
             session.send_text(command.text)
+
+
+    def _sub(self, session: Session, note_id: str) -> None:
+        """``sub``: the note is named, never released by --capture-seen (a seen note is captured already)."""
+        if self.live is None or self.live.name(note_id):
+            session.add_capture(note_id)
+
+    def _unsub(self, session: Session, note_id: str) -> None:
+        session.remove_capture(note_id)
+        if self.live is not None:
+            self.live.forget(note_id)
 
 
 def _seconds(value: float) -> str:
