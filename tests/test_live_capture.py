@@ -4,6 +4,7 @@ the note first."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 from helpers import SAFETY, finish, in_background, join_ok, records, run_cli, spawn
@@ -81,6 +82,7 @@ def test_the_budget_releases_the_note_seen_longest_ago_and_its_reactions_stop(si
     finally:
         proc.terminate()
         code, _, err = finish(proc)
+    assert code == 143
     assert reader.lines == ["named1", c]
     assert capture_frames(sim)[:5] == [("subNote", "named1"), ("subNote", a), ("subNote", b), ("unsubNote", a),
                                        ("subNote", c)]
@@ -105,6 +107,24 @@ def test_a_reconnect_restores_the_seen_captures_and_never_sends_sr(sim):
         finish(proc)
     assert capture_frames(sim, 1)[:2] == [("subNote", a), ("subNote", b)]
     assert not [f for f in sim.client_frames() if f.get("type") == "sr"]
+
+
+def test_a_recording_lists_the_named_captures_not_the_seen_ones(sim, tmp_path):
+    def feed():
+        sim.wait_for_subscription("localTimeline")
+        for text in ("a", "b", "c"):
+            sim.wait_for_client_frame(sub(sim.post_note(author="sora", text=text)["id"]))
+
+    feeder = in_background(feed)
+    recording = tmp_path / "rec.ndjson"
+    result = run_cli("connect", "localTimeline", "--capture", "n1", "--capture-seen", "2", "--record", str(recording),
+                     *host(sim), "-n", "3", "--ndjson", *SAFETY)
+    join_ok(feeder)
+    assert result.exit_code == 0, result.stderr
+    lines = [json.loads(line) for line in recording.read_text().splitlines()]
+    assert lines[0]["captures"] == ["n1"]
+    assert not [line for line in lines if line.get("event") == "subscriptions"]  # not one per note seen
+    assert len([line for line in lines if "frame" in line]) == 3
 
 
 def test_stdin_sub_of_a_seen_note_keeps_it_and_unsub_releases_it(sim):

@@ -222,7 +222,7 @@ class Session:
         self._warn, self._info, self._debug, self._state = notices.warn, notices.info, notices.debug, notices.state
         self.backoff = backoff or Backoff(reconnect)
         self.connections: dict[str, Connection] = {}
-        self.captures: dict[str, None] = {}
+        self.captures: dict[str, bool] = {}  # note id -> seen: captured by --capture-seen, not named
         self.counters = Counters()
         self.wire: Wire | None = None
         self.ever_connected = False
@@ -270,10 +270,14 @@ class Session:
             self._send(protocol.disconnect_frame(connection_id))
         return conn
 
-    def add_capture(self, note_id: str) -> None:
+    def add_capture(self, note_id: str, seen: bool = False) -> None:
+        """Capture a note; ``seen``: by --capture-seen. Naming a seen note keeps it, and sends nothing."""
         if note_id in self.captures:
+            if self.captures[note_id] and not seen:
+                self.captures[note_id] = False
+                return
             raise UsageError(f"note {note_id} is already captured")
-        self.captures[note_id] = None
+        self.captures[note_id] = seen
         if self.wire is not None:
             self._send(protocol.sub_note_frame(note_id))
 

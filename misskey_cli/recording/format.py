@@ -93,7 +93,13 @@ class Subscriptions:
 def subscriptions_of(source: Any) -> Subscriptions:
     """What a frame source (a ``Session``, a replay) is subscribed to: its ``connections`` and ``captures``."""
     return Subscriptions(tuple(RecordedChannel(c.id, c.channel, dict(c.params)) for c in source.connections.values()),
-                         tuple(source.captures))
+                         named_captures(source))
+
+
+def named_captures(source: Any) -> tuple[str, ...]:
+    """The captures a user named: not those of ``--capture-seen`` (the frames say which notes they are),
+    which would make a line of up to 500 ids for every note."""
+    return tuple(note_id for note_id, seen in source.captures.items() if not seen)
 
 
 # ----- time ----------------------------------------------------------------------------------
@@ -304,7 +310,7 @@ class RecordingSource:
             self._keys = self._current_keys()
 
     def _current_keys(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        return tuple(self.source.connections), tuple(self.source.captures)
+        return tuple(self.source.connections), named_captures(self.source)
 
     def next(self, deadline: float | None, watch: Sequence[int]) -> Event:
         if not self.recorder.started:

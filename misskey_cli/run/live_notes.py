@@ -67,11 +67,10 @@ class LiveNotes:
         self.released += len(release)
         return capture, release
 
-    def name(self, note_id: str) -> bool:
-        """The user captures ``note_id``: it is never released here. True when it must be subscribed
-        (False: it is already captured as a seen note, and now stays)."""
+    def name(self, note_id: str) -> None:
+        """The user captures ``note_id``: it is never released here (a seen note stays captured)."""
         self.named.add(note_id)
-        return self.held.pop(note_id, False) is False
+        self.held.pop(note_id, None)
 
     def forget(self, note_id: str) -> None:
         """The user released ``note_id`` (``unsub``): it is no longer captured, named or seen."""

@@ -324,17 +324,16 @@ class Stream:
             else:
                 assert type(decoded) is protocol.Frame
                 self.stats.count(decoded.kind)
-                if (gaps is not None or watch is not None) and not self._admit(gaps, decoded, received):
+                if gaps is not None and decoded.kind == "channel" and self._held_or_dropped(gaps, decoded, received):
                     continue
+                if watch is not None:
+                    watch(decoded.value, decoded.kind)
                 if encode is not None and decoded.clean:
                     out.append(encode(decoded.value))
                 elif line_record is not None:
                     out.append(line_record(decoded.value, at))
                 else:
-                    try:
-                        out.extend(renderer.render(decoded.value, at, data, decoded.clean))
-                    except JqRuntimeError as exc:
-                        self._jq_error(exc)
+                    out.extend(self._render(decoded, at, data))
             if limit is not None and self.records + len(out) >= limit:
                 del out[limit - self.records:]
                 done = True
@@ -350,13 +349,13 @@ class Stream:
             self.save_state()
         return done
 
-    def _admit(self, gaps: Gaps | None, frame: protocol.Frame, received: Received) -> bool:
-        """False when the backfill holds the frame back or drops it; else it is watched and written."""
-        if gaps is not None and frame.kind == "channel" and self._held_or_dropped(gaps, frame, received):
-            return False
-        if self._watch is not None:
-            self._watch(frame.value, frame.kind)
-        return True
+    def _render(self, frame: protocol.Frame, at: float, data: bytes) -> list[bytes]:
+        """The records of a frame by the general path (jq, pretty, timestamps); none after a jq error."""
+        try:
+            return self.renderer.render(frame.value, at, data, frame.clean)
+        except JqRuntimeError as exc:
+            self._jq_error(exc)
+            return []
 
     def _watch_frame(self, value: object, kind: str) -> None:
         """Before a frame is written: capture the notes it delivers (--capture-seen), tell the line view
@@ -382,7 +381,7 @@ class Stream:
                     session.remove_capture(note_id)
             for note_id in capture:
                 if note_id not in session.captures:
-                    session.add_capture(note_id)
+                    session.add_capture(note_id, seen=True)
 
     def _drop(self, batch: list[Received]) -> bool:
         """The reader is too far behind: count the frames, write nothing, keep reading the socket."""
@@ -517,9 +516,10 @@ class Stream:
 
 
     def _sub(self, session: Session, note_id: str) -> None:
-        """``sub``: the note is named, never released by --capture-seen (a seen note is captured already)."""
-        if self.live is None or self.live.name(note_id):
-            session.add_capture(note_id)
+        """``sub``: the note is named, never released by --capture-seen (a seen note stays captured)."""
+        session.add_capture(note_id)
+        if self.live is not None:
+            self.live.name(note_id)
 
     def _unsub(self, session: Session, note_id: str) -> None:
         session.remove_capture(note_id)
