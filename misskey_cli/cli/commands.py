@@ -96,7 +96,11 @@ Examples:
 @click.option("--stdin", "stdin_commands", is_flag=True, help="Read live commands from stdin (see connect --help).")
 @stream_command
 def capture(note_ids, stdin_commands, **kw):
-    """Capture notes and write their noteUpdated events (reactions, votes, deletion)."""
+    """Capture notes and write their noteUpdated events (reactions, votes, deletion).
+
+    Each note is shown first on stderr (author, start of text, reactions; from notes/show), so a
+    person knows what they are watching.
+    """
     from misskey_cli.run.settings import Request
 
     run(stream_settings(kw, Request(captures=tuple(dict.fromkeys(note_ids)), stdin_commands=stdin_commands,
