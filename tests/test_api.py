@@ -192,6 +192,35 @@ def test_the_server_closing_without_an_answer(one_answer):
     assert "without answering" in str(error) or "connection reset" in str(error)  # depends on the unread body
 
 
+def test_call_within_gives_up_on_a_server_that_dribbles(sim):
+    """The per-read timeout never fires on a server sending a byte at a time; call_within's bound does."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def dribble() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 100_000:
+                if stop.wait(0.05):
+                    return
+                conn.sendall(bytes([byte]))
+
+    server = threading.Thread(target=dribble, daemon=True)
+    server.start()
+    try:
+        slow = ApiClient(f"http://127.0.0.1:{listener.getsockname()[1]}", TOKEN, timeout=5.0)
+        error = raised(lambda: slow.call_within(0.3, "users/show", {"userId": "x"}))
+        assert isinstance(error, ConnectFailed) and "no answer within 0.3s" in str(error)
+        assert server.is_alive()  # still sending: only the bound ended the call
+    finally:
+        stop.set()
+        listener.close()
+        server.join(10)
+    assert client(sim).call_within(5.0, "meta", {"detail": False})["uri"] == sim.http_url
+    error = raised(lambda: client(sim).call_within(5.0, "users/show", {"userId": "nobody"}))
+    assert isinstance(error, ApiError) and error.code == "NO_SUCH_USER"  # errors come back as they are
+
+
 def test_tls_is_verified_by_default(tls_sim):
     error = raised(lambda: client(tls_sim).call("i"))
     assert isinstance(error, ConnectFailed) and "TLS certificate rejected" in str(error)

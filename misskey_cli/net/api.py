@@ -21,6 +21,7 @@ import http.client
 import json
 import re
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -70,7 +71,8 @@ class ApiError(MkstreamError):
 
 
 class ApiClient:
-    """Calls one server's HTTP API. Not thread-safe; one connection per request (like ``Connection: close``)."""
+    """Calls one server's HTTP API; one connection per request (like ``Connection: close``), so calls in
+    several threads do not share one (the client's own fields are only read)."""
 
     def __init__(self, base_url: str, token: str | None, *, ca_file: str | None = None, insecure: bool = False,
                  proxy: Proxy | None = None, timeout: float = 10.0, retries: int = 2,
@@ -103,6 +105,29 @@ class ApiClient:
             payload["i"] = self._token
         data = json.dumps(payload, ensure_ascii=False).encode()
         return self._request("POST", f"/api/{endpoint.strip('/')}", data, endpoint)
+
+    def call_within(self, seconds: float, endpoint: str, body: dict[str, Any] | None = None) -> Any:
+        """``call``, given up after ``seconds`` in all (``ConnectFailed``). The timeout of ``call`` bounds
+        each read, so a server sending a byte at a time could hold it for ever; here the request runs
+        in a daemon thread, left to end on its own when its time is up. For callers that must not
+        wait long (the stream loop's lookups)."""
+        outcome: list[Any] = []
+
+        def work() -> None:
+            try:
+                outcome.append((True, self.call(endpoint, body)))
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+                outcome.append((False, exc))
+
+        thread = threading.Thread(target=work, name="mkstream-api", daemon=True)
+        thread.start()
+        thread.join(seconds)
+        if not outcome:
+            raise ConnectFailed(f"{self.base_url} ({endpoint}): no answer within {seconds:g}s")
+        ok, value = outcome[0]
+        if not ok:
+            raise value
+        return value
 
     def get_json(self, path: str) -> Any:
         """``GET path`` (``/.well-known/nodeinfo``, ``/nodeinfo/2.1``); the decoded JSON answer."""

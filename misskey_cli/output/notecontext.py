@@ -8,13 +8,14 @@ feeds it, and before it writes a ``noteUpdated`` asks it to ``look_up`` what it 
 the note with ``notes/show``, the user with ``users/show``, once per id (an answer, or a "no
 such", is kept). Both memories are bounded; the oldest entries are forgotten first.
 
-Lookups run in the stream loop, synchronously, through an API client with a short timeout and
-no retries (``app.py`` makes it). Not in a thread: the line must be written in its place, with
-the name in it, and a thread would either hold every later record back until the answer came or
-write the id instead. Each user and each captured note costs one request in a run, usually a
-few milliseconds, and frames wait in the socket meanwhile (nothing is lost; pings are far apart).
-A server that does not answer costs one timeout, after which no lookup is made for ``PAUSE``
-seconds: the id is shown instead. "No such note/user" (HTTP 4xx) is an answer, not an outage.
+Lookups run in the stream loop, synchronously, each bounded to a few seconds in all and never
+retried (``app.py`` gives the call: ``ApiClient.call_within``). Not answered in a worker thread
+while the loop goes on: the line must be written in its place with the name in it, and the loop
+would have to hold every later record back until the answer came, or write the id instead. Each
+user and each captured note costs one request a run, usually milliseconds; frames wait in the
+socket meanwhile (nothing is lost; pings are far apart). A server that does not answer costs one
+timeout, after which no lookup is made for ``PAUSE`` seconds and ids are shown. "No such note or
+user" (HTTP 4xx) is an answer, kept like one, not an outage.
 """
 
 from __future__ import annotations

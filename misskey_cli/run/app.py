@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 # How long the writer may take to write what is queued when mkstream is leaving.
 DRAIN_TIMEOUT = 5.0
-# Seconds a lookup of the line view (users/show, notes/show) may take; it holds the stream loop.
+# Seconds a lookup of the line view (users/show, notes/show) may take in all; it holds the stream loop.
 LOOKUP_TIMEOUT = 3.0
 
 
@@ -355,15 +355,15 @@ def _note_lookups(request: Request, target: Target, notices: Notices, context: N
     from misskey_cli.output.notecontext import summary
 
     try:
-        client = _api_client(target, min(LOOKUP_TIMEOUT, target.connect_timeout), retries=0)
+        client = _api_client(target, LOOKUP_TIMEOUT, retries=0)
     except UsageError as exc:
         notices.debug(f"no note or user lookups: {exc.message}")
         return
     if context is not None:
-        context.call = client.call
+        context.call = lambda endpoint, body: client.call_within(LOOKUP_TIMEOUT, endpoint, body)
     for note_id in request.captures if request.show_captured else ():
         try:
-            note = client.call("notes/show", {"noteId": note_id})
+            note = client.call_within(target.connect_timeout, "notes/show", {"noteId": note_id})
         except MkstreamError as exc:
             notices.warn(f"cannot show note {note_id}: {exc.message}")
             continue
