@@ -61,9 +61,10 @@ def test_seen_notes_are_captured_without_being_named_and_their_reactions_arrive(
     assert got == [("channel", "note", note["id"]), ("channel", "note", renote["id"]),
                    ("noteUpdated", "reacted", note["id"]), ("noteUpdated", "deleted", renote["renote"]["id"])]
     sim.wait_for_client_frame(unsub(note["id"]))  # released on the way out, like named captures
-    assert capture_frames(sim)[:3] == [("subNote", note["id"]), ("subNote", renote["id"]),
-                                       ("subNote", renote["renote"]["id"])]
-    assert "seen notes captured 3, released 0" in result.stderr
+    assert capture_frames(sim)[:4] == [("subNote", note["id"]), ("subNote", renote["id"]),
+                                       ("subNote", renote["renote"]["id"]),
+                                       ("unsubNote", renote["renote"]["id"])]  # deleted: nothing more to come
+    assert "seen notes captured 3, released 1" in result.stderr
 
 
 def test_the_budget_releases_the_note_seen_longest_ago_and_its_reactions_stop(sim):

@@ -42,6 +42,20 @@ def test_counts_say_what_was_sent():
     assert (live.captured, live.released) == (3, 1)
 
 
+def test_a_deleted_seen_note_is_released_at_once_a_named_one_is_not():
+    live = LiveNotes(2, ["n"])
+    live.seen(["a", "b"])
+
+    def deleted(note_id, kind="deleted"):
+        return live.deleted({"type": "noteUpdated", "body": {"id": note_id, "type": kind, "body": {}}})
+
+    assert [deleted("a", "reacted"), deleted("n"), deleted("zz"), deleted("a"), deleted("a")] == [
+        None, None, None, "a", None]
+    assert live.deleted({"body": []}) is None and live.deleted(None) is None
+    assert live.seen(["c"]) == (["c"], [])  # a's place was freed
+    assert (live.captured, live.released) == (3, 1)
+
+
 @pytest.mark.parametrize("budget", [0, MAX_CAPTURE_SEEN + 1])
 def test_the_budget_is_bounded(budget):
     with pytest.raises(ValueError):

@@ -7,6 +7,7 @@ import pytest
 from misskey_cli.errors import ConnectFailed
 from misskey_cli.net.api import ApiError
 from misskey_cli.output import notecontext
+from misskey_cli.output.lineformat import LineFormatter
 from misskey_cli.output.notecontext import PAUSE, NoteContext, summary
 
 
@@ -104,3 +105,23 @@ def test_the_summary_of_a_note():
     line = summary(note)
     assert line.startswith("@sora@remote.example: a ⏎ b bigyyy") and line.endswith("… (reactions 👍 2, :blobcat: 1)")
     assert summary({"cw": "spoiler", "text": "hidden"}) == "@?: CW: spoiler"
+
+
+def test_an_updated_note_keeps_its_new_text_and_a_deleted_one_is_not_looked_up():
+    api = Api({})
+    context = NoteContext(api)
+    context.saw(NOTE)
+    context.look_up({"type": "noteUpdated", "body": {"id": "n1", "type": "updated", "body": {"cw": None, "text": "fixed"}}})
+    assert context.known_note("n1") == {"user": {"username": "sora", "host": None}, "text": "fixed", "cw": None}
+    context.look_up({"type": "noteUpdated", "body": {"id": "n5", "type": "deleted", "body": {"deletedAt": "x"}}})
+    assert api.calls == []
+
+
+def test_server_text_in_a_looked_up_name_cannot_drive_the_terminal():
+    api = Api({("users/show", "u9"): {"username": "evil\x1b]52;c;aGk=\x07", "host": "h\x1b[2J"}})
+    context = NoteContext(api)
+    context.saw({**NOTE, "text": "hi\x1b[31m"})
+    frame = updated("n1", "u9")
+    context.look_up(frame)
+    line = LineFormatter(width=None, color=False, context=context).format(frame, 0.0)
+    assert "\x1b" not in line and "by @evil\\x1b]52;c;aGk=\\x07@h\\x1b[2J on @sora: hi\\x1b[31m" in line

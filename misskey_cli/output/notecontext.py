@@ -72,17 +72,23 @@ class NoteContext:
         return known if known is not _FAILED else None
 
     def look_up(self, frame: Any) -> None:
-        """Before a ``noteUpdated`` frame is written: look up its note and its user if they are not known."""
+        """Before a ``noteUpdated`` frame is written: look up its note and its user if they are not known
+        (not the note of a ``deleted``: the server would say there is no such note). An ``updated``
+        note's new text replaces the one kept."""
         body = frame.get("body") if type(frame) is dict else None
         if type(body) is not dict:
             return
-        note_id = body.get("id")
-        if type(note_id) is str and note_id not in self.notes:
+        note_id, kind, payload = body.get("id"), body.get("type"), body.get("body")
+        if type(note_id) is str and note_id not in self.notes and kind != "deleted":
             answer = self._look_up("notes/show", {"noteId": note_id})
             if answer is not None:
                 _keep(self.notes, note_id, _FAILED if answer is _FAILED else _slim(answer), MAX_NOTES)
-        payload = body.get("body")
-        user_id = payload.get("userId") if type(payload) is dict else None
+        if type(payload) is not dict:
+            return
+        known = self.known_note(note_id)
+        if kind == "updated" and known is not None and type(note_id) is str:
+            self.notes[note_id] = {**_slim(payload), "user": known["user"]}
+        user_id = payload.get("userId")
         if type(user_id) is str and user_id not in self.users:
             answer = self._look_up("users/show", {"userId": user_id})
             if answer is not None:

@@ -4,7 +4,8 @@ A timeline client captures the notes it shows, so that their reactions, votes an
 reach it live. The stream loop tells a ``LiveNotes`` every note a channel delivered (the renoted
 or quoted note inside one too) and applies its answer to the session: the ids to ``subNote``
 and the ids to ``unsubNote``. At most ``budget`` seen notes are held; a new one releases the one
-seen longest ago (a note seen again counts as new: it is on screen again). Notes named by the
+seen longest ago (a note seen again counts as new: it is on screen again); a deleted one is released
+at once. Notes named by the
 user (``--capture``, or ``sub`` on ``--stdin``) are *named*: never released here, never counted
 in the budget. The session keeps the desired state, so a reconnect restores every capture.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import Any
 
 # The most --capture-seen may ask for. Sharkey refuses subscriptions past 512 on one socket
 # (channels and named captures count too); Misskey has no cap, but each capture costs the server
@@ -66,6 +68,17 @@ class LiveNotes:
         self.captured += len(capture)
         self.released += len(release)
         return capture, release
+
+    def deleted(self, frame: Any) -> str | None:
+        """A ``noteUpdated`` frame: the id of a seen note it says was deleted (nothing more will come of
+        it: release it now, and free its place), else None."""
+        body = frame.get("body") if type(frame) is dict else None
+        note_id = body.get("id") if type(body) is dict and body.get("type") == "deleted" else None
+        if type(note_id) is not str or note_id not in self.held:
+            return None
+        del self.held[note_id]
+        self.released += 1
+        return note_id
 
     def name(self, note_id: str) -> None:
         """The user captures ``note_id``: it is never released here (a seen note stays captured)."""

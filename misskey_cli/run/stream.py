@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from misskey_cli.core import protocol
 from misskey_cli.core.channels import SpecError, check_connection, check_send, did_you_mean, unacked_reason
@@ -358,21 +358,19 @@ class Stream:
             return []
 
     def _watch_frame(self, value: object, kind: str) -> None:
-        """Before a frame is written: capture the notes it delivers (--capture-seen), tell the line view
-        about them, and let it look up the note and the user of a noteUpdated it does not know."""
-        context = self.context
+        """Before a frame is written: capture the notes it delivers (--capture-seen) and tell the line
+        view about them; for a noteUpdated, let the line view look up what it does not know."""
         if kind == "noteUpdated":
-            if context is not None:
-                context.look_up(value)
-            return
-        if kind != "channel":
-            return
-        notes = notes_in(value)
-        if not notes:
-            return
-        if context is not None:
+            self._note_event(value)
+        elif kind == "channel":
+            notes = notes_in(value)
+            if notes:
+                self._notes_seen(notes)
+
+    def _notes_seen(self, notes: list[dict[str, Any]]) -> None:
+        if self.context is not None:
             for note in notes:
-                context.saw(note)
+                self.context.saw(note)
         session = self.control
         if self.live is not None and session is not None:
             capture, release = self.live.seen([note["id"] for note in notes])
@@ -382,6 +380,13 @@ class Stream:
             for note_id in capture:
                 if note_id not in session.captures:
                     session.add_capture(note_id, seen=True)
+
+    def _note_event(self, value: object) -> None:
+        if self.context is not None:
+            self.context.look_up(value)
+        deleted = self.live.deleted(value) if self.live is not None else None
+        if deleted is not None and self.control is not None and deleted in self.control.captures:
+            self.control.remove_capture(deleted)  # a deleted note has nothing more to say
 
     def _drop(self, batch: list[Received]) -> bool:
         """The reader is too far behind: count the frames, write nothing, keep reading the socket."""
