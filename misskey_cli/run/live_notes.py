@@ -42,32 +42,32 @@ class LiveNotes:
         A note that would be captured and released by the same call (more new notes than the
         budget) is neither: nothing is sent for it.
         """
-        held = self.held
+        held, named, budget = self.held, self.named, self.budget
         added: list[str] = []
-        fresh: set[str] = set()  # added by this call
         gone: list[str] = []  # held before this call, released by it (perhaps seen again after)
+        lost_fresh = False  # a note added by this call was released by it too (more new notes than the budget)
         for note_id in note_ids:
-            if note_id in self.named:
+            if note_id in named:
                 continue
             if note_id in held:
                 held.move_to_end(note_id)
                 continue
             held[note_id] = None
             added.append(note_id)
-            fresh.add(note_id)
-            while len(held) > self.budget:
+            if len(held) > budget:
                 oldest = held.popitem(last=False)[0]
-                if oldest not in fresh:
+                if oldest in added:
+                    lost_fresh = True
+                else:
                     gone.append(oldest)
-        if len(held) < self.budget or not added:  # nothing was released: every added note is still held
-            self.captured += len(added)
-            return added, []
-        was_held = set(gone)
-        capture = [n for n in dict.fromkeys(added) if n in held and n not in was_held]
-        release = [n for n in gone if n not in held]
-        self.captured += len(capture)
-        self.released += len(release)
-        return capture, release
+        if lost_fresh or not set(gone).isdisjoint(added):
+            # The rare case: sort out what changed from before the call to after it.
+            was_held = set(gone)
+            added = [n for n in dict.fromkeys(added) if n in held and n not in was_held]
+            gone = [n for n in gone if n not in held]
+        self.captured += len(added)
+        self.released += len(gone)
+        return added, gone
 
     def deleted(self, frame: Any) -> str | None:
         """A ``noteUpdated`` frame: the id of a seen note it says was deleted (nothing more will come of
