@@ -3,7 +3,10 @@
 A *frame source* is anything with the ``FrameSource`` shape: the live ``Session`` today, a
 recording file for replay. The loop decodes and classifies each frame (``protocol.decode``),
 renders it (``Renderer``), hands the records to the ``Writer`` in one write per batch, applies
-``--stdin`` commands to a live session, and sees reconnects and missing acks as events. It has
+``--stdin`` commands to a live session, and sees reconnects and missing acks as events. Before a
+frame is written, the notes it delivers go to the ``--capture-seen`` policy (``live_notes.py``),
+whose captures and releases it applies to the session, and to the line view's ``NoteContext``,
+which it also asks to look up the note and the user of a ``noteUpdated``. It has
 no process-wide effects: signals, the wake-up fd and stdout belong to ``app.py``, which passes
 the fds to watch and turns the exceptions raised here into exit statuses.
 """
@@ -518,7 +521,6 @@ class Stream:
             session.send_to_channel(command.connection_id, command.message_type, command.body)
         elif isinstance(command, commands.RawFrame):
             session.send_text(command.text)
-
 
     def _sub(self, session: Session, note_id: str) -> None:
         """``sub``: the note is named, never released by --capture-seen (a seen note stays captured)."""
