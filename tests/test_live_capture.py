@@ -163,12 +163,13 @@ def test_the_line_view_names_reactor_author_and_text(sim):
         sim.note_updated(note["id"], "unreacted", {"reaction": "👍", "userId": hanako})
         sim.note_updated(note["id"], "reacted", reacted("nobody", ":blobcat@.:"))  # users/show fails: the id
         sim.note_updated(note["id"], "pollVoted", {"choice": 0, "userId": note["userId"]})  # the author: no lookup
+        sim.note_updated(note["id"], "updated", {"cw": None, "text": "hello again"})  # forks with editing
         sim.note_updated(note["id"], "deleted", {"deletedAt": "2026-12-05T03:00:00.000Z"})
         ids.append(note["id"])
 
     ids: list = []
     feeder = in_background(feed)
-    result = run_cli("connect", "localTimeline", "--capture-seen", "5", *host(sim), "-n", "6", "--format", "line",
+    result = run_cli("connect", "localTimeline", "--capture-seen", "5", *host(sim), "-n", "7", "--format", "line",
                      *SAFETY)
     join_ok(feeder)
     assert result.exit_code == 0, result.stderr
@@ -180,7 +181,8 @@ def test_the_line_view_names_reactor_author_and_text(sim):
         f"noteUpdated {note_id} unreacted 👍 by @hanako on @sora: hello ⏎ world",
         f"noteUpdated {note_id} reacted :blobcat: by nobody on @sora: hello ⏎ world",
         f"noteUpdated {note_id} pollVoted choice 0 by @sora on @sora: hello ⏎ world",
-        f"noteUpdated {note_id} deleted on @sora: hello ⏎ world",
+        f"noteUpdated {note_id} updated @sora: hello again",
+        f"noteUpdated {note_id} deleted on @sora: hello again",
     ]
     lookups = [(r["endpoint"], r["body"]) for r in sim.http_requests() if r.get("endpoint")]
     assert lookups == [("users/show", {"userId": hanako}), ("users/show", {"userId": "nobody"})]  # once per user

@@ -555,6 +555,7 @@ class LineFormatter:
         parts.head.append((" " + self._clean(body.get("id")), MUTED))
         kind, payload = body.get("type"), body.get("body")
         self._event(parts, kind)
+        note = self._context.known_note(body.get("id"))  # its author and text (after an update, the new), if known
         if kind in ("reacted", "unreacted") and isinstance(payload, dict):
             parts.head.append((" " + self._reaction(payload.get("reaction")), ""))
             self._by(parts, payload.get("userId"))
@@ -562,7 +563,7 @@ class LineFormatter:
             parts.head.append((f" choice {count_text(payload.get('choice'))}", ""))
             self._by(parts, payload.get("userId"))
         elif kind == "updated" and isinstance(payload, dict):
-            text = self._note_text(payload)
+            text = self._note_text(payload) if note is None else []  # else the note below has it
             if text:
                 parts.head.append((":", ""))
                 parts.body.append((" ", ""))
@@ -570,9 +571,8 @@ class LineFormatter:
         elif kind != "deleted" or not isinstance(payload, dict):  # deleted: {deletedAt}, the receive time says it
             self._put_json(parts, payload)
             return
-        note = self._context.known_note(body.get("id"))  # its author and text, when known
-        if note is not None and kind != "updated":
-            parts.head.append((" on", MUTED))
+        if note is not None:
+            parts.head.extend([(" on", MUTED)] if kind != "updated" else [])
             self._put_note(parts, note)
 
     def _by(self, parts: _Parts, user_id: Any) -> None:
