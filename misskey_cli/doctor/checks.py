@@ -507,8 +507,7 @@ class Doctor:
         target = Target(self.endpoint, self.token, server.auth, server.insecure, server.ca_file, server.proxy,
                         self.timeout)
         liveness = Liveness(ack_timeout=self.settings.ack_timeout, connect_timeout=self.timeout)
-        quiet = SessionNotices(_ignore, _ignore, _ignore)
-        session = Session(target, liveness, Reconnect(enabled=False), quiet, Redactor(self.token))
+        session = Session(target, liveness, Reconnect(enabled=False), SessionNotices(), Redactor(self.token))
         connections = self.connections()
         ids = [session.add_connection(c.channel, c.connection_id, c.params).id for c in connections]
         try:
@@ -578,10 +577,6 @@ class Doctor:
             others = [c.channel for i, c in enumerate(connections) if i != index]
             request = ConnectionRequest(connection.channel, cid, connection.params)
             self.add(judge_channel(request, cid not in missing, others, ctx))
-
-
-def _ignore(message: str) -> None:
-    pass
 
 
 # ----- the wire, by hand -------------------------------------------------------------------------

@@ -110,9 +110,11 @@ def _ignore(message: str) -> None:
 
 @dataclass(frozen=True)
 class SessionNotices:
-    warn: Notice
-    info: Notice  # connection events: lost, retrying
-    debug: Notice
+    """Where the session's messages go; each left out is not wanted (the doctor wants none)."""
+
+    warn: Notice = _ignore
+    info: Notice = _ignore  # connection events: lost, retrying
+    debug: Notice = _ignore
     state: Notice = _ignore  # "connecting", "connected", "reconnecting in 2.0 s", for a status line
 
 

@@ -70,13 +70,13 @@ def size_text(value: Any) -> str:
     if not is_number(value):
         return "?"
     number = float(value)
-    for unit in ("B", "K", "M", "G", "T"):
-        if abs(number) < 1024 or unit == "T":
-            if unit == "B" or abs(number) >= 10:
-                return f"{number:.0f}{unit}"
-            return f"{number:.1f}{unit}"
+    unit = "B"
+    for bigger in ("K", "M", "G", "T"):
+        if abs(number) < 1024:
+            break
         number /= 1024
-    return "?"  # unreachable
+        unit = bigger
+    return f"{number:.0f}{unit}" if unit == "B" or abs(number) >= 10 else f"{number:.1f}{unit}"
 
 
 def count_text(value: Any) -> str:

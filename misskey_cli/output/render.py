@@ -177,14 +177,13 @@ class Renderer:
         if options.format == "pretty":
             self.encode: Callable[[Any], bytes] = (make_colourer(options.style, options.truecolor)
                                                    if options.color else _pretty)
-        elif options.format == "line":
+        else:
+            self.encode = _ndjson
+        if options.format == "line":  # every line record needs its receive time: encode is not used for it
             from misskey_cli.output.lineformat import LineFormatter
 
             self.line = LineFormatter(width=options.width, color=options.color, show_cw=options.show_cw,
                                       timestamps=options.timestamps, context=options.note_context).format
-            self.encode = _ndjson  # unused: every line record needs its receive time
-        else:
-            self.encode = _ndjson
         self.plain = (self.program is None and not options.timestamps and not self.format.verbatim
                       and self.line is None)
         self.line_record = self._line if self.line is not None and self.program is None else None

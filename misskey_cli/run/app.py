@@ -17,7 +17,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import FrameType
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
@@ -310,9 +310,9 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
     if context is not None or request.show_captured:
         _note_lookups(request, target, notices, context)
     writer, status = open_writer(out, settings.notices, env, notices, stack, to_terminal)
+    said = SessionNotices(notices.warn, notices.event, notices.debug)
     session = Session(target, settings.liveness, settings.reconnect,
-                      SessionNotices(notices.warn, notices.event, notices.debug,
-                                     status.set_state if status is not None else _ignore), notices.redact)
+                      said if status is None else replace(said, state=status.set_state), notices.redact)
     for conn in request.connections:
         session.add_connection(conn.channel, conn.connection_id, conn.params)
     for note_id in request.captures:
@@ -334,10 +334,6 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
     notices.debug(f"streaming from {target.display_url()}")
     code = _until_end(stream, session, request.sends, notices)
     return _drain_and_report(stream, writer, notices, settings.notices.stats, code)
-
-
-def _ignore(message: str) -> None:
-    pass
 
 
 def _api_client(target: Target, timeout: float, retries: int = 2) -> ApiClient:

@@ -455,8 +455,6 @@ class Stream:
 
     # ----- stdin commands -----------------------------------------------------------------------
 
-    MAX_LINE_SHOWN = 120
-
     def _read_stdin(self) -> bool:
         """Apply whole lines from stdin; False at end of input (the stream goes on)."""
         assert self.stdin_fd is not None

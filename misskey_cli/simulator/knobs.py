@@ -451,15 +451,6 @@ class Simulator(Activity):
 
         self._call(run)
 
-    def set_rate(self, rate: float) -> None:
-        """Change the generated note rate (notes per second, 0 = none)."""
-        def run() -> None:
-            self.rate = rate
-            if self._wake_generator is not None:
-                self._wake_generator.set()
-
-        self._call(run)
-
 
 def _short(frame: dict[str, Any]) -> str:
     text = repr(frame)
