@@ -13,6 +13,7 @@ from test_transport import ConnectProxy, ForwardProxy
 from misskey_cli.errors import ConnectFailed, ExitCode, UsageError
 from misskey_cli.net import api
 from misskey_cli.net.api import ApiClient, ApiError, http_base_url
+from misskey_cli.net.endpoint import Proxy
 from misskey_cli.simulator import Simulator
 
 TOKEN = "tok-alice"
@@ -246,7 +247,7 @@ def proxy() -> Iterator[ConnectProxy]:
 
 def test_https_through_a_connect_proxy_with_basic_auth(tls_sim, certificate, proxy):
     cert, _ = certificate
-    through = client(tls_sim, ca_file=str(cert), proxy=("127.0.0.1", proxy.port, "http", ("user", "p@ss")))
+    through = client(tls_sim, ca_file=str(cert), proxy=Proxy("127.0.0.1", proxy.port, "http", ("user", "p@ss")))
     assert through.call("i")["username"] == "alice"
     [request] = proxy.requests
     assert request.startswith(f"CONNECT {tls_sim.host_port} HTTP/1.")
@@ -257,7 +258,7 @@ def test_https_through_a_connect_proxy_with_basic_auth(tls_sim, certificate, pro
 def test_plain_http_through_a_forward_proxy(sim):
     forward = ForwardProxy()
     try:
-        through = client(sim, proxy=("127.0.0.1", forward.port, "http", ("user", "pw")))
+        through = client(sim, proxy=Proxy("127.0.0.1", forward.port, "http", ("user", "pw")))
         assert through.call("i")["username"] == "alice"
         [head] = forward.requests
         assert head.startswith(f"POST http://{sim.host_port}/api/i HTTP/1.1")
@@ -268,7 +269,7 @@ def test_plain_http_through_a_forward_proxy(sim):
 
 def test_a_socks_proxy_is_refused_clearly(sim):
     with pytest.raises(UsageError, match="http:// proxy"):
-        client(sim, proxy=("127.0.0.1", 1080, "socks5", None))
+        client(sim, proxy=Proxy("127.0.0.1", 1080, "socks5", None))
 
 
 def test_the_token_never_appears_in_any_error(sim):

@@ -20,7 +20,8 @@ from test_transport import ForwardProxy
 from misskey_cli.doctor.forks import ServerKind, parse_version
 from misskey_cli.doctor.verdict import FAIL, OK, WARN, ChannelContext, judge_channel
 from misskey_cli.errors import ExitCode
-from misskey_cli.net.endpoint import Proxy, effective_proxy, no_proxy_matches, parse_host
+from misskey_cli.net.endpoint import Proxy, parse_host
+from misskey_cli.net.transport import effective_proxy, no_proxy_matches
 from misskey_cli.run.settings import ConnectionRequest
 from misskey_cli.simulator import Simulator
 
@@ -362,7 +363,7 @@ def test_no_proxy_matches(host_name, no_proxy, expected):
     assert no_proxy_matches(host_name, no_proxy) is expected
 
 
-def test_effective_proxy_follows_websocket_clients_rule():
+def test_effective_proxy_prefers_the_option_then_the_schemes_variable_unless_no_proxy_names_the_host():
     explicit = Proxy("p.example", 3128, "http")
     wss, ws = parse_host("misskey.example"), parse_host("http://localhost:3000")
     assert effective_proxy(wss, explicit, {}) == (explicit, "--proxy")

@@ -10,11 +10,10 @@ first failure's kind (SPEC.md 4: 3 connect, 4 token, 5 forbidden, 7 not acknowle
 leave it 0.
 
 The network walk below the stream (DNS, TCP, the CONNECT tunnel, TLS, one HTTP request) is done
-here with the standard library on one connection, so each layer is seen alone; the HTTP API goes
-through ``api.ApiClient`` and the stream through ``session.Session``, with the same TLS and proxy
-settings as ``mkstream connect``, so the doctor sees what a stream would. The proxy is the one
-websocket-client would pick: ``--proxy``, else ``https_proxy``/``http_proxy``, unless
-``no_proxy`` names the host.
+here step by step on one blocking connection, so each layer is seen alone; the HTTP API goes
+through ``api.ApiClient`` and the stream through ``session.Session``. All three take the proxy,
+its tunnel and the TLS context from ``net.transport``, as ``mkstream connect`` does, so the doctor
+sees what a stream would.
 
 Every line is redacted (the token never appears) and server text has its control characters
 escaped; ``--json`` writes the same checks as one JSON document on stdout.
@@ -50,7 +49,16 @@ from misskey_cli.errors import (
     UsageError,
 )
 from misskey_cli.net.api import ApiClient, ApiError
-from misskey_cli.net.endpoint import Endpoint, Proxy, Redactor, Target, effective_proxy, hostname_of
+from misskey_cli.net.dial import Failed
+from misskey_cli.net.endpoint import Endpoint, Proxy, Redactor, Target, hostname_of
+from misskey_cli.net.transport import (
+    TunnelRefused,
+    blocking,
+    describe_network_error,
+    effective_proxy,
+    tls_context,
+    tunnel,
+)
 from misskey_cli.run.settings import ConnectionRequest, Liveness, Reconnect, ServerSettings
 
 if TYPE_CHECKING:
@@ -77,7 +85,7 @@ class Stop(Exception):
     """A failure after which the next checks would say nothing new."""
 
 
-# ----- the proxy (the rule itself lives in config.effective_proxy) -------------------------------
+# ----- the port ---------------------------------------------------------------------------------
 
 
 def _port(endpoint: Endpoint) -> int:
@@ -238,15 +246,17 @@ class Doctor:
         title = "proxy tunnel"
         target = f"{self.host}:{self.port}" if ":" not in self.host else f"[{self.host}]:{self.port}"
         try:
-            status, reason = _connect_tunnel(sock, target, self.proxy)
-        except (OSError, ValueError) as exc:
-            raise self.fail("tunnel", title, f"the proxy did not answer CONNECT {target}: {_reason(exc)}",
-                            "is it an HTTP proxy?", ExitCode.CONNECT_FAILED) from None
-        if status != 200:
+            blocking(tunnel(sock, self.host, self.port, self.proxy), self.timeout)
+        except TunnelRefused as exc:
+            status = exc.status
             fix = ("give the proxy's user and password: --proxy http://USER:PASSWORD@HOST:PORT" if status == 407
                    else "the proxy does not let this host and port through: ask its admin, or set no_proxy")
             raise self.fail("tunnel", title, f"the proxy answered CONNECT {target} with HTTP {status} "
-                            f"{escape_controls(reason)}", fix, ExitCode.CONNECT_FAILED, status=status)
+                            f"{escape_controls(exc.status_text)}", fix, ExitCode.CONNECT_FAILED,
+                            status=status) from None
+        except (OSError, Failed) as exc:
+            raise self.fail("tunnel", title, f"the proxy did not answer CONNECT {target}: "
+                            f"{describe_network_error(exc)}", "is it an HTTP proxy?", ExitCode.CONNECT_FAILED) from None
         self.add(Check("tunnel", title, OK, f"the proxy opened a tunnel to {target}"))
 
     def check_plain(self) -> None:
@@ -263,7 +273,7 @@ class Doctor:
         server = self.server
         verified_by = f"--ca-file {server.ca_file}" if server.ca_file else "the system's CA certificates"
         try:
-            tls = _tls_context(True, server.ca_file).wrap_socket(sock, server_hostname=self.host)
+            tls = tls_context(server.ca_file, False).wrap_socket(sock, server_hostname=self.host)
         except ssl.SSLCertVerificationError as exc:
             sock.close()
             problem = f"certificate rejected: {escape_controls(str(exc.verify_message))}"
@@ -302,9 +312,9 @@ class Doctor:
                             ExitCode.CONNECT_FAILED)
         try:
             if self.proxy is not None:
-                _connect_tunnel(sock, f"{self.host}:{self.port}", self.proxy)
-            tls = _tls_context(False, None).wrap_socket(sock, server_hostname=self.host)
-        except (ssl.SSLError, OSError, ValueError) as exc:
+                blocking(tunnel(sock, self.host, self.port, self.proxy), self.timeout)
+            tls = tls_context(None, True).wrap_socket(sock, server_hostname=self.host)
+        except (ssl.SSLError, OSError, Failed) as exc:
             sock.close()
             raise self._tls_failure(exc) from None
         self.add(Check("tls", "TLS", WARN, f"{tls.version()}, {problem}; accepted because of --insecure",
@@ -333,7 +343,7 @@ class Doctor:
         try:
             status, reason, headers, body = _http_get(sock, self.endpoint.netloc, path, self.timeout)
         except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise self.fail("http", title, f"no HTTP answer to GET {path}: {_reason(exc)}",
+            raise self.fail("http", title, f"no HTTP answer to GET {path}: {describe_network_error(exc)}",
                             "is this port a web server? Misskey usually sits behind a reverse proxy on 443",
                             ExitCode.CONNECT_FAILED) from None
         received = time.time()
@@ -379,10 +389,8 @@ class Doctor:
                        "sync whichever clock is wrong (NTP)", details=details))
 
     def api(self, token: str | None) -> ApiClient:
-        proxy = self.proxy
         return ApiClient(self.endpoint.http_base, token, ca_file=self.server.ca_file, insecure=self.server.insecure,
-                         proxy=(proxy.host, proxy.port, proxy.kind, proxy.auth) if proxy is not None else None,
-                         timeout=self.timeout, retries=1)
+                         proxy=self.proxy, timeout=self.timeout, retries=1)
 
     def check_nodeinfo(self) -> None:
         title = "nodeinfo"
@@ -504,7 +512,7 @@ class Doctor:
 
         title = "streaming handshake"
         server = self.server
-        target = Target(self.endpoint, self.token, server.auth, server.insecure, server.ca_file, server.proxy,
+        target = Target(self.endpoint, self.token, server.auth, server.insecure, server.ca_file, self.proxy,
                         self.timeout)
         liveness = Liveness(ack_timeout=self.settings.ack_timeout, connect_timeout=self.timeout)
         session = Session(target, liveness, Reconnect(enabled=False), SessionNotices(), Redactor(self.token))
@@ -595,16 +603,6 @@ def _address(address: Any) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return "timed out"
-    if isinstance(exc, http.client.RemoteDisconnected):
-        return "the server closed the connection without answering"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return escape_controls(str(exc).strip() or type(exc).__name__).splitlines()[0]
-
-
 def _quiet_connect(addresses: list[tuple[int, Any]], timeout: float) -> socket.socket | None:
     for family, address in addresses:
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -616,39 +614,6 @@ def _quiet_connect(addresses: list[tuple[int, Any]], timeout: float) -> socket.s
             continue
         return sock
     return None
-
-
-def _connect_tunnel(sock: socket.socket, target: str, proxy: Proxy) -> tuple[int, str]:
-    """Ask an HTTP proxy for a tunnel (what websocket-client does); its status and reason."""
-    import base64
-
-    lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
-    if proxy.auth is not None:
-        credentials = base64.b64encode(f"{proxy.auth[0]}:{proxy.auth[1]}".encode()).decode()
-        lines.append(f"Proxy-Authorization: Basic {credentials}")
-    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        chunk = sock.recv(4096)
-        if not chunk:
-            raise ValueError("the proxy closed the connection")
-        head += chunk
-        if len(head) > 65536:
-            raise ValueError("the proxy's answer is too long")
-    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
-    parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[1].isdigit():
-        raise ValueError(f"not an HTTP answer: {status_line[:80]!r}")
-    return int(parts[1]), parts[2] if len(parts) > 2 else ""
-
-
-def _tls_context(verify: bool, ca_file: str | None) -> ssl.SSLContext:
-    if verify:
-        return ssl.create_default_context(cafile=ca_file)
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def _expiry(cert: Mapping[str, Any]) -> tuple[int | None, str | None]:

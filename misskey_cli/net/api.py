@@ -8,18 +8,19 @@ made is ``ConnectFailed`` with a one-line reason like the socket's. 429 and 5xx 
 retried a few times, honouring ``Retry-After`` (bounded); redirects are never followed, only
 reported; answers are size-bounded; the token never appears in a message.
 
-Standard library only (``http.client``): the API must go through the same TLS settings
-(``--ca-file``, ``--insecure``) and proxy (an http CONNECT tunnel, with basic auth) as the
-WebSocket, which websocket-client already implements by hand; a second HTTP library would bring
-its own proxy and certificate rules to keep in line, which is not worth a dependency.
+Standard library only (``http.client``): the API must go through the same proxy and TLS context
+as the WebSocket, and ``transport`` decides both for the two of them (the proxy's ``CONNECT``
+tunnel too; for a plain-http server the request goes to the proxy in absolute form, with the same
+credentials); a second HTTP library would bring its own proxy and certificate rules to keep in
+line, which is not worth a dependency.
 """
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
 import re
+import socket
 import ssl
 import threading
 import time
@@ -29,13 +30,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from misskey_cli.errors import ConnectFailed, ExitCode, MkstreamError, UsageError
-from misskey_cli.net.endpoint import Redactor, describe_network_error
+from misskey_cli.net.dial import Failed, host_port
+from misskey_cli.net.endpoint import Proxy, Redactor
+from misskey_cli.net.transport import (
+    connect_through,
+    describe_network_error,
+    proxy_authorization,
+    proxy_unreachable,
+    tls_context,
+)
 
 MAX_RESPONSE = 32 * 1024 * 1024
 MAX_ERROR_BODY = 64 * 1024
 MAX_RETRY_WAIT = 60.0  # seconds: one Retry-After, and all the waiting of one call
-
-Proxy = tuple[str, int, str, tuple[str, str] | None]
 
 
 def http_base_url(scheme: str, netloc: str) -> str:
@@ -80,8 +87,8 @@ class ApiClient:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise UsageError(f"bad API URL {base_url!r}: expected http(s)://host[:port]")
-        if proxy is not None and proxy[2] != "http":
-            raise UsageError(f"the HTTP API needs an http:// proxy; a {proxy[2]} proxy works only for the stream")
+        if proxy is not None and proxy.kind != "http":
+            raise UsageError(f"the HTTP API needs an http:// proxy; a {proxy.kind} proxy works only for the stream")
         self.base_url = base_url.rstrip("/")
         self._secure = parts.scheme == "https"
         self._host = parts.hostname
@@ -89,7 +96,7 @@ class ApiClient:
         self._prefix = parts.path.rstrip("/")
         self._token = token
         self._redact = Redactor(token)
-        self._context = _tls_context(ca_file, insecure) if self._secure else None
+        self._context = tls_context(ca_file, insecure) if self._secure else None
         self._proxy = proxy
         self.timeout = timeout
         self.retries = retries
@@ -162,8 +169,8 @@ class ApiClient:
                 limit = MAX_RESPONSE if 200 <= status < 300 else MAX_ERROR_BODY
                 raw = response.read(limit + 1)
                 answer_headers = {k.lower(): v for k, v in response.getheaders()}
-            except (OSError, http.client.HTTPException) as exc:
-                reason = _describe(exc)
+            except (OSError, http.client.HTTPException, Failed) as exc:
+                reason = describe_network_error(exc)
                 raise ConnectFailed(self._redact(f"could not reach {self.base_url} ({what}): {reason}")) from None
         finally:
             conn.close()
@@ -216,15 +223,14 @@ class ApiClient:
         proxy = self._proxy
         if proxy is None:
             return self._direct(self._host, self._port), path, headers
-        proxy_host, proxy_port, _, auth = proxy
-        auth_header = {"Proxy-Authorization": _basic(auth)} if auth is not None else {}
         if self._secure:
-            conn = self._direct(proxy_host, proxy_port)
-            conn.set_tunnel(self._host, self._port, headers=auth_header)
-            return conn, path, headers
+            assert self._context is not None
+            return _Tunnelled(proxy, self._host, self._port, self._context, self.timeout), path, headers
+        credentials = proxy_authorization(proxy)
+        if credentials is not None:
+            headers["Proxy-Authorization"] = credentials
         host = f"[{self._host}]" if ":" in self._host else self._host
-        conn = http.client.HTTPConnection(proxy_host, proxy_port, timeout=self.timeout)
-        return conn, f"http://{host}:{self._port}{path}", {**headers, **auth_header}
+        return _Forwarded(proxy.host, proxy.port, timeout=self.timeout), f"http://{host}:{self._port}{path}", headers
 
     def _direct(self, host: str, port: int) -> http.client.HTTPConnection:
         if self._secure:
@@ -232,20 +238,28 @@ class ApiClient:
         return http.client.HTTPConnection(host, port, timeout=self.timeout)
 
 
-def _tls_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
-    if insecure:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    try:
-        return ssl.create_default_context(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise UsageError(f"cannot load the CA bundle {ca_file}: {getattr(exc, 'strerror', None) or exc}") from None
+class _Forwarded(http.client.HTTPConnection):
+    """Plain HTTP to the http proxy, which forwards the request; a proxy that cannot be reached says so."""
+
+    def connect(self) -> None:
+        try:
+            super().connect()
+        except OSError as exc:
+            raise Failed(proxy_unreachable(host_port(self.host, self.port), exc), permanent=False) from None
 
 
-def _basic(auth: tuple[str, str]) -> str:
-    return "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+class _Tunnelled(http.client.HTTPSConnection):
+    """HTTPS to ``host:port`` through the http proxy's tunnel, opened by ``transport`` as the socket's is."""
+
+    def __init__(self, proxy: Proxy, host: str, port: int, context: ssl.SSLContext, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout, context=context)
+        self._proxy = proxy
+        self._tls = context
+        self._seconds = timeout
+
+    def connect(self) -> None:
+        sock: socket.socket = connect_through(self._proxy, self.host, self.port, self._seconds)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
 
 
 def _retry_after(headers: dict[str, str], rate_info: Any) -> float | None:
@@ -275,9 +289,3 @@ def _text_of(raw: bytes) -> str:
     line = " ".join(line.split())
     return line if len(line) <= 200 else line[:197] + "..."
 
-
-def _describe(exc: BaseException) -> str:
-    """The one-line reason a request could not be made, worded like the socket's."""
-    if isinstance(exc, http.client.RemoteDisconnected):
-        return "the server closed the connection without answering"
-    return describe_network_error(exc)

@@ -1,10 +1,10 @@
-"""Connecting without blocking: DNS, TCP, a SOCKS proxy, TLS and reading an HTTP head, as generator steps.
+"""Connecting without blocking: DNS, TCP, TLS and reading an HTTP head, as generator steps.
 
 Each step reads like blocking code and yields a ``Wait`` (a file descriptor, and whether for
 writing) whenever a socket is not ready, so one ``select`` can drive a whole attempt beside stdin
 and the caller's deadline. A blocking call that has no non-blocking form (a DNS lookup, a SOCKS
 handshake) runs in a daemon thread whose end wakes the ``select``. Pure socket code: no
-websocket-client here, no knowledge of Misskey.
+websocket-client here, no knowledge of Misskey; which proxy and how to pass it is ``transport``'s.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from collections.abc import Callable, Generator
 from typing import Any, Generic, TypeVar
 
 from misskey_cli.net import wsframes
-from misskey_cli.net.endpoint import Proxy, describe_network_error
 
 MAX_HEAD = 64 * 1024  # of an HTTP answer (the upgrade's, a proxy's): real ones are well under 2 KB
 SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1), (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
@@ -229,24 +228,3 @@ def tls_handshake(sock: ssl.SSLSocket) -> Generator[Wait, None, None]:
 
 def host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def socks_connect(proxy: Proxy, host: str, port: int, timeout: float) -> socket.socket:
-    """A TCP connection to ``host:port`` through a SOCKS proxy (blocking: run it in a thread)."""
-    from python_socks import ProxyError, ProxyTimeoutError, ProxyType
-    from python_socks.sync import Proxy as SocksProxy
-
-    kind, remote_dns = {"socks4": (ProxyType.SOCKS4, False), "socks4a": (ProxyType.SOCKS4, True),
-                        "socks5": (ProxyType.SOCKS5, False), "socks5h": (ProxyType.SOCKS5, True)}[proxy.kind]
-    user, password = proxy.auth or (None, None)
-    shown = host_port(proxy.host, proxy.port)
-    try:
-        client = SocksProxy.create(proxy_type=kind, host=proxy.host, port=proxy.port, username=user,
-                                   password=password, rdns=remote_dns)
-        return client.connect(host, port, timeout=timeout)  # type: ignore[no-any-return]
-    except ProxyTimeoutError:
-        raise Failed(f"SOCKS proxy {shown} timed out", permanent=False) from None
-    except ProxyError as exc:  # its messages name the proxy's reply, never the password
-        raise Failed(f"SOCKS proxy {shown}: {exc}", permanent=True) from None
-    except OSError as exc:
-        raise Failed(f"SOCKS proxy {shown}: {describe_network_error(exc)}", permanent=False) from None

@@ -7,16 +7,11 @@ never appears.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import ipaddress
 import os
 import re
-import socket
-import ssl
 import stat
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, urlsplit
 
@@ -164,7 +159,7 @@ def loose_permissions(path: str) -> bool:
 
 @dataclass(frozen=True)
 class Proxy:
-    """A parsed ``--proxy``: what websocket-client and the HTTP client need, and a safe display form."""
+    """A parsed ``--proxy`` (or ``http(s)_proxy``): where ``transport`` goes through, and a safe display form."""
 
     host: str
     port: int
@@ -202,67 +197,8 @@ def parse_proxy(url: str) -> Proxy:
     return Proxy(hostname, port or (1080 if kind.startswith("socks") else 8080), kind, auth)
 
 
-def no_proxy_matches(hostname: str, no_proxy: str) -> bool:
-    """websocket-client's ``no_proxy`` rule: ``*``, the name, a domain suffix, or an IP network."""
-    entries = [entry for entry in no_proxy.replace(" ", "").split(",") if entry]
-    if "*" in entries or hostname in entries:
-        return True
-    try:
-        address = ipaddress.ip_address(hostname)
-    except ValueError:
-        address = None
-    for entry in entries:
-        if address is not None:
-            with contextlib.suppress(ValueError):
-                if address in ipaddress.ip_network(entry, strict=False):
-                    return True
-            continue
-        domain = entry.lstrip(".")
-        if hostname == domain or hostname.endswith("." + domain):
-            return True
-    return False
-
-
-def effective_proxy(endpoint: Endpoint, explicit: Proxy | None,
-                    environ: Mapping[str, str]) -> tuple[Proxy | None, str]:
-    """The proxy the stream goes through and where it comes from (``--proxy``, ``$https_proxy``,
-    ``no_proxy``), as websocket-client decides it."""
-    hostname = hostname_of(endpoint)
-    no_proxy = environ.get("no_proxy", environ.get("NO_PROXY", ""))
-    if no_proxy and no_proxy_matches(hostname, no_proxy):
-        return None, "no_proxy"
-    if explicit is not None:
-        return explicit, "--proxy"
-    key = "https_proxy" if endpoint.scheme == "wss" else "http_proxy"
-    for name in (key, key.upper()):
-        value = environ.get(name, "").replace(" ", "")
-        if value:
-            return parse_proxy(value), name
-    return None, ""
-
-
 def hostname_of(endpoint: Endpoint) -> str:
     netloc = endpoint.netloc
     if netloc.startswith("["):
         return netloc[1:netloc.index("]")]
     return netloc.rsplit(":", 1)[0] if ":" in netloc else netloc
-
-
-def describe_network_error(exc: BaseException) -> str:
-    """The one-line reason a connection failed, worded the same for the socket and the HTTP API."""
-    if isinstance(exc, socket.gaierror):
-        return "unknown host (DNS lookup failed)"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the server running?)"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate rejected: {exc.verify_message} (use --ca-file or --insecure)"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return "timed out"
-    if isinstance(exc, ConnectionResetError):
-        return "connection reset by the server"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]

@@ -25,10 +25,9 @@ length the server announces, follows redirects with the token to wherever they p
 its timeout to each read rather than to the attempt, and blocks. Here the answer is read in
 chunks and capped at 64 KB of head, a refusal's body is never read, a redirect is an error naming
 its target, and every phase knows what to blame (the proxy, TLS against a plain server). What
-websocket-client still does: choose the proxy (``--proxy``, else ``http(s)_proxy`` and
-``no_proxy`` from the environment, its ``get_proxy_info``) and build the outgoing frames
-(``ABNF``). TLS uses the standard library's default context, as the library does: ``--ca-file``
-as the only CA, ``--insecure`` verifying nothing.
+websocket-client still does: build the outgoing frames (``ABNF``). The proxy (decided once per run,
+in ``Target.proxy``), its tunnel and the TLS context are ``transport``'s, shared with the HTTP API
+and the doctor.
 
 Sending never blocks either. Frames wait in a bounded queue (``Wire``) written whenever the
 socket is writable; a pong answers only the latest ping (a peer flooding pings gets one pong per
@@ -52,7 +51,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import websocket
-from websocket._url import get_proxy_info
 
 from misskey_cli.core import protocol
 from misskey_cli.core.events import (
@@ -86,12 +84,12 @@ from misskey_cli.net.dial import (
     read_head,
     resolve,
     send_all,
-    socks_connect,
     tcp_connect,
     tls_handshake,
 )
-from misskey_cli.net.endpoint import Proxy, Redactor, Target, describe_network_error
+from misskey_cli.net.endpoint import Redactor, Target
 from misskey_cli.net.policy import Backoff, Liveness, Reconnect
+from misskey_cli.net.transport import describe_network_error, proxy_unreachable, socks_connect, tls_context, tunnel
 
 RECV_SIZE = 1 << 18  # 256 KB: ~170 typical frames per system call, without big buffers to keep
 # Bytes waiting to be sent: more means the server is not reading. Also the most held for a first connection.
@@ -239,7 +237,6 @@ class Session:
         self._down: tuple[float, float, str] | None = None  # (monotonic, epoch, cause) of the last loss
         self._held: list[str] = []  # messages sent before the first connection, sent once it is up
         self._held_bytes = 0
-        self._tls: ssl.SSLContext | None = None
 
     # ----- desired state ------------------------------------------------------------------
 
@@ -434,7 +431,7 @@ class Session:
         try:
             chunk = wire.receive()
         except (OSError, ValueError) as exc:
-            self._lost(self.redact(describe_socket_error(exc)))
+            self._lost(self.redact(describe_network_error(exc)))
             return []
         if chunk is None:
             return []
@@ -512,7 +509,7 @@ class Session:
         url = urlsplit(target.url())
         host = url.hostname or ""
         port = url.port or (443 if secure else 80)
-        proxy = self._proxy_for(host, secure)
+        proxy = target.proxy
         if proxy is not None:
             attempt.proxy = host_port(proxy.host, proxy.port)
             self._debug(f"through the proxy {attempt.proxy}")
@@ -534,10 +531,11 @@ class Session:
                 sock = yield from tcp_connect(addresses)
                 if proxy is not None:
                     attempt.phase = "tunnelling"
-                    yield from self._tunnel(sock, host_port(host, port), proxy, attempt.proxy or "")
+                    yield from tunnel(sock, host, port, proxy)
             if secure:
                 attempt.phase = "tls"
-                sock = self._tls_context().wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+                context = tls_context(target.ca_file, target.insecure)
+                sock = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
                 yield from tls_handshake(sock)
             attempt.phase = "upgrading"
             key = base64.b64encode(os.urandom(16)).decode("ascii")
@@ -553,52 +551,6 @@ class Session:
         finally:
             if sock is not None:
                 sock.close()
-
-    def _proxy_for(self, host: str, secure: bool) -> Proxy | None:
-        """The proxy to go through: ``--proxy``, else the environment's; none for a ``no_proxy`` host."""
-        given = self.target.proxy
-        try:
-            proxy_host, proxy_port, auth = get_proxy_info(
-                host, secure, given.host if given else None, given.port if given else 0, given.auth if given else None)
-        except websocket.WebSocketException as exc:
-            raise Failed(f"unusable proxy setting: {exc}", permanent=True) from None
-        if not proxy_host:
-            return None
-        return Proxy(proxy_host, int(proxy_port or 80), given.kind if given else "http", auth)
-
-    @staticmethod
-    def _tunnel(sock: socket.socket, where: str, proxy: Proxy, shown: str) -> Generator[Wait, None, None]:
-        """Ask an HTTP proxy to ``CONNECT`` to ``where`` (host:port) and check its answer."""
-        request = f"CONNECT {where} HTTP/1.1\r\nHost: {where}\r\n"
-        user = proxy.auth[0] if proxy.auth else ""
-        if proxy.auth and user:
-            credentials = f"{user}:{proxy.auth[1]}" if proxy.auth[1] else user
-            request += f"Proxy-Authorization: Basic {base64.b64encode(credentials.encode()).decode('ascii')}\r\n"
-        yield from send_all(sock, (request + "\r\n").encode())
-        head, _ = yield from read_head(sock, f"proxy {shown}'s answer", exact=True)
-        if 200 <= head.status < 300:
-            return
-        status = f"HTTP {head.status}{' ' + head.reason[:60] if head.reason else ''}"
-        if head.status == 407 and user:
-            raise Failed(f"proxy {shown} rejected the credentials of {user} ({status})", permanent=True)
-        if head.status == 407:
-            raise Failed(f"proxy {shown} wants credentials ({status}): "
-                          f"give them as --proxy http://USER:PASSWORD@{shown}", permanent=True)
-        raise Failed(f"proxy {shown} could not reach {where} ({status})", permanent=False)
-
-    def _tls_context(self) -> ssl.SSLContext:
-        if self._tls is None:
-            target = self.target
-            try:
-                context = ssl.create_default_context(cafile=None if target.insecure else target.ca_file)
-            except (OSError, ssl.SSLError) as exc:
-                raise Failed(f"cannot use the CA file {target.ca_file}: {describe_socket_error(exc)}",
-                              permanent=True) from None
-            if target.insecure:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            self._tls = context
-        return self._tls
 
     def _check_answer(self, head: wsframes.ResponseHead, key: str) -> None:
         """Accept a 101 that completes the upgrade; name a redirect's target; hand other statuses on."""
@@ -627,30 +579,25 @@ class Session:
         phase, proxy = attempt.phase, attempt.proxy
         if isinstance(exc, Failed):
             return exc.reason, exc.permanent
+        if proxy and phase in ("resolving", "connecting"):
+            return proxy_unreachable(proxy, exc), isinstance(exc, socket.gaierror)
         if phase == "resolving" and isinstance(exc, socket.gaierror):
-            return (f"unknown proxy host {proxy} (DNS lookup failed)" if proxy
-                    else "unknown host (DNS lookup failed)"), True
-        if phase == "connecting" and proxy:
-            if isinstance(exc, ConnectionRefusedError):
-                return f"proxy {proxy} refused the connection", False
-            return f"cannot reach proxy {proxy}: {describe_socket_error(exc)}", False
+            return "unknown host (DNS lookup failed)", True
         if phase == "tunnelling":
-            if isinstance(exc, Ended):
-                return f"proxy {proxy} closed the connection without answering", False
-            return f"proxy {proxy}: {describe_socket_error(exc)}", False
+            return f"proxy {proxy}: {describe_network_error(exc)}", False
         if phase == "tls":
             if isinstance(exc, ssl.SSLCertVerificationError):
-                return describe_socket_error(exc), True
+                return describe_network_error(exc), True
             if isinstance(exc, ssl.SSLError):
                 reason = f"TLS error: {exc.reason or exc}"
             elif isinstance(exc, (Ended, ConnectionResetError, BrokenPipeError)):
                 reason = "TLS error: the server closed the connection in the TLS handshake"
             else:
-                reason = describe_socket_error(exc)
+                reason = describe_network_error(exc)
             return f"{reason}{self._plain_hint()}", isinstance(exc, ssl.SSLError)
         if isinstance(exc, Ended):
             return "the server closed the connection during the WebSocket handshake", False
-        return describe_socket_error(exc), isinstance(exc, socket.gaierror)
+        return describe_network_error(exc), isinstance(exc, socket.gaierror)
 
     def _timed_out(self, attempt: Attempt[Wire]) -> str:
         proxy = attempt.proxy
@@ -770,7 +717,7 @@ class Session:
             wire.flush(time.monotonic())
         except OSError as exc:
             if self._pending_loss is None:
-                self._pending_loss = (self.redact(describe_socket_error(exc)), False)
+                self._pending_loss = (self.redact(describe_network_error(exc)), False)
 
     # ----- leaving ----------------------------------------------------------------------------
 
@@ -835,10 +782,3 @@ class Session:
 class ServerClosed(MkstreamError):
     """The server closed the socket with a close frame and reconnecting is off: a normal end."""
 
-
-def describe_socket_error(exc: BaseException) -> str:
-    if isinstance(exc, websocket.WebSocketAddressException):
-        return "unknown host (DNS lookup failed)"
-    if isinstance(exc, websocket.WebSocketTimeoutException):
-        return "timed out"
-    return describe_network_error(exc)

@@ -30,6 +30,7 @@ from urllib.parse import quote
 from misskey_cli.errors import ConnectFailed, ExitCode, Forbidden, MkstreamError, TokenRejected, UsageError
 from misskey_cli.net.api import ApiClient, ApiError
 from misskey_cli.net.endpoint import Endpoint, Proxy, Redactor, parse_host
+from misskey_cli.net.transport import effective_proxy
 from misskey_cli.output.notices import Notices
 from misskey_cli.profiles.config_edit import (
     ConfigEdit,
@@ -207,14 +208,16 @@ def run_login(settings: LoginSettings, terminal: LoginTerminal, *,
         config_path = settings.config_path or default_config_path(terminal.environ)
         name = settings.profile or default_profile_name(settings.endpoint)
         edit = _open_config(config_path, name, settings.force)
-        _check_miauth(_client(settings, None), settings.endpoint)
+        # The proxy the stream would take (--proxy, else the environment's, unless no_proxy names the host).
+        proxy, _ = effective_proxy(settings.endpoint, settings.proxy, terminal.environ)
+        _check_miauth(_client(settings, proxy, None), settings.endpoint)
         session = new_session()
         _tell_where_to_approve(settings, terminal, notices, session, open_url)
         # No retries inside one check: the next poll is the retry, and it keeps the countdown honest.
-        poller = _client(settings, None, retries=0)
+        poller = _client(settings, proxy, None, retries=0)
         approval = _wait_for_approval(poller, session, settings, waiting, notices, sleep, clock)
         notices.redact = Redactor(approval.token)
-        username = _verify(_client(settings, approval.token))
+        username = _verify(_client(settings, proxy, approval.token))
         token_path, default_set = _store(edit, config_path, name, settings, approval.token)
     except KeyboardInterrupt:
         waiting.clear()
@@ -240,11 +243,9 @@ def _toml_key(name: str) -> str:
     return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else '"' + name.replace('"', '\\"') + '"'
 
 
-def _client(settings: LoginSettings, token: str | None, retries: int = 2) -> ApiClient:
-    proxy = settings.proxy
+def _client(settings: LoginSettings, proxy: Proxy | None, token: str | None, retries: int = 2) -> ApiClient:
     return ApiClient(settings.endpoint.http_base, token, ca_file=settings.ca_file, insecure=settings.insecure,
-                     proxy=(proxy.host, proxy.port, proxy.kind, proxy.auth) if proxy is not None else None,
-                     retries=retries)
+                     proxy=proxy, retries=retries)
 
 
 def _open_config(config_path: str, name: str, force: bool) -> ConfigEdit:

@@ -22,7 +22,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from misskey_cli.errors import ExitCode, MkstreamError, SourceEnded, UsageError
-from misskey_cli.net.endpoint import Redactor, Target, effective_proxy, loose_permissions, read_token_file
+from misskey_cli.net.endpoint import Redactor, Target, loose_permissions, read_token_file
+from misskey_cli.net.transport import effective_proxy
 from misskey_cli.output.notices import Notices, StatusLine
 from misskey_cli.run.settings import NoticeSettings, OutputSettings, Request, ServerSettings, StreamSettings
 
@@ -250,7 +251,7 @@ def _target(settings: StreamSettings, env: Environment, notices: Notices, stack:
         notices.warn("TLS certificates are not verified (--insecure): anyone on the path can read the stream")
     if token and server.endpoint.scheme == "ws" and not server.endpoint.is_loopback:
         notices.warn(f"the token is sent in clear text over plain ws:// to {server.endpoint.netloc}")
-    # Decided once, as websocket-client would, so the socket and the HTTP API (backfill) agree.
+    # Decided once, so the socket and the HTTP API (backfill) go the same way.
     proxy, source = effective_proxy(server.endpoint, server.proxy, env.environ)
     if proxy is not None:
         notices.debug(f"through the proxy {proxy.display} (from {source})")
@@ -340,10 +341,8 @@ def _api_client(target: Target, timeout: float, retries: int = 2) -> ApiClient:
     """The HTTP API of the streaming server, through the same TLS settings and proxy (raises UsageError)."""
     from misskey_cli.net.api import ApiClient
 
-    proxy = target.proxy
     return ApiClient(target.endpoint.http_base, target.token, ca_file=target.ca_file, insecure=target.insecure,
-                     timeout=timeout, retries=retries,
-                     proxy=(proxy.host, proxy.port, proxy.kind, proxy.auth) if proxy else None)
+                     timeout=timeout, retries=retries, proxy=target.proxy)
 
 
 def _note_lookups(request: Request, target: Target, notices: Notices, context: NoteContext | None) -> None:
