@@ -23,7 +23,7 @@ sys.path[:0] = [{here!r}, {root!r}]
 from frames import note_frames
 from misskey_cli.core import protocol
 from misskey_cli.output.lineformat import LineFormatter
-from misskey_cli.output.render import _ndjson
+from misskey_cli.core.jsoncodec import dumps_line
 job, count, passes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 data = note_frames(count, "localTimeline")
 formatter = LineFormatter(width=100, color=False)
@@ -32,7 +32,7 @@ for _ in range(passes):
     for index, frame in enumerate(data):
         value = protocol.decode(frame, False).value
         if job == "ndjson":
-            _ndjson(value)
+            dumps_line(value)
         elif job == "line":
             (formatter.format(value, start + index * 3e-5) + "\\n").encode("utf-8", "replace")
 """

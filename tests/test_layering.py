@@ -40,6 +40,7 @@ OWNERS = {
     "websockets": "simulator.engine",
     "wcwidth": "output.cells",
     "tomlkit": "profiles.config_edit",
+    "orjson": "core.jsoncodec",
 }
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from misskey_cli.core.protocol import loads
+from misskey_cli.core.jsoncodec import loads
 from misskey_cli.errors import UsageError
 from misskey_cli.output.render import (
     JqRuntimeError,

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from misskey_cli.core.jsoncodec import dumps_text, loads
 
 # Aliases a server accepts for client message types (PROTOCOL.md 3.1).
 CLIENT_TYPE_ALIASES = {"ch": "channel", "s": "subNote", "sr": "subNote", "un": "unsubNote"}
@@ -22,7 +22,7 @@ MAX_CHANNELS_PER_SOCKET = 32
 
 def encode(frame: dict[str, Any]) -> str:
     """Compact JSON, non-ASCII left as is (what Misskey itself sends)."""
-    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+    return dumps_text(frame)
 
 
 def connect_frame(channel: str, connection_id: str, params: dict[str, Any] | None, pong: bool = True) -> str:
@@ -147,25 +147,6 @@ class Bad:
     reason: str
     label: str
     data: bytes
-
-
-def loads(data: bytes) -> tuple[Any, bool]:
-    """Decode one JSON text (UTF-8 validated): (value, clean); raises ValueError with a short reason."""
-    try:
-        return orjson.loads(data), True
-    except orjson.JSONDecodeError as exc:
-        if str(exc).startswith("depth limit"):
-            raise ValueError("nested too deeply") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise ValueError("invalid UTF-8") from None
-    try:
-        return json.loads(text), False
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-    except ValueError as exc:
-        raise ValueError(f"not JSON ({exc.args[0].split(':')[0]})") from None
 
 
 def decode(data: bytes, binary: bool = False) -> Frame | Bad:

@@ -52,7 +52,7 @@ from urllib.parse import urlsplit
 
 import websocket
 
-from misskey_cli.core import protocol
+from misskey_cli.core import jsoncodec, protocol
 from misskey_cli.core.events import (
     DEADLINE,
     AckMissing,
@@ -479,7 +479,7 @@ class Session:
         Acks for connects sent as raw ``--stdin`` frames pass through to the output.
         """
         try:
-            cid = protocol.ack_id(protocol.loads(payload)[0])
+            cid = protocol.ack_id(jsoncodec.loads(payload)[0])
         except ValueError:
             return False
         if cid is None or (cid not in self.pending_acks and cid not in self.connections):

@@ -14,8 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
+from misskey_cli.core import jsoncodec
 from misskey_cli.core.choices import DEFAULT_STYLE
 from misskey_cli.core.protocol import without_surrogates
 from misskey_cli.core.safetext import escape_controls, escape_json_text
@@ -146,14 +145,6 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "backslashreplace")
 
 
-def dumps_compact(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value)
-    except (TypeError, orjson.JSONEncodeError):
-        # orjson refuses integers beyond 64 bits and lone surrogates; the standard library does not.
-        return _utf8(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
-
-
 class Renderer:
     """Frames to records for one set of output options.
 
@@ -178,7 +169,7 @@ class Renderer:
             self.encode: Callable[[Any], bytes] = (make_colourer(options.style, options.truecolor)
                                                    if options.color else _pretty)
         else:
-            self.encode = _ndjson
+            self.encode = jsoncodec.dumps_line
         if options.format == "line":  # every line record needs its receive time: encode is not used for it
             from misskey_cli.output.lineformat import LineFormatter
 
@@ -213,9 +204,9 @@ class Renderer:
                 return [self._encode_result(v, received_at) for v in values]
         try:
             if clean:
-                text = data.decode("utf-8") if data else dumps_compact(frame).decode("utf-8")
+                text = data.decode("utf-8") if data else jsoncodec.dumps(frame).decode("utf-8")
             else:
-                text = without_surrogates(json.dumps(frame, ensure_ascii=False))
+                text = without_surrogates(jsoncodec.dumps_text(frame))
             values = self.program.input_text(text).all()
         except ValueError as exc:
             raise JqRuntimeError(str(exc).splitlines()[0] if str(exc) else "jq error") from None
@@ -233,13 +224,6 @@ class Renderer:
     def _line(self, value: Any, received_at: float) -> bytes:
         assert self.line is not None
         return self.line(value, received_at).encode("utf-8", "replace") + b"\n"
-
-
-def _ndjson(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
-    except (TypeError, orjson.JSONEncodeError):
-        return dumps_compact(value) + b"\n"
 
 
 def _pretty(value: Any) -> bytes:

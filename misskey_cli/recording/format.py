@@ -27,7 +27,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
-import json
 import math
 import os
 import time
@@ -36,8 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, TypeGuard
 
-import orjson
-
+from misskey_cli.core import jsoncodec
 from misskey_cli.errors import OutputError, UsageError
 
 if TYPE_CHECKING:
@@ -169,7 +167,7 @@ def _looks_like_date(text: str) -> bool:
 
 def frame_line(data: bytes, binary: bool, at: float) -> bytes:
     """The recording line of one received frame."""
-    if not binary and b"\n" not in data and _spliceable(data):
+    if not binary and b"\n" not in data and jsoncodec.is_strict(data):
         return b'{"t":%.6f,"frame":%s}\n' % (at, data)
     if binary:
         key, value = "binary", base64.b64encode(data).decode("ascii")
@@ -178,29 +176,7 @@ def frame_line(data: bytes, binary: bool, at: float) -> bytes:
             key, value = "text", data.decode("utf-8")
         except UnicodeDecodeError:
             key, value = "bytes", base64.b64encode(data).decode("ascii")
-    return b'{"t":%.6f,"%s":%s}\n' % (at, key.encode(), orjson.dumps(value))
-
-
-def _spliceable(data: bytes) -> bool:
-    """Strict JSON that every jq reads: what orjson accepts. Not NaN or Infinity, and not the
-    escaped lone surrogates JavaScript makes of a string cut mid-emoji (jq 1.6 stops at them)."""
-    try:
-        orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return False
-    return True
-
-
-def _loose_json(data: bytes) -> Any:
-    """JSON as the standard library reads it (lone surrogates, NaN, huge integers); raises ValueError."""
-    try:
-        return json.loads(data.decode("utf-8"))
-    except RecursionError:
-        raise ValueError("nested too deeply") from None
-
-
-def _json_line(value: dict[str, Any]) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace") + b"\n"
+    return b'{"t":%.6f,"%s":%s}\n' % (at, key.encode(), jsoncodec.dumps(value))
 
 
 class Recorder:
@@ -235,7 +211,7 @@ class Recorder:
                                 "started": rfc3339(now), "by": f"mkstream {__version__}", "host": host}
         head.update(subscriptions.to_json())
         self.started = True
-        self._write(_json_line(head))
+        self._write(jsoncodec.dumps_line(head))
 
     def frames(self, items: Sequence[tuple[bytes, bool, float]]) -> None:
         if len(items) == 1:
@@ -245,7 +221,7 @@ class Recorder:
             self._write(b"".join([frame_line(data, binary, at) for data, binary, at in items]))
 
     def event(self, kind: str, at: float | None = None, **fields: Any) -> None:
-        self._write(_json_line({"t": round(time.time() if at is None else at, 6), "event": kind, **fields}))
+        self._write(jsoncodec.dumps_line({"t": round(time.time() if at is None else at, 6), "event": kind, **fields}))
 
     def _write(self, data: bytes) -> None:
         if self.fd < 0:
@@ -634,7 +610,7 @@ class _InputReader:
         if not line.strip():
             return
         try:
-            _loose_json(line)
+            jsoncodec.loads(line)
             whole = True
         except ValueError:
             whole = False
@@ -653,14 +629,11 @@ class _InputReader:
     def _slow(self, line: bytes, n: int) -> None:
         """A line the hot loop does not slice: parsed, then a header, an event, a frame wrapper or a frame."""
         try:
-            value = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            try:
-                value = _loose_json(line)
-            except ValueError:
-                shown = line[:60].decode("utf-8", "replace")
-                self._bad(n, f"not JSON, skipped: {shown!r}{'...' if len(line) > 60 else ''}")
-                return
+            value, _ = jsoncodec.loads(line)
+        except ValueError:
+            shown = line[:60].decode("utf-8", "replace")
+            self._bad(n, f"not JSON, skipped: {shown!r}{'...' if len(line) > 60 else ''}")
+            return
         if type(value) is dict:
             if value.get("mkstream") == FORMAT_NAME:
                 self._header(value, n)
@@ -679,14 +652,14 @@ class _InputReader:
                     self.last_t = parse_rfc3339(ts) + TS_ROUNDING
                     self.timed = True
                     del value["ts"]
-                    line = _dumps(value)
+                    line = jsoncodec.dumps(value)
                 except ValueError:
                     pass
         self.out.append(self.reader.make(line.strip(), False, self.last_t))
 
     def _wrapped(self, key: str, value: Any, t: float, n: int) -> None:
         if key == "frame":
-            data, binary = _dumps(value), False
+            data, binary = jsoncodec.dumps(value), False
         elif key == "text" and isinstance(value, str):
             data, binary = value.encode("utf-8", "surrogatepass"), False
         elif isinstance(value, str):
@@ -722,13 +695,6 @@ class _InputReader:
         self._cut()
         old = self.section
         self.section = Section(old.file, old.number, old.host, Subscriptions.from_json(value), old.start)
-
-
-def _dumps(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value)
-    except (TypeError, orjson.JSONEncodeError):  # integers beyond 64 bits, lone surrogates
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
 
 
 def _is_time(value: Any) -> TypeGuard[float]:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from misskey_cli.core import jsoncodec
 from misskey_cli.errors import MkstreamError, UsageError
 
 PAGE = 100  # the most a Misskey timeline answers at once
@@ -123,8 +124,7 @@ def fetch(call: Callable[[str, dict[str, Any]], Any], target: Target, limit: int
                                                                    "body": item}}
             if mark:
                 frame["backfilled"] = True
-            result.frames.append((item["id"], json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
-                                  .encode("utf-8", "backslashreplace")))
+            result.frames.append((item["id"], jsoncodec.dumps(frame)))
         if result.capped or not items or len(page) < PAGE:
             return result
         since = items[-1]["id"]
