@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 
 import pytest
 
 from misskey_cli.core.jsoncodec import loads
+from misskey_cli.core.timefmt import parse_rfc3339, rfc3339
 from misskey_cli.errors import UsageError
 from misskey_cli.output.render import (
     JqRuntimeError,
@@ -16,7 +18,6 @@ from misskey_cli.output.render import (
     compile_filters,
     decide_color,
     decide_format,
-    rfc3339,
 )
 
 NOTE = {"type": "channel", "body": {"id": "localTimeline", "type": "note",
@@ -44,9 +45,24 @@ def test_timestamps_come_first():
     assert {k: v for k, v in value.items() if k != "ts"} == NOTE
 
 
-def test_rfc3339():
+def test_rfc3339_rounds_to_the_nearest_millisecond():
     assert rfc3339(0.0) == "1970-01-01T00:00:00.000Z"
-    assert rfc3339(1795808922.9999) == "2026-11-27T19:48:42.999Z"
+    assert rfc3339(1795808922.9999) == "2026-11-27T19:48:43.000Z"
+    assert rfc3339(1795808922.1844) == "2026-11-27T19:48:42.184Z"
+    assert rfc3339(1795808922.1846) == "2026-11-27T19:48:42.185Z"
+
+
+def test_an_rfc3339_time_read_back_prints_the_same():
+    # --timestamps output and recordings are read back by replay: what it prints must not drift
+    # (a float of whole milliseconds can sit a hair below them: .329 -> .32899...).
+    rng = random.Random(3339)
+    for _ in range(100_000):
+        epoch = rng.uniform(0, 4e9)
+        text = rfc3339(epoch)
+        assert rfc3339(parse_rfc3339(text)) == text, epoch
+    for millis in range(1795808922000, 1795808924000):  # every millisecond of two seconds
+        text = rfc3339(millis / 1000)
+        assert rfc3339(parse_rfc3339(text)) == text and text.endswith(f".{millis % 1000:03d}Z")
 
 
 def test_pretty_without_colour_is_indented_json():

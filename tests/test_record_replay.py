@@ -18,16 +18,15 @@ from pathlib import Path
 import pytest
 from helpers import SAFETY, in_background, join_ok, records, run_cli, spawn
 
+from misskey_cli.core.timefmt import TimeBound, parse_time_bound
 from misskey_cli.errors import ExitCode
 from misskey_cli.recording.format import (
     Reader,
     RecordedChannel,
     Recorder,
     Subscriptions,
-    TimeBound,
     frame_line,
     open_inputs,
-    parse_time_bound,
 )
 
 JQ = shutil.which("jq")

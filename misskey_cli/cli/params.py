@@ -244,7 +244,7 @@ class TimeBoundType(click.ParamType):
     name = "time"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        from misskey_cli.recording.format import TimeBound, parse_time_bound
+        from misskey_cli.core.timefmt import TimeBound, parse_time_bound
 
         if isinstance(value, TimeBound):
             return value

@@ -24,11 +24,12 @@ import math
 import re
 import zlib
 from collections.abc import Callable
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from misskey_cli.core.notes import is_pure_renote
 from misskey_cli.core.safetext import UNSAFE_CHARACTERS, escape_controls
+from misskey_cli.core.timefmt import rfc3339
 from misskey_cli.output.cells import ELLIPSIS, Span, clip, cut_spans, display_width, fit, measure, wcs
 from misskey_cli.output.notecontext import NoteContext
 from misskey_cli.output.plaintext import (
@@ -128,7 +129,6 @@ class LineFormatter:
         self._colours: dict[str, str] = {}
         self._accounts: dict[tuple[Any, Any], str] = {}
         self._connections: dict[str, tuple[str, str]] = {}
-        self._stamp_second: int | None = None  # (with timestamps)
         self._stamp_from, self._stamp_until = math.inf, -math.inf  # the second of _stamp_text (without)
         self._stamp_text = ""
 
@@ -269,13 +269,7 @@ class LineFormatter:
             if self._stamp_from <= received_at < self._stamp_until:
                 return self._stamp_text  # the second of the last line (HH:MM:SS only)
             if self._timestamps:
-                millis = round(received_at * 1000)
-                second, milli = divmod(millis, 1000)
-                if second != self._stamp_second:
-                    moment = datetime.fromtimestamp(second, UTC)
-                    self._stamp_text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-                    self._stamp_second = second
-                return f"{self._stamp_text}.{milli:03d}Z"
+                return rfc3339(received_at)
             second = int(received_at // 1)
             self._stamp_text = datetime.fromtimestamp(second, self._tz).strftime("%H:%M:%S")
             self._stamp_from, self._stamp_until = second, second + 1

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from misskey_cli.core.safetext import escape_controls
+from misskey_cli.core.timefmt import rfc3339_seconds
 from misskey_cli.net.endpoint import Redactor
 
 
@@ -49,7 +50,7 @@ class Notices:
     def event(self, message: str) -> None:
         """A notice about the connection (lost, retrying, reconnected, a gap), timestamped in a log."""
         if not self.quiet:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ ", time.gmtime()) if self.timestamps else ""
+            stamp = rfc3339_seconds() + " " if self.timestamps else ""
             self._emit(f"mkstream: {stamp}{message}")
 
     def warn(self, message: str) -> None:

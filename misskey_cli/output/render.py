@@ -9,7 +9,6 @@ Writing the records is ``writer.py``'s job.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from misskey_cli.core import jsoncodec
 from misskey_cli.core.choices import DEFAULT_STYLE
 from misskey_cli.core.protocol import without_surrogates
 from misskey_cli.core.safetext import escape_controls, escape_json_text
+from misskey_cli.core.timefmt import rfc3339
 from misskey_cli.errors import UsageError
 from misskey_cli.output.jqfast import Fallback, check_output, compile_fast
 from misskey_cli.output.notecontext import NoteContext
@@ -130,13 +130,6 @@ def style_names() -> list[str]:
     from pygments.styles import get_all_styles
 
     return sorted(get_all_styles())
-
-
-def rfc3339(epoch: float) -> str:
-    """Receive time as RFC 3339 UTC with milliseconds: ``2026-11-27T19:28:42.184Z``."""
-    whole = int(epoch)
-    millis = int((epoch - whole) * 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
 
 
 def _utf8(text: str) -> bytes:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime
 import math
 import os
 import time
@@ -36,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, TypeGuard
 
 from misskey_cli.core import jsoncodec
+from misskey_cli.core.timefmt import parse_rfc3339, rfc3339
 from misskey_cli.errors import OutputError, UsageError
 
 if TYPE_CHECKING:
@@ -45,10 +45,6 @@ FORMAT_NAME = "recording"
 VERSION = 1
 CHUNK = 1 << 20  # bytes read at a time: about 700 typical frames
 BAD_LINES_SHOWN = 5  # per file; then only counted
-# A "ts" of whole milliseconds, as a float, can fall a hair below them (.329 -> .32899...), and
-# --timestamps would then print .328: read it a microsecond later (an epoch float today is
-# precise to about a quarter of one).
-TS_ROUNDING = 1e-6
 
 Warn = Callable[[str], None]
 
@@ -98,68 +94,6 @@ def named_captures(source: Any) -> tuple[str, ...]:
     """The captures a user named: not those of ``--capture-seen`` (the frames say which notes they are),
     which would make a line of up to 500 ids for every note."""
     return tuple(note_id for note_id, seen in source.captures.items() if not seen)
-
-
-# ----- time ----------------------------------------------------------------------------------
-
-
-def rfc3339(epoch: float) -> str:
-    """``2026-11-27T19:28:42.184Z``: milliseconds, UTC (the ``--timestamps`` form)."""
-    whole = math.floor(epoch)
-    millis = min(999, round((epoch - whole) * 1000))
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{millis:03d}Z"
-
-
-def parse_rfc3339(text: str) -> float:
-    """Epoch seconds of an RFC 3339 time (``2026-11-27T19:28:42.184Z``, ``...+09:00``, or a date).
-
-    A time without an offset is UTC, like every time mkstream prints. Raises ValueError.
-    """
-    raw = text.strip()
-    try:
-        moment = datetime.datetime.fromisoformat(raw.replace("z", "Z"))
-    except ValueError:
-        raise ValueError(f"{text!r} is not an RFC 3339 time (e.g. 2026-11-27T19:28:42Z)") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
-
-
-@dataclass(frozen=True)
-class TimeBound:
-    """A ``--since``/``--until`` value: an epoch time, ``ago`` seconds before now, or ``after_start``
-    seconds after the input starts (its first header's time, else its first frame's)."""
-
-    kind: str  # "at", "ago", "after_start"
-    seconds: float
-
-    def resolve(self, now: float, start: float | None) -> float | None:
-        """The epoch time meant, or None while the input's start is not known yet."""
-        if self.kind == "at":
-            return self.seconds
-        if self.kind == "ago":
-            return now - self.seconds
-        return None if start is None else start + self.seconds
-
-
-def parse_time_bound(text: str) -> TimeBound:
-    """``2026-11-27T19:28:42Z`` (RFC 3339), ``10m`` (ten minutes ago) or ``+10m`` (after the start)."""
-    from misskey_cli.core.timefmt import parse_duration
-
-    raw = text.strip()
-    if raw[:1] in ("+", "-") or (raw[:1].isdigit() and not _looks_like_date(raw)):
-        sign, rest = (raw[0], raw[1:]) if raw[:1] in ("+", "-") else ("", raw)
-        try:
-            seconds = parse_duration(rest)
-        except ValueError:
-            raise ValueError(f"{text!r} is not a time: give an RFC 3339 time (2026-11-27T19:28:42Z), "
-                             "a duration ago (10m) or a duration after the start of the input (+10m)") from None
-        return TimeBound("after_start" if sign == "+" else "ago", seconds)
-    return TimeBound("at", parse_rfc3339(raw))
-
-
-def _looks_like_date(text: str) -> bool:
-    return len(text) >= 10 and text[4:5] == "-" and text[7:8] == "-"
 
 
 # ----- writing --------------------------------------------------------------------------------
@@ -599,7 +533,7 @@ class _InputReader:
         if end < 0 or line[end + 1:end + 2] != b",":
             return None
         try:
-            at = parse_rfc3339(line[7:end].decode("ascii")) + TS_ROUNDING
+            at = parse_rfc3339(line[7:end].decode("ascii"))
         except (ValueError, UnicodeDecodeError):
             return None
         return b"{" + line[end + 2:], at
@@ -649,7 +583,7 @@ class _InputReader:
             ts = value.get("ts")
             if isinstance(ts, str) and isinstance(value.get("type"), str):
                 try:
-                    self.last_t = parse_rfc3339(ts) + TS_ROUNDING
+                    self.last_t = parse_rfc3339(ts)
                     self.timed = True
                     del value["ts"]
                     line = jsoncodec.dumps(value)

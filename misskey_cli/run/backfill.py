@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from misskey_cli.core import jsoncodec
+from misskey_cli.core.timefmt import parse_rfc3339, rfc3339_seconds
 from misskey_cli.errors import MkstreamError, UsageError
 
 PAGE = 100  # the most a Misskey timeline answers at once
@@ -294,7 +295,7 @@ class StateFile:
         self._written_at = time.monotonic()
         document = {
             "mkstream": "state", "version": STATE_VERSION, "host": self.host,
-            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "updated": rfc3339_seconds(),
             "connections": {cid: {"channel": channel, "params": params, "lastId": last}
                             for cid, channel, params, last in connections},
         }
@@ -319,9 +320,7 @@ def _parse_time(text: Any) -> float | None:
     if not isinstance(text, str):
         return None
     try:
-        import calendar
-
-        return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ")))
+        return parse_rfc3339(text)
     except ValueError:
         return None
 
@@ -452,7 +451,7 @@ class Gaps:
 
 def _problems(result: Result) -> list[str]:
     target = result.target
-    since = _clock(target.gap_from)
+    since = rfc3339_seconds(target.gap_from)
     what = item_kind(target.channel)[1]
     if result.failure is not None:
         return [f"{target.connection_id}: backfill failed ({result.failure}); {what} since {since} may be missing"]
@@ -463,10 +462,6 @@ def _problems(result: Result) -> list[str]:
     return []
 
 
-def _clock(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
 def unfetchable_notice(connection_id: str, channel: str, gap_from: float) -> str:
-    return (f"{connection_id}: {channel} has no timeline to backfill from; its events since {_clock(gap_from)} "
-            "may be missing")
+    return (f"{connection_id}: {channel} has no timeline to backfill from; its events since "
+            f"{rfc3339_seconds(gap_from)} may be missing")

@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from misskey_cli.core.events import DEADLINE, Connection, Counters, Event, Frames, Readable, Received
+from misskey_cli.core.timefmt import TimeBound
 from misskey_cli.errors import SourceEnded
 from misskey_cli.output.notices import Notices
 from misskey_cli.recording.format import (
@@ -25,7 +26,6 @@ from misskey_cli.recording.format import (
     Recorder,
     RecordingSource,
     Section,
-    TimeBound,
     close_inputs,
     open_inputs,
 )

@@ -14,8 +14,8 @@ from misskey_cli.net.policy import Liveness as Liveness  # re-exported: run cont
 from misskey_cli.net.policy import Reconnect as Reconnect
 
 if TYPE_CHECKING:  # annotations only: cli.py imports this module at start-up, so it stays light
+    from misskey_cli.core.timefmt import TimeBound
     from misskey_cli.net.endpoint import Endpoint, Proxy
-    from misskey_cli.recording.format import TimeBound
 
 # ----- the server -----------------------------------------------------------------------------
 
