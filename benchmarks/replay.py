@@ -40,7 +40,8 @@ sys.path.insert(0, str(HERE))
 
 from frames import note_frames  # noqa: E402 - beside this file
 
-from misskey_cli.recording.format import Recorder, Subscriptions  # noqa: E402
+from misskey_cli.recording.format import Subscriptions  # noqa: E402
+from misskey_cli.recording.writer import Recorder  # noqa: E402
 
 MKSTREAM = [sys.executable, "-m", "misskey_cli"]
 

@@ -20,14 +20,9 @@ from helpers import SAFETY, in_background, join_ok, records, run_cli, spawn
 
 from misskey_cli.core.timefmt import TimeBound, parse_time_bound
 from misskey_cli.errors import ExitCode
-from misskey_cli.recording.format import (
-    Reader,
-    RecordedChannel,
-    Recorder,
-    Subscriptions,
-    frame_line,
-    open_inputs,
-)
+from misskey_cli.recording.format import RecordedChannel, Subscriptions, frame_line
+from misskey_cli.recording.reader import Reader, open_inputs
+from misskey_cli.recording.writer import Recorder
 
 JQ = shutil.which("jq")
 T0 = 1795807722.0  # 2026-11-27T19:28:42Z

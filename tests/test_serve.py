@@ -16,7 +16,9 @@ import websocket
 from helpers import SAFETY, run_cli, spawn
 
 from misskey_cli.errors import ExitCode
-from misskey_cli.recording.format import RecordedChannel, Recorder, Section, Subscriptions, frame_line
+from misskey_cli.recording.format import RecordedChannel, Subscriptions, frame_line
+from misskey_cli.recording.reader import Section
+from misskey_cli.recording.writer import Recorder
 from misskey_cli.simulator import Simulator
 from misskey_cli.simulator.replay import ReplayOptions, choose_recorded, recorded_channel, with_connection_id
 

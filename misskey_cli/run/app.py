@@ -321,7 +321,8 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
     gaps = _gaps(settings, target, notices, stack)
     source: Any = session
     if out.record is not None:
-        from misskey_cli.recording.format import Recorder, RecordingSource
+        from misskey_cli.recording.tee import RecordingSource
+        from misskey_cli.recording.writer import Recorder
 
         recorder = stack.enter_context(Recorder.open(out.record))
         source = RecordingSource(session, recorder, lambda: target.endpoint.netloc, notices.redact,

@@ -20,15 +20,9 @@ from misskey_cli.core.events import DEADLINE, Connection, Counters, Event, Frame
 from misskey_cli.core.timefmt import TimeBound
 from misskey_cli.errors import SourceEnded
 from misskey_cli.output.notices import Notices
-from misskey_cli.recording.format import (
-    Batch,
-    Reader,
-    Recorder,
-    RecordingSource,
-    Section,
-    close_inputs,
-    open_inputs,
-)
+from misskey_cli.recording.reader import Batch, Reader, Section, close_inputs, open_inputs
+from misskey_cli.recording.tee import RecordingSource
+from misskey_cli.recording.writer import Recorder
 from misskey_cli.run.app import (
     Environment,
     _drain_and_report,

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from misskey_cli.core import protocol
 from misskey_cli.core.channels import CATALOGUE
-from misskey_cli.recording.format import Reader, Section, close_inputs, open_inputs
+from misskey_cli.recording.reader import Reader, Section, close_inputs, open_inputs
 
 if TYPE_CHECKING:
     from misskey_cli.simulator.engine import Engine
