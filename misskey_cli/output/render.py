@@ -41,6 +41,7 @@ class OutputOptions:
     width: int | None = None  # line format: the columns to fit (None: no cut)
     show_cw: bool = False  # line format: show the text behind a content warning
     note_context: NoteContext | None = None  # line format: the notes and users behind noteUpdated events
+    relayed: bool = False  # line format: records may be mkstream proxy's (relayline.py)
 
 
 @dataclass(frozen=True)
@@ -179,9 +180,11 @@ class Renderer:
                                                    if options.color else _pretty)
         elif options.format == "line":
             from misskey_cli.output.lineformat import LineFormatter
+            from misskey_cli.output.relayline import RelayLines
 
-            self.line = LineFormatter(width=options.width, color=options.color, show_cw=options.show_cw,
-                                      timestamps=options.timestamps, context=options.note_context).format
+            lines = RelayLines if options.relayed else LineFormatter
+            self.line = lines(width=options.width, color=options.color, show_cw=options.show_cw,
+                              timestamps=options.timestamps, context=options.note_context).format
             self.encode = _ndjson  # unused: every line record needs its receive time
         else:
             self.encode = _ndjson

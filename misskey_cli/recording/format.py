@@ -9,6 +9,10 @@ A recording is NDJSON (gzip when the name ends in ``.gz``) that jq reads as it i
   with the frame's JSON text spliced in byte for byte (not re-encoded), or, for a frame that is
   not one line of strict JSON, ``{"t":..,"text":".."}`` (UTF-8 text), ``{"t":..,"bytes":"BASE64"}``
   (a text frame that is not UTF-8), ``{"t":..,"binary":"BASE64"}`` (a binary frame);
+- from ``mkstream proxy``, one line per relayed frame or API call, with its connection number and
+  side: ``{"t":..,"conn":N,"from":"client"|"server","frame":FRAME}`` (or ``text``, ``bytes``,
+  ``binary``, ``ping``, ``pong``, ``close``, ``api`` in place of ``frame``); without ``conn`` a line
+  is a frame the recording run received, as above;
 - a line whenever the subscriptions change, ``{"t":..,"event":"subscriptions","channels":[..],
   "captures":[..]}``, and after a reconnect, ``{"t":..,"event":"reconnected",..}``.
 
@@ -181,6 +185,11 @@ def frame_line(data: bytes, binary: bool, at: float) -> bytes:
     return b'{"t":%.6f,"%s":%s}\n' % (at, key.encode(), orjson.dumps(value))
 
 
+def relayed_line(at: float, conn: int, side: str, key: str, value: bytes) -> bytes:
+    """The recording line of a relayed frame or API call: ``value`` is the JSON text of ``key``'s value."""
+    return b'{"t":%.6f,"conn":%d,"from":"%s","%s":%s}\n' % (at, conn, side.encode(), key.encode(), value)
+
+
 def _spliceable(data: bytes) -> bool:
     """Strict JSON that every jq reads: what orjson accepts. Not NaN or Infinity, and not the
     escaped lone surrogates JavaScript makes of a string cut mid-emoji (jq 1.6 stops at them)."""
@@ -243,6 +252,9 @@ class Recorder:
             self._write(frame_line(data, binary, at))
         else:
             self._write(b"".join([frame_line(data, binary, at) for data, binary, at in items]))
+
+    def relayed(self, at: float, conn: int, side: str, key: str, value: bytes) -> None:
+        self._write(relayed_line(at, conn, side, key, value))
 
     def event(self, kind: str, at: float | None = None, **fields: Any) -> None:
         self._write(_json_line({"t": round(time.time() if at is None else at, 6), "event": kind, **fields}))
@@ -415,8 +427,12 @@ class Reader:
     that input, or the time the input was opened.
     """
 
-    def __init__(self, inputs: Sequence[Input], warn: Warn, make: Make = _tuple, chunk: int = CHUNK) -> None:
+    def __init__(self, inputs: Sequence[Input], warn: Warn, make: Make = _tuple, chunk: int = CHUNK,
+                 relayed: bool = False) -> None:
         self.inputs = list(inputs)
+        # A proxy's lines: with ``relayed``, each one (without "t") is a frame of its own, the record
+        # the proxy wrote; without, only the server's frames count, as if received (serve --replay).
+        self.relayed = relayed
         self.warn = warn
         self.make = make
         self.chunk = chunk
@@ -669,6 +685,9 @@ class _InputReader:
             if "event" in value and _is_time(t):
                 self._event(value)
                 return
+            if "conn" in value and "from" in value and _is_time(t):
+                self._relayed(value, float(t), n)
+                return
             for key in ("frame", "text", "bytes", "binary"):
                 if key in value and _is_time(t) and "type" not in value:
                     self._wrapped(key, value[key], float(t), n)
@@ -683,6 +702,19 @@ class _InputReader:
                 except ValueError:
                     pass
         self.out.append(self.reader.make(line.strip(), False, self.last_t))
+
+    def _relayed(self, value: dict[str, Any], t: float, n: int) -> None:
+        if self.reader.relayed:
+            del value["t"]
+            self.last_t, self.timed = t, True
+            self.out.append(self.reader.make(_dumps(value), False, t))
+            return
+        if value["from"] != "server":
+            return  # what the client sent is not the server's to play back
+        for key in ("frame", "text", "bytes", "binary"):
+            if key in value:
+                self._wrapped(key, value[key], t, n)
+                return
 
     def _wrapped(self, key: str, value: Any, t: float, n: int) -> None:
         if key == "frame":
