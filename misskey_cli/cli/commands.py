@@ -571,8 +571,6 @@ def proxy(host, listen, insecure, ca_file, bodies, ack_timeout, connect_timeout,
     from misskey_cli.run.settings import NoticeSettings
 
     check_output_options(kw)
-    if insecure and ca_file:
-        raise click.UsageError("--insecure and --ca-file contradict each other: keep one")
     settings = ProxySettings(host, listen[0], listen[1], output_settings(kw),
                              NoticeSettings(kw["quiet"], kw["verbose"], kw["stats"], kw["status"]),
                              insecure, ca_file, ack_timeout, connect_timeout, bodies, count, duration)

@@ -25,6 +25,7 @@ class SocketWatch:
     logged_in: bool
     ack_timeout: float = 5.0
     connections: dict[str, str] = field(default_factory=dict)  # connection id -> channel
+    accepted: set[str] = field(default_factory=set)  # the ids the server holds (the 32 count these)
     captures: set[str] = field(default_factory=set)
     awaiting_ack: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (channel, sent at)
     ping_since: float | None = None  # a server ping the client has not answered yet, since then
@@ -70,9 +71,15 @@ class SocketWatch:
             return ["a connect without a channel name and an id (strings): the server ignores it"]
         params = params if isinstance(params, dict) else {}
         warnings = []
-        if len(self.connections) >= MAX_CHANNELS_PER_SOCKET:
-            warnings.append(f"connect {channel} (id {cid}) is channel {len(self.connections) + 1} on this socket: "
-                            f"the server ignores connects past {MAX_CHANNELS_PER_SOCKET}, without a word")
+        known = CATALOGUE.get(channel)
+        held = [self.connections[c] for c in self.accepted if c != cid]
+        if known is not None and (self.logged_in or not known.needs_login) \
+                and not (known.shareable and channel in held):
+            if len(held) >= MAX_CHANNELS_PER_SOCKET:
+                warnings.append(f"connect {channel} (id {cid}) would be channel {len(held) + 1} on this socket: "
+                                f"the server ignores connects past {MAX_CHANNELS_PER_SOCKET}, without a word")
+            else:
+                self.accepted.add(cid)
         for key, value in params.items():
             try:
                 check_param_json(channel, key, value)
@@ -96,6 +103,7 @@ class SocketWatch:
         if not isinstance(cid, str) or cid not in self.connections:
             return [f"disconnect of id {cid!r}, which was never connected on this socket: the server ignores it"]
         channel = self.connections.pop(cid)
+        self.accepted.discard(cid)
         self.awaiting_ack.pop(cid, None)
         warnings = []
         if self.captures and CATALOGUE.get(channel) is not None and "note" in CATALOGUE[channel].events \

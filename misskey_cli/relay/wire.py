@@ -254,7 +254,7 @@ class Relay:
         try:
             up_writer.write(request.head(forwarded_headers(request, self.upstream.endpoint.netloc, False)) + body)
             await up_writer.drain()
-            answer = await self._relay_answer(up_reader, writer)
+            status, response_type, response_body, last = await self._relay_answer(up_reader, writer)
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
             why = describe_network_error(exc) if isinstance(exc, OSError) else "the server's answer is not HTTP"
             self.observer.notice(f"#{conn}: {request.method} {path}: {why}; answered 502")
@@ -263,29 +263,32 @@ class Relay:
             return
         finally:
             up_writer.close()
-        status, response_type, response_body = answer
+        # Observed before the answer's last bytes go out: when the client has its answer, the call is a record.
         self.observer.api(conn, ApiCall(request.method, path, status, _ms(started), body, response_body, response_type),
                           time.time())
+        writer.write(last)
 
     async def _relay_answer(self, up_reader: asyncio.StreamReader,
-                            writer: asyncio.StreamWriter) -> tuple[int, str, bytes]:
-        """Relay the server's answer (head with ``Connection: close``, then the body to its end)."""
+                            writer: asyncio.StreamWriter) -> tuple[int, str, bytes, bytes]:
+        """Relay the server's answer (head with ``Connection: close``, then the body to its end) but for its
+        last bytes, which are returned: (status, content type, body kept, the last bytes)."""
         head = await up_reader.readuntil(b"\r\n\r\n")
         parsed = ResponseHead.parse(head)
         lines = head.decode("latin-1").rstrip("\r\n").split("\r\n")
         kept = [line for line in lines[1:]
                 if line.partition(":")[0].strip().lower() not in ("connection", "keep-alive")]
-        writer.write("\r\n".join([lines[0], *kept, "Connection: close", "", ""]).encode("latin-1"))
+        held = "\r\n".join([lines[0], *kept, "Connection: close", "", ""]).encode("latin-1")
         kept_body = bytearray()
         while data := await up_reader.read(CHUNK):
-            writer.write(data)
+            writer.write(held)
+            held = data
             if self.keep_bodies and len(kept_body) < MAX_BODY:
                 kept_body += data
             await writer.drain()
         body = bytes(kept_body)
         if "chunked" in parsed.headers.get("transfer-encoding", "").lower():
             body = dechunk(body)
-        return parsed.status, parsed.headers.get("content-type", ""), body
+        return parsed.status, parsed.headers.get("content-type", ""), body, held
 
     # ----- WebSocket --------------------------------------------------------------------------
 

@@ -1,0 +1,369 @@
+"""``mkstream proxy`` through the real CLI: clients of our own talk to the simulator through it.
+
+The proxy runs as a child process; the clients are websocket-client sockets and urllib requests
+pointed at it. Each test checks what the client got against what the server sent (and the
+other way round, through the simulator's record of client frames), the records, the warnings,
+and the recording through ``mkstream replay`` and ``serve --replay``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import websocket
+
+from misskey_cli.simulator import Simulator
+from misskey_cli.simulator.replay import ReplayOptions
+from tests.helpers import SAFETY, finish, run_cli, spawn
+
+BANNER = re.compile(r"proxy listening on http://127\.0\.0\.1:(\d+),")
+
+
+class Proxy:
+    """A running ``mkstream proxy`` child: its port, its stderr so far, and a clean stop."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.stderr = b""
+        self.port = int(self._wait_for(BANNER).group(1))
+
+    def _wait_for(self, pattern: re.Pattern[str], timeout: float = 30.0) -> re.Match[str]:
+        assert self.proc.stderr is not None
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stderr.fileno()
+        while (found := pattern.search(self.stderr.decode("utf-8", "replace"))) is None:
+            left = deadline - time.monotonic()
+            assert left > 0, f"proxy said: {self.stderr.decode()}"
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 65536)
+                assert chunk, f"proxy ended: {self.stderr.decode()}"
+                self.stderr += chunk
+        return found
+
+    def wait_for_notice(self, text: str) -> None:
+        self._wait_for(re.compile(re.escape(text)))
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/streaming"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, sig: int = signal.SIGINT) -> tuple[int, str, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code, out, err = finish(self.proc, timeout=30)
+        return code, out, self.stderr.decode() + err
+
+
+@pytest.fixture
+def start_proxy() -> Iterator[Callable[..., Proxy]]:
+    started: list[Proxy] = []
+
+    def start(host: str, *args: str) -> Proxy:
+        proxy = Proxy(spawn("proxy", "--host", host, "--listen", "127.0.0.1:0", *SAFETY, *args))
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        if proxy.proc.poll() is None:
+            proxy.proc.kill()
+            proxy.proc.communicate(timeout=10)
+
+
+def post(url: str, body: dict[str, Any]) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=20) as answer:
+            return answer.status, json.loads(answer.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def lines_of(out: str) -> list[Any]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def connect_frame(channel: str, cid: str, params: dict[str, Any] | None = None, pong: bool = True) -> str:
+    body: dict[str, Any] = {"channel": channel, "id": cid}
+    if params is not None:
+        body["params"] = params
+    if pong:
+        body["pong"] = True
+    return json.dumps({"type": "connect", "body": body})
+
+
+# ----- relaying ---------------------------------------------------------------------------------
+
+
+def test_streams_and_api_calls_are_relayed_byte_for_byte_and_every_frame_is_a_record(sim, start_proxy, tmp_path):
+    proxy = start_proxy(sim.http_url, "--ndjson", "--record", str(tmp_path / "rec.ndjson"))
+    ws = websocket.create_connection(proxy.ws_url + "?i=tok-alice", timeout=20)
+    sent_text = [
+        connect_frame("localTimeline", "a1"),
+        '{"type":"connect",  "body":{"channel":"main","id":"m"}}',  # spacing kept as sent
+        "not json \u00e9 \x01",
+    ]
+    for text in sent_text:
+        ws.send(text)
+    ws.send_binary(b"\x00\xffbin")
+    assert json.loads(ws.recv()) == {"type": "connected", "body": {"id": "a1"}}
+    sim.wait_for_subscription("main")
+    note = sim.post_note(author="bob")
+    got_note = ws.recv()
+    assert json.loads(got_note)["body"]["body"]["id"] == note["id"]
+    ws.send(json.dumps({"type": "subNote", "body": {"id": note["id"]}}))
+    sim.wait_for_captures(note["id"])
+    sim.note_updated(note["id"], "reacted", {"reaction": "👍", "userId": "u1"})
+    got_update = ws.recv()
+    # Frames the server writes its own way reach the client as they were written.
+    raw = b'{"type":"emojiAdded" ,"body":{"emoji":{"name":"x"}}}'
+    sim.send_raw(raw)
+    assert ws.recv().encode() == raw
+    sim.send_raw(b"\x01\x02", binary=True)
+    opcode, data = ws.recv_data()
+    assert (opcode, data) == (websocket.ABNF.OPCODE_BINARY, b"\x01\x02")
+
+    status, me = post(proxy.http_url + "/api/i", {"i": "tok-alice"})
+    assert status == 200 and me["username"] == "alice"
+    through = post(proxy.http_url + "/api/notes/local-timeline", {"limit": 2})
+    assert through == post(sim.http_url + "/api/notes/local-timeline", {"limit": 2})
+    assert through[1][0]["id"] == note["id"]
+    ws.close(status=4000, reason="bye")
+
+    # What the server got is what the client sent, byte for byte where the simulator keeps the text.
+    frames = sim.client_frames()
+    assert frames[:4] == [json.loads(sent_text[0]), json.loads(sent_text[1]), {"_raw": sent_text[2]},
+                          {"_binary": b"\x00\xffbin"}]
+    assert sim.wait_for_closed()[0] == (4000, "bye")
+
+    code, out, err = proxy.stop()
+    assert code == 130, err
+    records = lines_of(out)
+    assert all(r["conn"] == 1 for r in records if "api" not in r)
+    stream = [r for r in records if r["conn"] == 1]
+    assert stream[:4] == [
+        {"conn": 1, "from": "client", "frame": json.loads(sent_text[0])},
+        {"conn": 1, "from": "client", "frame": json.loads(sent_text[1])},
+        {"conn": 1, "from": "client", "text": sent_text[2]},
+        {"conn": 1, "from": "client", "binary": "AP9iaW4="},
+    ]
+    assert {"conn": 1, "from": "server", "frame": {"type": "connected", "body": {"id": "a1"}}} in stream
+    assert {"conn": 1, "from": "server", "frame": json.loads(got_note)} in stream
+    assert {"conn": 1, "from": "server", "frame": json.loads(got_update)} in stream
+    assert {"conn": 1, "from": "server", "frame": json.loads(raw)} in stream
+    assert {"conn": 1, "from": "server", "binary": "AQI="} in stream
+    assert stream[-2:] == [{"conn": 1, "from": "client", "close": {"code": 4000, "reason": "bye"}},
+                           {"conn": 1, "from": "server", "close": {"code": 4000, "reason": "bye"}}]
+    calls = [r for r in records if "api" in r]
+    assert [(c["conn"], c["from"], c["api"]["method"], c["api"]["endpoint"], c["api"]["status"]) for c in calls] == [
+        (2, "client", "POST", "i", 200), (3, "client", "POST", "notes/local-timeline", 200)]
+    assert all(isinstance(c["api"]["ms"], float) and c["api"]["ms"] >= 0 for c in calls)
+    assert "request" not in calls[0]["api"]  # bodies only with --bodies
+    recording = (tmp_path / "rec.ndjson").read_text()
+    for text in (out, err, recording):
+        assert "tok-alice" not in text
+    # The recording keeps the client's frame text as it was sent.
+    assert '"frame":{"type":"connect",  "body":{"channel":"main","id":"m"}}' in recording
+
+    # mkstream replay shows the same records, and the line view names the channels.
+    replayed = run_cli("replay", str(tmp_path / "rec.ndjson"), "--ndjson")
+    assert replayed.exit_code == 0, replayed.stderr
+    assert lines_of(replayed.stdout) == records
+    shown = run_cli("replay", str(tmp_path / "rec.ndjson"), "--line", "--color", "never").stdout
+    assert "#1 -> connect localTimeline (id a1) pong" in shown
+    assert "#1 <- localTimeline connected" in shown
+    assert f"#1 <- localTimeline @bob: {note['text'][:10]}" in shown
+    assert f"#1 -> subNote {note['id']}" in shown
+    assert f"#1 <- noteUpdated {note['id']} reacted 👍" in shown
+    assert "#2 -> POST i 200" in shown
+    assert '#1 -> close 4000 "bye"' in shown
+
+
+def test_serve_replay_plays_the_servers_side_of_a_proxy_recording(sim, start_proxy, tmp_path):
+    recorded = tmp_path / "rec.ndjson.gz"
+    proxy = start_proxy(sim.http_url, "--ndjson", "--record", str(recorded))
+    ws = websocket.create_connection(proxy.ws_url, timeout=20)
+    ws.send(connect_frame("localTimeline", "mine-1"))
+    ws.recv()
+    notes = [sim.post_note(author="bob") for _ in range(3)]
+    for _ in notes:
+        ws.recv()
+    ws.send('{"type":"channel","body":{"id":"mine-1","type":"x","body":{}}}')
+    ws.close()
+    proxy.stop()
+
+    with Simulator(replay=ReplayOptions(str(recorded))) as replaying:
+        client = websocket.create_connection(replaying.url, timeout=20)
+        client.send(connect_frame("localTimeline", "other-id"))
+        got = [json.loads(client.recv()) for _ in range(4)]
+        client.close()
+        replaying.wait_for_closed()
+    assert got[0] == {"type": "connected", "body": {"id": "other-id"}}
+    assert [f["body"]["body"]["id"] for f in got[1:]] == [n["id"] for n in notes]
+    assert all(f["body"]["id"] == "other-id" for f in got[1:])
+
+
+def test_many_clients_get_their_own_numbers_and_the_proxy_outlives_them(sim, start_proxy):
+    proxy = start_proxy(sim.http_url, "--ndjson")
+    sockets = [websocket.create_connection(proxy.ws_url, timeout=20) for _ in range(3)]
+    for n, ws in enumerate(sockets):
+        ws.send(connect_frame("localTimeline", f"c{n}"))
+        assert json.loads(ws.recv())["body"]["id"] == f"c{n}"
+    for ws in sockets:
+        ws.close()
+    later = websocket.create_connection(proxy.ws_url, timeout=20)
+    later.send(connect_frame("globalTimeline", "late"))
+    assert json.loads(later.recv())["body"]["id"] == "late"
+    later.close()
+    code, out, err = proxy.stop(signal.SIGTERM)
+    assert code == 143, err
+    connects = {r["conn"]: r["frame"]["body"]["id"] for r in lines_of(out)
+                if r["from"] == "client" and r.get("frame", {}).get("type") == "connect"}
+    assert sorted(connects.values()) == ["c0", "c1", "c2", "late"]
+    assert sorted(connects) == [1, 2, 3, 4]
+
+
+def test_bodies_are_recorded_only_when_asked_and_without_the_token(sim, start_proxy):
+    proxy = start_proxy(sim.http_url, "--ndjson", "--bodies", "-n", "1")
+    status, _ = post(proxy.http_url + "/api/i", {"i": "tok-alice"})
+    assert status == 200
+    code, out, err = finish(proxy.proc)
+    assert code == 0, err
+    (record,) = lines_of(out)
+    assert record["api"]["request"] == {}
+    assert record["api"]["response"]["username"] == "alice"
+    assert "tok-alice" not in out + err
+
+
+# ----- upstream failures ------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_server_that_cannot_be_reached_is_a_502_and_a_notice_and_the_proxy_goes_on(start_proxy):
+    proxy = start_proxy(f"http://127.0.0.1:{free_port()}", "--ndjson")
+    for _ in range(2):
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(proxy.ws_url, timeout=20)
+        assert refused.value.status_code == 502
+    status, _ = post(proxy.http_url + "/api/meta", {})
+    assert status == 502
+    code, out, err = proxy.stop()
+    assert code == 130
+    assert err.count("cannot reach 127.0.0.1:") == 3 and "connection refused" in err
+    assert [r["api"]["status"] for r in lines_of(out)] == [502]
+
+
+def test_a_server_that_drops_the_stream_drops_the_clients_too(sim, start_proxy):
+    proxy = start_proxy(sim.http_url, "--ndjson")
+    ws = websocket.create_connection(proxy.ws_url, timeout=20)
+    ws.send(connect_frame("localTimeline", "a"))
+    ws.recv()
+    sim.drop_all()
+    with pytest.raises((websocket.WebSocketConnectionClosedException, ConnectionError)):
+        ws.recv()
+    proxy.wait_for_notice("#1: the server dropped the stream without a close frame")
+    proxy.stop()
+
+
+# ----- Misskey-aware warnings -------------------------------------------------------------------
+
+
+def test_warnings_say_what_the_server_silently_ignores(sim, start_proxy):
+    proxy = start_proxy(sim.http_url, "--ndjson", "--ack-timeout", "0.5s")
+    ws = websocket.create_connection(proxy.ws_url, timeout=20)  # anonymous
+    ws.send(connect_frame("localTimeline", "ltl"))
+    ws.recv()
+    ws.send(connect_frame("main", "m"))  # needs a login: the server ignores it, never acknowledges
+    proxy.wait_for_notice("#1: connect main (id m): channel main needs a logged-in user")
+    proxy.wait_for_notice("#1: connect main (id m) asked for pong and was not acknowledged within 0.5s")
+    ws.send(connect_frame("noSuchChannel", "x", pong=False))
+    proxy.wait_for_notice("#1: connect noSuchChannel (id x): unknown channel noSuchChannel")
+    ws.send(connect_frame("globalTimeline", "g", {"withFiles": "yes"}, pong=False))
+    proxy.wait_for_notice('globalTimeline param withFiles is a boolean: give true or false, not "yes"')
+    ws.send('{"type":"channel","body":{"id":"nope","type":"x","body":{}}}')
+    proxy.wait_for_notice("#1: a channel message for id 'nope', which was never connected")
+    ws.send('{"type":"disconnect","body":{"id":"nope"}}')
+    proxy.wait_for_notice("#1: disconnect of id 'nope', which was never connected")
+    ws.send('{"type":"subNote","body":{"id":"n1"}}')
+    ws.send('{"type":"s","body":{"id":"n1"}}')
+    proxy.wait_for_notice("#1: note n1 is captured twice on this socket")
+    ws.send('{"type":"sr","body":{"id":"n2"}}')
+    proxy.wait_for_notice("#1: the client sent sr: the server marks the note as read")
+    # Only what the server holds counts: localTimeline and globalTimeline, not main or noSuchChannel.
+    for n in range(31):
+        ws.send(connect_frame("localTimeline", f"more{n}", pong=False))
+    proxy.wait_for_notice("#1: connect localTimeline (id more30) would be channel 33 on this socket: "
+                          "the server ignores connects past 32")
+    for n in range(31):
+        ws.send(json.dumps({"type": "disconnect", "body": {"id": f"more{n}"}}))
+    for cid in ("m", "x", "g"):
+        ws.send(json.dumps({"type": "disconnect", "body": {"id": cid}}))
+    ws.send('{"type":"disconnect","body":{"id":"ltl"}}')
+    proxy.wait_for_notice("#1: localTimeline (id ltl) disconnected with note(s) still captured: n1, n2")
+    ws.close()
+    code, _, err = proxy.stop()
+    assert code == 130
+    warned = [line for line in err.splitlines() if "warning: #1:" in line]
+    assert len(warned) == 10, "\n".join(warned)  # each said once
+
+
+def test_a_ping_the_client_does_not_answer_is_a_warning(start_proxy):
+    with Simulator(ping_interval=0.2, ping_timeout=60) as pinging:
+        proxy = start_proxy(pinging.http_url, "--ndjson", "--ack-timeout", "0.5s")
+        websocket.create_connection(proxy.ws_url, timeout=20)  # never read: websocket-client answers pings as it reads
+        proxy.wait_for_notice("#1: the client did not answer the server's ping")
+        code, out, _ = proxy.stop()
+    assert {"conn": 1, "from": "server", "ping": ""} in lines_of(out)
+
+
+# ----- the command line -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--listen", "localhost:http"), "expected HOST:PORT"),
+    (("--listen", "127.0.0.1:70000"), "expected HOST:PORT"),
+    (("--ca-file", __file__), "holds no PEM certificate"),
+    (("-r",), "-r/--raw-output applies to --jq results"),
+])
+def test_bad_options_are_one_line_and_exit_2(args, message):
+    result = run_cli("proxy", "--host", "misskey.example", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_without_a_host_it_says_so():
+    result = run_cli("proxy")
+    assert result.exit_code == 2 and "--host" in result.stderr
+
+
+def test_a_listening_address_in_use_exits_3(sim):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, _, err = finish(spawn("proxy", "--host", sim.http_url, "--listen", f"127.0.0.1:{port}"))
+    assert code == 3
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
