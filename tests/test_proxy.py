@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 import websocket
+from helpers import SAFETY, finish, run_cli, spawn
 
 from misskey_cli.simulator import Simulator
 from misskey_cli.simulator.replay import ReplayOptions
-from tests.helpers import SAFETY, finish, run_cli, spawn
 
 BANNER = re.compile(r"proxy listening on http://127\.0\.0\.1:(\d+),")
 
@@ -335,6 +335,7 @@ def test_a_ping_the_client_does_not_answer_is_a_warning(start_proxy):
         websocket.create_connection(proxy.ws_url, timeout=20)  # never read: websocket-client answers pings as it reads
         proxy.wait_for_notice("#1: the client did not answer the server's ping")
         code, out, _ = proxy.stop()
+    assert code == 130
     assert {"conn": 1, "from": "server", "ping": ""} in lines_of(out)
 
 

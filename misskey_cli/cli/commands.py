@@ -554,7 +554,7 @@ Examples:
 @click.option("--duration", type=DURATION, metavar="D", help="Stop after D (30s, 5m, 1h).")
 @output_options
 def proxy(host, listen, insecure, ca_file, bodies, ack_timeout, connect_timeout, count, duration, **kw):
-    """Relay a client's streaming and API traffic to a server, and write every frame both ways.
+    """Relay a client's traffic to a server and write every frame, both ways.
 
     Point a bot or client at the proxy instead of the server (its origin or base URL: with the
     default --listen, http://127.0.0.1:3001) and it works as before: WebSocket connections are
