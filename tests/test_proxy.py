@@ -368,3 +368,45 @@ def test_a_listening_address_in_use_exits_3(sim):
         code, _, err = finish(spawn("proxy", "--host", sim.http_url, "--listen", f"127.0.0.1:{port}"))
     assert code == 3
     assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+# ----- TLS and proxies to the server; the live line view ----------------------------------------
+
+
+def test_a_tls_server_is_reached_with_the_ca_file_and_through_an_http_proxy(tls_sim, certificate, start_proxy):
+    from test_transport import ConnectProxy
+
+    tunnel = ConnectProxy()
+    proxy = start_proxy(f"https://localhost:{tls_sim.port}", "--ca-file", str(certificate[0]),
+                        "--proxy", f"http://127.0.0.1:{tunnel.port}", "--line", "--color", "never")
+    ws = websocket.create_connection(proxy.ws_url + "?i=tok-bob", timeout=20)
+    ws.send(connect_frame("homeTimeline", "home"))
+    assert json.loads(ws.recv()) == {"type": "connected", "body": {"id": "home"}}
+    note = tls_sim.post_note(author="bob")
+    assert json.loads(ws.recv())["body"]["body"]["id"] == note["id"]
+    ws.send(json.dumps({"type": "subNote", "body": {"id": note["id"]}}))
+    tls_sim.wait_for_captures(note["id"])
+    tls_sim.note_updated(note["id"], "reacted", {"reaction": "👍", "userId": "u1"})
+    ws.recv()
+    status, me = post(proxy.http_url + "/api/i", {"i": "tok-bob"})
+    assert status == 200 and me["username"] == "bob"
+    ws.close()
+    code, out, err = proxy.stop()
+    assert code == 130, err
+    assert all(request.startswith(f"CONNECT localhost:{tls_sim.port} ") for request in tunnel.requests)
+    assert len(tunnel.requests) == 2
+    lines = out.splitlines()
+    expected = ["#1 -> connect homeTimeline (id home) pong", "#1 <- homeTimeline connected",
+                "#1 <- homeTimeline @bob: ", f"#1 -> subNote {note['id']}", f"#1 <- noteUpdated {note['id']} reacted 👍",
+                "#2 -> POST i 200 (", "#1 -> close 1000", "#1 <- close 1000"]
+    for want, line in zip(expected, lines, strict=True):
+        assert want in line, (want, line)
+    assert "tok-bob" not in out + err
+
+
+def test_a_certificate_the_proxy_cannot_verify_is_a_502_that_says_so(tls_sim, start_proxy):
+    proxy = start_proxy(f"https://localhost:{tls_sim.port}")
+    status, body = post(proxy.http_url + "/api/meta", {})
+    assert status == 502 and b"TLS certificate rejected" in body
+    proxy.wait_for_notice("#1: cannot reach localhost:")
+    proxy.stop()

@@ -25,7 +25,7 @@ from urllib.parse import quote
 import orjson
 
 from misskey_cli.errors import ConnectFailed, ExitCode, MkstreamError
-from misskey_cli.net.endpoint import Endpoint, Redactor
+from misskey_cli.net.endpoint import Endpoint, Proxy, Redactor, effective_proxy
 from misskey_cli.net.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, close_status
 from misskey_cli.output.notices import Notices
 from misskey_cli.recording.format import RecordedChannel, Recorder, Subscriptions
@@ -48,6 +48,7 @@ class ProxySettings:
     notices: NoticeSettings
     insecure: bool = False
     ca_file: str | None = None
+    proxy: Proxy | None = None  # --proxy; else the environment's, as for every connection mkstream makes
     ack_timeout: float = 5.0
     connect_timeout: float = 10.0
     bodies: bool = False
@@ -190,7 +191,12 @@ class Tap:
         if not out:
             return
         self.records += len(out)
-        self._write(b"".join(out), len(out))
+        data = b"".join(out)
+        self._write(data, len(out))
+        if self.notices.status is not None:
+            self.notices.status.progress.records += len(out)
+            self.notices.status.progress.bytes += len(data)
+            self.notices.status.tick()
         if self.settings.count is not None and self.records >= self.settings.count:
             self.stop(ExitCode.OK)
 
@@ -261,27 +267,32 @@ def run_proxy(settings: ProxySettings, env: Environment) -> int:
     return guarded(notices, lambda stack: _proxy(settings, env, notices, stack))
 
 
-def _tls(settings: ProxySettings) -> Any:
-    """The TLS context for the server, built where the API client builds its own."""
-    if settings.endpoint.scheme != "wss":
-        return None
-    from misskey_cli.net.api import _tls_context
+def _upstream(settings: ProxySettings, env: Environment, notices: Notices) -> Upstream:
+    """The server, with TLS built where the API client builds its own and the proxy chosen as for every
+    connection mkstream makes."""
+    tls = None
+    if settings.endpoint.scheme == "wss":
+        from misskey_cli.net.api import _tls_context
 
+        tls = _tls_context(None, True) if settings.insecure else _tls_context(settings.ca_file, False)
     if settings.insecure:
-        return _tls_context(None, True)
-    return _tls_context(settings.ca_file, False)
+        notices.warn("TLS certificates are not verified (--insecure): anyone on the path can read the traffic")
+    proxy, source = effective_proxy(settings.endpoint, settings.proxy, env.environ)
+    if proxy is not None:
+        notices.debug(f"to the server through the proxy {proxy.display} (from {source})")
+    return Upstream(settings.endpoint, tls, settings.connect_timeout, proxy)
 
 
 def _proxy(settings: ProxySettings, env: Environment, notices: Notices, stack: ExitStack) -> int:
     tokens = Tokens(None)
     notices.redact = tokens
     out = settings.output
-    upstream = Upstream(settings.endpoint, _tls(settings), settings.connect_timeout)
+    upstream = _upstream(settings, env, notices)
     renderer, to_terminal = make_renderer(out, env, relayed=True)
-    writer, _ = open_writer(out, settings.notices, env, notices, stack, to_terminal)
+    writer, status = open_writer(out, settings.notices, env, notices, stack, to_terminal)
+    if status is not None:
+        status.set_state("relaying")
     recorder = stack.enter_context(Recorder.open(out.record)) if out.record else None
-    if settings.insecure:
-        notices.warn("TLS certificates are not verified (--insecure): anyone on the path can read the traffic")
     outcome: list[ExitCode | MkstreamError] = []
 
     def stop(why: ExitCode | MkstreamError) -> None:

@@ -16,6 +16,7 @@ request or an upgrade, a dropped connection for an open stream; the observer hea
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ssl
 import time
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from misskey_cli.net.endpoint import Endpoint, describe_network_error, hostname_of
+from misskey_cli.net.endpoint import Endpoint, Proxy, describe_network_error, hostname_of
 from misskey_cli.net.wsframes import FrameParser, FramingError, ResponseHead
 
 MAX_HEAD = 64 * 1024
@@ -60,6 +61,7 @@ class Upstream:
     endpoint: Endpoint
     tls: ssl.SSLContext | None
     connect_timeout: float = 10.0
+    proxy: Proxy | None = None  # reached through it: an http CONNECT tunnel, or SOCKS
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -213,16 +215,40 @@ class Relay:
             await self._http(conn, request, reader, writer)
 
     async def _dial(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.wait_for(self._open(), self.upstream.connect_timeout)
+
+    async def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         host, port = self.upstream.host_port
-        tls = self.upstream.tls
-        opening = asyncio.open_connection(host, port, ssl=tls, server_hostname=host if tls else None, limit=MAX_HEAD)
-        return await asyncio.wait_for(opening, self.upstream.connect_timeout)
+        tls, proxy = self.upstream.tls, self.upstream.proxy
+        name = host if tls else None
+        if proxy is None:
+            return await asyncio.open_connection(host, port, ssl=tls, server_hostname=name, limit=MAX_HEAD)
+        if proxy.kind != "http":
+            from misskey_cli.net.dial import socks_connect
+
+            sock = await asyncio.to_thread(socks_connect, proxy, host, port, self.upstream.connect_timeout)
+            return await asyncio.open_connection(sock=sock, ssl=tls, server_hostname=name, limit=MAX_HEAD)
+        reader, writer = await asyncio.open_connection(proxy.host, proxy.port, limit=MAX_HEAD)
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        lines = [f"CONNECT {where} HTTP/1.1", f"Host: {where}"]
+        if proxy.auth is not None:
+            basic = base64.b64encode(f"{proxy.auth[0]}:{proxy.auth[1]}".encode()).decode()
+            lines.append(f"Proxy-Authorization: Basic {basic}")
+        writer.write(("\r\n".join([*lines, "", ""])).encode())
+        status = ResponseHead.parse(await reader.readuntil(b"\r\n\r\n")).status
+        if status != 200:
+            writer.close()
+            raise OSError(f"the proxy {proxy.display} answered CONNECT with HTTP {status}")
+        if tls is not None:
+            await writer.start_tls(tls, server_hostname=name)
+        return reader, writer
 
     async def _dial_or_502(self, conn: int, what: str, writer: asyncio.StreamWriter
                            ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
         try:
             return await self._dial()
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
+        except (OSError, TimeoutError, ssl.SSLError, ValueError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError) as exc:
             why = describe_network_error(exc)
             self.observer.notice(f"#{conn}: cannot reach {self.upstream.endpoint.netloc} for {what}: {why}; "
                                  "answered 502")
@@ -243,6 +269,9 @@ class Relay:
         if not 0 <= length <= MAX_BODY:
             writer.write(_bare(400, "Bad Request"))
             return
+        if length and "100-continue" in (request.header("expect") or "").lower():
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the body is read here, before the server sees the head
+            request.headers = [(k, v) for k, v in request.headers if k.lower() != "expect"]
         body = await reader.readexactly(length) if length else b""
         started = time.monotonic()
         path = urlsplit(request.target).path
