@@ -410,3 +410,45 @@ def test_a_certificate_the_proxy_cannot_verify_is_a_502_that_says_so(tls_sim, st
     assert status == 502 and b"TLS certificate rejected" in body
     proxy.wait_for_notice("#1: cannot reach localhost:")
     proxy.stop()
+
+
+# ----- the line view on its own -----------------------------------------------------------------
+
+
+def test_the_relay_line_view_takes_any_json_without_raising_and_escapes_server_text():
+    from misskey_cli.output.relayline import RelayLines
+
+    view = RelayLines(width=None, color=False)
+    odd: list[Any] = [None, 1, "x", [], {}, {"conn": [1], "from": ["client"]}, {"conn": {"a": 1}, "from": "client"},
+                      {"conn": 1, "from": "server", "frame": None}, {"conn": 1, "from": "client", "frame": {"type": 3}},
+                      {"conn": 1, "from": "client", "frame": {"type": "connect", "body": {"id": [], "channel": {}}}},
+                      {"conn": 1, "from": "client", "frame": {"type": "channel", "body": {"id": {}, "type": []}}},
+                      {"conn": 1, "from": "server", "close": "x"}, {"conn": 1, "from": "client", "api": []},
+                      {"conn": 1, "from": "server", "close": {"code": 1000, "reason": "\x1b[31mred"}},
+                      {"conn": 1, "from": "client", "frame": {"type": "connect",
+                                                              "body": {"id": "i", "channel": "c\x1b]0;t\x07"}}}]
+    for value in odd:
+        line = view.format(value, 1795807722.0)
+        assert "\x1b" not in line and "\x07" not in line, line
+
+
+def test_the_socket_watch_takes_any_client_frame_without_raising():
+    from misskey_cli.core.channels import CATALOGUE
+    from misskey_cli.relay.watch import SocketWatch
+
+    values: list[Any] = [None, 1, 1.5, "x", "", [], {}, [[]], [[1]], [["a", None]], [[{}]], {"a": 1}, True,
+                         [1, [2]], "a,b", [["a"], "b"]]
+    watch = SocketWatch(logged_in=False)
+    n = 0
+    for channel in [*CATALOGUE, "nope", None, 1]:
+        names = [p.name for p in CATALOGUE[channel].params] if channel in CATALOGUE else []
+        for param in [*names, "zz"]:
+            for value in values:
+                for kind in ("connect", "disconnect", "channel", "subNote", "s", "sr", "un", "unsubNote", "x", 1):
+                    n += 1
+                    for body in ({"channel": channel, "id": str(n), "params": {param: value}, "pong": True},
+                                 value, {"id": value}):
+                        assert all(isinstance(w, str) for w in watch.client_frame({"type": kind, "body": body}, n))
+    watch.server_frame({"type": "connected", "body": []})
+    assert watch.server_ping(1) == [] and len(watch.server_ping(2)) == 1
+    assert watch.tick(1e9) and watch.closed() == []

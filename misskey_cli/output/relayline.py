@@ -37,7 +37,7 @@ def _params(params: Any) -> str:
 
 
 def is_relayed(value: Any) -> bool:
-    return type(value) is dict and "conn" in value and value.get("from") in ARROWS
+    return type(value) is dict and "conn" in value and type(value.get("from")) is str and value["from"] in ARROWS
 
 
 class RelayLines:
@@ -46,17 +46,18 @@ class RelayLines:
     def __init__(self, *, width: int | None, color: bool, show_cw: bool = False, timestamps: bool = False) -> None:
         self.inner = LineFormatter(width=None if width is None else max(20, width - PREFIX_ROOM), color=color,
                                    show_cw=show_cw, timestamps=timestamps)
-        self.channels: dict[tuple[Any, str], str] = {}  # (conn, connection id) -> channel
+        self.channels: dict[tuple[str, str], str] = {}  # (conn, connection id) -> channel
 
     def format(self, value: Any, received_at: float) -> str:
         if not is_relayed(value):
             return self.inner.format(value, received_at)
-        lead = f"#{_json(value['conn'])} {ARROWS[value['from']]} "
+        conn = _json(value["conn"])  # the key of its connection ids: any JSON a hand-made file holds
+        lead = f"#{conn} {ARROWS[value['from']]} "
         if "frame" in value:
             if value["from"] == "client":
                 stamp = self.inner._stamp(received_at)  # the inner lines' own time form
-                return f"{stamp} {lead}{self._client(value['conn'], value['frame'])}"
-            return self._prefixed(lead, self._server(value["conn"], value["frame"]), received_at)
+                return f"{stamp} {lead}{self._client(conn, value['frame'])}"
+            return self._prefixed(lead, self._server(conn, value["frame"]), received_at)
         stamp = self.inner._stamp(received_at)  # the inner lines' own time form
         return f"{stamp} {lead}{self._other(value)}"
 
@@ -64,11 +65,11 @@ class RelayLines:
         stamp, _, rest = self.inner.format(frame, received_at).partition(" ")
         return f"{stamp} {lead}{rest}"
 
-    def _name(self, conn: Any, cid: Any) -> str:
+    def _name(self, conn: str, cid: Any) -> str:
         channel = self.channels.get((conn, str(cid)))
         return f"{escape_controls(channel)} (id {escape_controls(str(cid))})" if channel else f"id {_json(cid)}"
 
-    def _client(self, conn: Any, frame: Any) -> str:
+    def _client(self, conn: str, frame: Any) -> str:
         body = frame.get("body") if type(frame) is dict else None
         kind = frame.get("type") if type(frame) is dict else None
         if not isinstance(kind, str) or not isinstance(body, dict):
@@ -92,7 +93,7 @@ class RelayLines:
             return f"{kind_text} {escape_controls(str(body.get('id')))}"
         return _json(frame)
 
-    def _server(self, conn: Any, frame: Any) -> Any:
+    def _server(self, conn: str, frame: Any) -> Any:
         """The frame with its connection id replaced by the channel's name, for the inner line."""
         if type(frame) is not dict or frame.get("type") not in ("channel", "connected"):
             return frame

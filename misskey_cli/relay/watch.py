@@ -52,7 +52,7 @@ class SocketWatch:
             warnings += self._disconnect(body)
         elif kind == "channel":
             cid = body.get("id")
-            if cid not in self.connections:
+            if not isinstance(cid, str) or cid not in self.connections:
                 warnings.append(f"a channel message for id {cid!r}, which was never connected on this socket: "
                                 "the server drops it")
         elif kind == "subNote":

@@ -137,6 +137,8 @@ def forwarded_headers(request: Request, host: str, upgrade: bool) -> list[tuple[
         elif (upgrade and low == "sec-websocket-extensions") or low in HOP_BY_HOP or (low in named and not upgrade):
             continue  # no compression on a relayed stream: its frames must stay readable
         out.append((name, value))
+    if request.header("host") is None:
+        out.insert(0, ("Host", host))
     if not upgrade:
         out.append(("Connection", "close"))
     return out
@@ -262,10 +264,8 @@ class Relay:
         if "chunked" in (request.header("transfer-encoding") or "").lower():
             writer.write(_bare(411, "Length Required"))
             return
-        try:
-            length = int(request.header("content-length") or "0")
-        except ValueError:
-            length = -1
+        length_text = (request.header("content-length") or "0").strip()
+        length = int(length_text) if length_text.isascii() and length_text.isdigit() else -1
         if not 0 <= length <= MAX_BODY:
             writer.write(_bare(400, "Bad Request"))
             return
