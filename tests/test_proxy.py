@@ -452,3 +452,13 @@ def test_the_socket_watch_takes_any_client_frame_without_raising():
     watch.server_frame({"type": "connected", "body": []})
     assert watch.server_ping(1) == [] and len(watch.server_ping(2)) == 1
     assert watch.tick(1e9) and watch.closed() == []
+
+
+def test_a_request_that_is_not_http_gets_a_400_and_the_proxy_goes_on(sim, start_proxy):
+    proxy = start_proxy(sim.http_url, "--ndjson")
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=20) as raw:
+        raw.sendall(b"hello there\r\n\r\n")
+        assert raw.makefile("rb").readline().startswith(b"HTTP/1.1 400 ")
+    status, meta = post(proxy.http_url + "/api/meta", {})
+    assert status == 200 and isinstance(meta, dict)
+    assert proxy.stop()[0] == 130
