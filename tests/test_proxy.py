@@ -221,7 +221,7 @@ def test_serve_replay_plays_the_servers_side_of_a_proxy_recording(sim, start_pro
 
 
 def test_many_clients_get_their_own_numbers_and_the_proxy_outlives_them(sim, start_proxy):
-    proxy = start_proxy(sim.http_url, "--ndjson")
+    proxy = start_proxy(sim.http_url, "--ndjson", "--stats")
     sockets = [websocket.create_connection(proxy.ws_url, timeout=20) for _ in range(3)]
     for n, ws in enumerate(sockets):
         ws.send(connect_frame("localTimeline", f"c{n}"))
@@ -238,6 +238,9 @@ def test_many_clients_get_their_own_numbers_and_the_proxy_outlives_them(sim, sta
                 if r["from"] == "client" and r.get("frame", {}).get("type") == "connect"}
     assert sorted(connects.values()) == ["c0", "c1", "c2", "late"]
     assert sorted(connects) == [1, 2, 3, 4]
+    records = len(lines_of(out))
+    assert f"mkstream: {records} frames and 0 API calls relayed on 4 connections, {records} records written, " \
+           "0 dropped" in err
 
 
 def test_bodies_are_recorded_only_when_asked_and_without_the_token(sim, start_proxy):

@@ -544,7 +544,7 @@ Examples:
               help="Where to accept clients (port 0 = any free; the address taken is printed on start).")
 @click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate.")
 @click.option("--ca-file", metavar="PATH", type=CaFileType(), help="Verify TLS against this CA bundle.")
-@click.option("--proxy", "upstream_proxy", metavar="URL", type=ProxyType(),
+@click.option("--proxy", metavar="URL", type=ProxyType(),
               help="Reach the server through this HTTP proxy, or socks5:// with python-socks installed (default: "
                    "http(s)_proxy, honouring no_proxy).")
 @click.option("--bodies", is_flag=True,
@@ -556,7 +556,7 @@ Examples:
 @click.option("-n", "--count", type=click.IntRange(min=1), metavar="N", help="Stop after N records.")
 @click.option("--duration", type=DURATION, metavar="D", help="Stop after D (30s, 5m, 1h).")
 @output_options
-def proxy(host, listen, insecure, ca_file, upstream_proxy, bodies, ack_timeout, connect_timeout, count, duration, **kw):
+def proxy(host, listen, insecure, ca_file, proxy, bodies, ack_timeout, connect_timeout, count, duration, **kw):
     """Relay a client's traffic to a server and write every frame, both ways.
 
     Point a bot or client at the proxy instead of the server (its origin or base URL: with the
@@ -576,7 +576,7 @@ def proxy(host, listen, insecure, ca_file, upstream_proxy, bodies, ack_timeout, 
     check_output_options(kw)
     settings = ProxySettings(host, listen[0], listen[1], output_settings(kw),
                              NoticeSettings(kw["quiet"], kw["verbose"], kw["stats"], kw["status"]),
-                             insecure, ca_file, upstream_proxy, ack_timeout, connect_timeout, bodies, count, duration)
+                             insecure, ca_file, proxy, ack_timeout, connect_timeout, bodies, count, duration)
     sys.exit(run_proxy(settings, Environment.from_process()))
 
 

@@ -108,6 +108,7 @@ class Tap:
         self.records = 0
         self.frames = 0
         self.calls = 0
+        self.dropped = 0
         self.connections: set[int] = set()
         self._subscriptions: Subscriptions | None = None
 
@@ -190,6 +191,13 @@ class Tap:
             out = out[:self.settings.count - self.records]
         if not out:
             return
+        if self.writer.backlog > self.settings.output.max_backlog:
+            # The relay never waits for the reader of the records: past the limit they are dropped.
+            if not self.dropped:
+                self.notices.warn(f"{self.writer.label} is not reading: records are dropped (--max-backlog) "
+                                  "until it catches up; the traffic is still relayed")
+            self.dropped += len(out)
+            return
         self.records += len(out)
         data = b"".join(out)
         self._write(data, len(out))
@@ -255,7 +263,7 @@ class Tap:
 
     def stats_line(self) -> str:
         return (f"{self.frames} frames and {self.calls} API calls relayed on {len(self.connections)} connections, "
-                f"{self.writer.records_written} records written")
+                f"{self.writer.records_written} records written, {self.dropped} dropped")
 
 
 # ----- the command ----------------------------------------------------------------------------
