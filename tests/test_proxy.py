@@ -324,13 +324,17 @@ def test_warnings_say_what_the_server_silently_ignores(sim, start_proxy):
         ws.send(json.dumps({"type": "disconnect", "body": {"id": f"more{n}"}}))
     for cid in ("m", "x", "g"):
         ws.send(json.dumps({"type": "disconnect", "body": {"id": cid}}))
+    ws.send(connect_frame("serverStats", "s1", pong=False))
+    ws.send(connect_frame("serverStats", "s2", pong=False))
+    proxy.wait_for_notice("#1: connect serverStats (id s2): serverStats can be connected once per socket and already "
+                          "is: the server ignores this one")
     ws.send('{"type":"disconnect","body":{"id":"ltl"}}')
     proxy.wait_for_notice("#1: localTimeline (id ltl) disconnected with note(s) still captured: n1, n2")
     ws.close()
     code, _, err = proxy.stop()
     assert code == 130
     warned = [line for line in err.splitlines() if "warning: #1:" in line]
-    assert len(warned) == 10, "\n".join(warned)  # each said once
+    assert len(warned) == 11, "\n".join(warned)  # each said once
 
 
 def test_a_ping_the_client_does_not_answer_is_a_warning(start_proxy):
@@ -466,3 +470,43 @@ def test_a_request_that_is_not_http_gets_a_400_and_the_proxy_goes_on(sim, start_
     status, meta = post(proxy.http_url + "/api/meta", {})
     assert status == 200 and isinstance(meta, dict)
     assert proxy.stop()[0] == 130
+
+
+def test_generated_frames_of_every_size_pass_unchanged_both_ways_and_as_records(sim, start_proxy):
+    import base64
+    import random
+
+    rng = random.Random(24)
+    alphabet = "abcあい🐈\x00\x1b\n\"\\ \u200b\ud7ff\ue000"
+    sizes = [0, 1, 125, 126, 127, 65535, 65536, 70000] + [rng.randrange(1, 3000) for _ in range(12)]
+    texts = ["".join(rng.choice(alphabet) for _ in range(size)) + "!" for size in sizes]
+    blobs = [rng.randbytes(size) for size in sizes]
+    proxy = start_proxy(sim.http_url, "--ndjson")
+    ws = websocket.create_connection(proxy.ws_url, timeout=30)
+    for text, blob in zip(texts, blobs, strict=True):
+        ws.send(text)
+        ws.send_binary(blob)
+    # One message in three fragments, as a client may send it.
+    ws.send_frame(websocket.ABNF.create_frame("frag", websocket.ABNF.OPCODE_TEXT, fin=0))
+    ws.send_frame(websocket.ABNF.create_frame("ment", websocket.ABNF.OPCODE_CONT, fin=0))
+    ws.send_frame(websocket.ABNF.create_frame("ed", websocket.ABNF.OPCODE_CONT, fin=1))
+    sim.wait_for_client_frame(lambda frame: frame.get("_raw") == "fragmented")
+    expected_at_server = [item for text, blob in zip(texts, blobs, strict=True)
+                          for item in ({"_raw": text}, {"_binary": blob})] + [{"_raw": "fragmented"}]
+    assert sim.client_frames() == expected_at_server
+    for text, blob in zip(texts, blobs, strict=True):
+        sim.send_raw(text.encode())
+        sim.send_raw(blob, binary=True)
+    for text, blob in zip(texts, blobs, strict=True):
+        assert ws.recv_data() == (websocket.ABNF.OPCODE_TEXT, text.encode())
+        assert ws.recv_data() == (websocket.ABNF.OPCODE_BINARY, blob)
+    ws.close()
+    _, out, err = proxy.stop()
+    records = [r for r in lines_of(out) if "close" not in r]
+    as_records = [record for text, blob in zip(texts, blobs, strict=True)
+                  for record in ({"text": text}, {"binary": base64.b64encode(blob).decode()})]
+    assert [{k: v for k, v in r.items() if k in ("text", "binary")} for r in records if r["from"] == "client"] == \
+        [*as_records, {"text": "fragmented"}]
+    assert [{k: v for k, v in r.items() if k in ("text", "binary")} for r in records if r["from"] == "server"] == \
+        as_records
+    assert "warning" not in err

@@ -73,8 +73,10 @@ class SocketWatch:
         warnings = []
         known = CATALOGUE.get(channel)
         held = [self.connections[c] for c in self.accepted if c != cid]
-        if known is not None and (self.logged_in or not known.needs_login) \
-                and not (known.shareable and channel in held):
+        if known is not None and known.shareable and channel in held:
+            warnings.append(f"connect {channel} (id {cid}): {channel} can be connected once per socket and already "
+                            "is: the server ignores this one")
+        elif known is not None and (self.logged_in or not known.needs_login):
             if len(held) >= MAX_CHANNELS_PER_SOCKET:
                 warnings.append(f"connect {channel} (id {cid}) would be channel {len(held) + 1} on this socket: "
                                 f"the server ignores connects past {MAX_CHANNELS_PER_SOCKET}, without a word")
