@@ -181,7 +181,7 @@ def decode(data: bytes, binary: bool = False) -> Frame | Bad:
         return Bad(str(exc), "(not JSON)", data)
     kind = value.get("type") if type(value) is dict else None
     if type(kind) is not str:
-        if type(value) is dict and "conn" in value and "from" in value:
+        if type(value) is dict and "conn" in value and value.get("from") in ("client", "server"):
             return Frame(value, RELAYED, data, clean)  # a record of mkstream proxy's, replayed
         return Bad(describe_shape_problem(value) or "unexpected shape", "(bad shape)", data)
     return Frame(value, kind, data, clean)
