@@ -510,3 +510,17 @@ def test_generated_frames_of_every_size_pass_unchanged_both_ways_and_as_records(
     assert [{k: v for k, v in r.items() if k in ("text", "binary")} for r in records if r["from"] == "server"] == \
         as_records
     assert "warning" not in err
+
+
+def test_replay_shows_other_recordings_exactly_as_before_in_every_width(tmp_path):
+    from misskey_cli.output.lineformat import LineFormatter
+    from misskey_cli.output.relayline import RelayLines
+
+    frames: list[Any] = [{"type": "channel", "body": {"id": "localTimeline", "type": "note", "body": {
+        "id": "9x", "text": "word " * 60, "user": {"username": "alice", "name": "Alice"}}}},
+        {"type": "noteUpdated", "body": {"id": "9x", "type": "reacted", "body": {"reaction": "👍", "userId": "u"}}},
+        {"type": "emojiAdded", "body": {"emoji": {"name": "x" * 300}}}]
+    for width in (None, 20, 40, 80, 200):
+        relay, plain = RelayLines(width=width, color=True), LineFormatter(width=width, color=True)
+        for frame in frames:
+            assert relay.format(frame, 1795807722.5) == plain.format(frame, 1795807722.5)

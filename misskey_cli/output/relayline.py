@@ -46,11 +46,13 @@ class RelayLines:
     def __init__(self, *, width: int | None, color: bool, show_cw: bool = False, timestamps: bool = False) -> None:
         self.inner = LineFormatter(width=None if width is None else max(20, width - PREFIX_ROOM), color=color,
                                    show_cw=show_cw, timestamps=timestamps)
+        # Anything else (a replayed recording of mkstream's own) gets the whole width, as it would elsewhere.
+        self.plain = LineFormatter(width=width, color=color, show_cw=show_cw, timestamps=timestamps)
         self.channels: dict[tuple[str, str], str] = {}  # (conn, connection id) -> channel
 
     def format(self, value: Any, received_at: float) -> str:
         if not is_relayed(value):
-            return self.inner.format(value, received_at)
+            return self.plain.format(value, received_at)
         conn = _json(value["conn"])  # the key of its connection ids: any JSON a hand-made file holds
         lead = f"#{conn} {ARROWS[value['from']]} "
         if "frame" in value:
