@@ -524,3 +524,23 @@ def test_replay_shows_other_recordings_exactly_as_before_in_every_width(tmp_path
         relay, plain = RelayLines(width=width, color=True), LineFormatter(width=width, color=True)
         for frame in frames:
             assert relay.format(frame, 1795807722.5) == plain.format(frame, 1795807722.5)
+
+
+def test_relayed_lines_fit_the_width():
+    from misskey_cli.output.cells import display_width
+    from misskey_cli.output.relayline import RelayLines
+
+    records: list[Any] = [
+        {"conn": 1, "from": "client", "frame": {"type": "connect", "body": {"id": "x" * 50, "channel": "hashtag",
+                                                                          "params": {"q": [["あ" * 40]]}}}},
+        {"conn": 1, "from": "client", "frame": {"type": "channel", "body": {"id": "x" * 50, "type": "t",
+                                                                          "body": {"k": "🐈" * 80}}}},
+        {"conn": 12, "from": "server", "frame": {"type": "channel", "body": {"id": "x" * 50, "type": "note",
+                                                                           "body": {"id": "n", "text": "w " * 90}}}},
+        {"conn": 1, "from": "server", "close": {"code": 1000, "reason": "r" * 120}},
+        {"conn": 1, "from": "client", "api": {"method": "POST", "endpoint": "e/" * 60, "status": 200, "ms": 1.5}},
+    ]
+    for width in (20, 40, 80):
+        view = RelayLines(width=width, color=False)
+        for record in records:
+            assert display_width(view.format(record, 1795807722.0)) <= width

@@ -11,16 +11,18 @@ Pure apart from that memory; every string from the wire is escaped.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
 from misskey_cli.core.protocol import CLIENT_TYPE_ALIASES
 from misskey_cli.core.safetext import escape_controls
+from misskey_cli.output.cells import fit
 from misskey_cli.output.lineformat import LineFormatter
 
 ARROWS = {"client": "->", "server": "<-"}
-PREFIX_ROOM = 8  # columns "#N -> " takes, kept free of the inner line's width
 MAX_REMEMBERED = 4096
+MAX_NARROWER = 16
 
 
 def _json(value: Any) -> str:
@@ -44,11 +46,13 @@ class RelayLines:
     """Lines for relayed records; ``format(value, received_at)`` like ``LineFormatter.format``."""
 
     def __init__(self, *, width: int | None, color: bool, show_cw: bool = False, timestamps: bool = False) -> None:
-        self.inner = LineFormatter(width=None if width is None else max(20, width - PREFIX_ROOM), color=color,
-                                   show_cw=show_cw, timestamps=timestamps)
-        # Anything else (a replayed recording of mkstream's own) gets the whole width, as it would elsewhere.
-        self.plain = LineFormatter(width=width, color=color, show_cw=show_cw, timestamps=timestamps)
+        self.make = functools.partial(LineFormatter, color=color, show_cw=show_cw, timestamps=timestamps)
+        # The time stamps, the server's lines when nothing is cut, and anything that is not a relayed record
+        # (a replayed recording of mkstream's own), which gets the whole width, as it would elsewhere.
+        self.inner = self.plain = self.make(width=width)
+        self.narrower: dict[int, LineFormatter] = {}  # the server's lines, by the columns "#N <- " takes
         self.channels: dict[tuple[str, str], str] = {}  # (conn, connection id) -> channel
+        self.width = width
 
     def format(self, value: Any, received_at: float) -> str:
         if not is_relayed(value):
@@ -58,13 +62,23 @@ class RelayLines:
         if "frame" in value:
             if value["from"] == "client":
                 stamp = self.inner._stamp(received_at)  # the inner lines' own time form
-                return f"{stamp} {lead}{self._client(conn, value['frame'])}"
+                return self._fit(f"{stamp} {lead}{self._client(conn, value['frame'])}")
             return self._prefixed(lead, self._server(conn, value["frame"]), received_at)
         stamp = self.inner._stamp(received_at)  # the inner lines' own time form
-        return f"{stamp} {lead}{self._other(value)}"
+        return self._fit(f"{stamp} {lead}{self._other(value)}")
+
+    def _fit(self, line: str) -> str:
+        """A line of this view's own (no colours in it) cut to the width, as the inner lines are."""
+        return line if self.width is None else fit(line, self.width)
 
     def _prefixed(self, lead: str, frame: Any, received_at: float) -> str:
-        stamp, _, rest = self.inner.format(frame, received_at).partition(" ")
+        inner = self.inner
+        if self.width is not None:
+            if len(self.narrower) > MAX_NARROWER:  # a hand-made file with connection "numbers" of every length
+                self.narrower.clear()
+            inner = self.narrower.get(len(lead)) or self.narrower.setdefault(
+                len(lead), self.make(width=max(1, self.width - len(lead))))
+        stamp, _, rest = inner.format(frame, received_at).partition(" ")
         return f"{stamp} {lead}{rest}"
 
     def _name(self, conn: str, cid: Any) -> str:
