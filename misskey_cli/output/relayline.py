@@ -19,6 +19,7 @@ from misskey_cli.core.protocol import CLIENT_TYPE_ALIASES
 from misskey_cli.core.safetext import escape_controls
 from misskey_cli.output.cells import fit
 from misskey_cli.output.lineformat import LineFormatter
+from misskey_cli.output.notecontext import NoteContext
 
 ARROWS = {"client": "->", "server": "<-"}
 MAX_REMEMBERED = 4096
@@ -45,8 +46,11 @@ def is_relayed(value: Any) -> bool:
 class RelayLines:
     """Lines for relayed records; ``format(value, received_at)`` like ``LineFormatter.format``."""
 
-    def __init__(self, *, width: int | None, color: bool, show_cw: bool = False, timestamps: bool = False) -> None:
-        self.make = functools.partial(LineFormatter, color=color, show_cw=show_cw, timestamps=timestamps)
+    def __init__(self, *, width: int | None, color: bool, show_cw: bool = False, timestamps: bool = False,
+                 context: NoteContext | None = None) -> None:
+        # One memory of notes and users for every inner formatter (whose noteUpdated lines name them).
+        self.make = functools.partial(LineFormatter, color=color, show_cw=show_cw, timestamps=timestamps,
+                                      context=context or NoteContext())
         # The time stamps, the server's lines when nothing is cut, and anything that is not a relayed record
         # (a replayed recording of mkstream's own), which gets the whole width, as it would elsewhere.
         self.inner = self.plain = self.make(width=width)
