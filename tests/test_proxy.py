@@ -409,6 +409,7 @@ def test_a_tls_server_is_reached_with_the_ca_file_and_through_an_http_proxy(tls_
                 "#2 -> POST i 200 (", "#1 -> close 1000", "#1 <- close 1000"]
     for want, line in zip(expected, lines, strict=True):
         assert want in line, (want, line)
+    assert f"reacted 👍 by u1 on @bob: {note['text'][:10]}" in lines[4]  # the note, from the line view's memory
     assert "tok-bob" not in out + err
 
 

@@ -24,9 +24,11 @@ from urllib.parse import quote
 
 import orjson
 
+from misskey_cli.core.notes import notes_in
 from misskey_cli.errors import ConnectFailed, ExitCode, MkstreamError
 from misskey_cli.net.endpoint import Endpoint, Proxy, Redactor, effective_proxy
 from misskey_cli.net.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, close_status
+from misskey_cli.output.notecontext import NoteContext
 from misskey_cli.output.notices import Notices
 from misskey_cli.recording.format import RecordedChannel, Recorder, Subscriptions
 from misskey_cli.relay.watch import SocketWatch
@@ -96,8 +98,10 @@ class Tap:
     """The relay's observer: records, warnings, the recording; see the module docstring."""
 
     def __init__(self, settings: ProxySettings, renderer: Renderer, writer: Writer, recorder: Recorder | None,
-                 notices: Notices, tokens: Tokens, stop: Callable[[ExitCode | MkstreamError], None]) -> None:
+                 notices: Notices, tokens: Tokens, stop: Callable[[ExitCode | MkstreamError], None],
+                 context: NoteContext | None = None) -> None:
         self.settings = settings
+        self.context = context  # the line view's memory of notes, for the noteUpdated lines
         self.renderer = renderer
         self.writer = writer
         self.recorder = recorder
@@ -132,6 +136,9 @@ class Tap:
                 watch.client_pong()
             elif side == "server" and key == "frame":
                 watch.server_frame(value)
+                if self.context is not None:
+                    for note in notes_in(value):
+                        self.context.saw(note)
             elif side == "server" and opcode == OP_PING:
                 warnings = watch.server_ping(at)
         if self.recorder is not None:
@@ -296,7 +303,8 @@ def _proxy(settings: ProxySettings, env: Environment, notices: Notices, stack: E
     notices.redact = tokens
     out = settings.output
     upstream = _upstream(settings, env, notices)
-    renderer, to_terminal = make_renderer(out, env, relayed=True)
+    context = NoteContext()  # no lookups: the proxy makes no request of its own
+    renderer, to_terminal = make_renderer(out, env, context, relayed=True)
     writer, status = open_writer(out, settings.notices, env, notices, stack, to_terminal)
     if status is not None:
         status.set_state("relaying")
@@ -308,7 +316,7 @@ def _proxy(settings: ProxySettings, env: Environment, notices: Notices, stack: E
             outcome.append(why)
             done.set()
 
-    tap = Tap(settings, renderer, writer, recorder, notices, tokens, stop)
+    tap = Tap(settings, renderer, writer, recorder, notices, tokens, stop, context)
     done: asyncio.Event
     if recorder is not None:
         recorder.header(settings.endpoint.netloc, Subscriptions())
