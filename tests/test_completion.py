@@ -56,7 +56,7 @@ def test_committed_scripts_are_what_the_code_generates(shell):
 
 @pytest.mark.parametrize(("words", "incomplete", "expected"), [
     ((), "c", ["capture", "channels", "completion", "connect"]),
-    ((), "pro", ["profiles"]),
+    ((), "pro", ["profiles", "proxy"]),
     (("connect",), "--to", ["--token", "--token-file"]),
     (("connect",), "--no-t", ["--no-timestamps"]),
     (("connect",), "loc", ["localTimeline"]),

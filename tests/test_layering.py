@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "misskey_cli"
 LAYERS = [
     "__main__",
     "cli",  # click: parse, build settings, call one entry point
+    "relay",  # mkstream proxy: relays a client's traffic, built on run's pieces
     "doctor",  # mkstream doctor: checks built on everything below
     "run",  # one run: settings, app, the stream loop, backfill, replay
     "profiles",  # config.toml, login/logout

@@ -514,4 +514,70 @@ def completion(shell):
     click.echo(completion_script(click.get_current_context().find_root().command, shell), nl=False)
 
 
-COMMANDS = (capture, channels, completion, connect, doctor, login, logout, profiles, replay, send, serve)
+class ListenType(click.ParamType):
+    """``--listen HOST:PORT`` (or just PORT): where the proxy accepts clients."""
+
+    name = "host:port"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        host, colon, port_text = text.rpartition(":")
+        if not colon:
+            host, port_text = "127.0.0.1", text
+        host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
+        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            self.fail(f"{text!r}: expected HOST:PORT with a port from 0 to 65535 (0 = any free), "
+                      "e.g. 127.0.0.1:3001", param, ctx)
+        return host, int(port_text)
+
+
+@click.command(cls=SectionedCommand, context_settings=CONTEXT_SETTINGS, epilog="""\b
+Examples:
+  mkstream proxy --host misskey.example --line
+  mkstream proxy --host misskey.example --listen 127.0.0.1:3001 --record bot.ndjson.gz --ndjson > bot.log
+  mkstream proxy --host http://localhost:3000 --jq 'select(.from == "client")'""")
+@click.option("--host", type=HostType(), envvar="MISSKEY_HOST", metavar="HOST", required=True,
+              help="The server to relay to: misskey.example, host:port, or an http(s) URL. [env: MISSKEY_HOST]")
+@click.option("--listen", type=ListenType(), default="127.0.0.1:3001", show_default=True, metavar="HOST:PORT",
+              help="Where to accept clients (port 0 = any free; the address taken is printed on start).")
+@click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate.")
+@click.option("--ca-file", metavar="PATH", type=CaFileType(), help="Verify TLS against this CA bundle.")
+@click.option("--proxy", metavar="URL", type=ProxyType(),
+              help="Reach the server through this HTTP proxy, or socks5:// with python-socks installed (default: "
+                   "http(s)_proxy, honouring no_proxy).")
+@click.option("--bodies", is_flag=True,
+              help="Add each API call's request and response bodies to its record (tokens removed).")
+@click.option("--ack-timeout", type=DURATION, default=5.0, show_default=True, metavar="D",
+              help="Warn when a connect that asked for pong, or a server ping, is not answered within D.")
+@click.option("--connect-timeout", type=DURATION, default=10.0, show_default=True, metavar="D",
+              help="Give up reaching the server after D (the client gets a 502).")
+@click.option("-n", "--count", type=click.IntRange(min=1), metavar="N", help="Stop after N records.")
+@click.option("--duration", type=DURATION, metavar="D", help="Stop after D (30s, 5m, 1h).")
+@output_options
+def proxy(host, listen, insecure, ca_file, proxy, bodies, ack_timeout, connect_timeout, count, duration, **kw):
+    """Relay a client's traffic to a server and write every frame, both ways.
+
+    Point a bot or client at the proxy instead of the server (its origin or base URL: with the
+    default --listen, http://127.0.0.1:3001) and it works as before: WebSocket connections are
+    relayed frame by frame, byte for byte, and every other request (the API, nodeinfo, MiAuth) is
+    forwarded as it is. Each frame becomes a record {"conn": N, "from": "client"|"server",
+    "frame": ...}, each API call {"conn": N, "from": "client", "api": {...}}, through the output
+    options; --format line names the channel of each frame. Warnings on stderr say what the
+    server silently ignores: connects past 32 per socket, unknown channels, params of the wrong
+    type, login channels without a token, messages for ids never connected, notes captured twice
+    or never released, sr, connects never acknowledged, pings the client does not answer.
+    """
+    from misskey_cli.relay.proxy import ProxySettings, run_proxy
+    from misskey_cli.run.app import Environment
+    from misskey_cli.run.settings import NoticeSettings
+
+    check_output_options(kw)
+    settings = ProxySettings(host, listen[0], listen[1], output_settings(kw),
+                             NoticeSettings(kw["quiet"], kw["verbose"], kw["stats"], kw["status"]),
+                             insecure, ca_file, proxy, ack_timeout, connect_timeout, bodies, count, duration)
+    sys.exit(run_proxy(settings, Environment.from_process()))
+
+
+COMMANDS = (capture, channels, completion, connect, doctor, login, logout, profiles, proxy, replay, send, serve)

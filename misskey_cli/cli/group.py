@@ -36,6 +36,7 @@ COMMANDS = {
     "login": "Get a token through MiAuth and keep it in a profile.",
     "logout": "Remove a profile and the token file login made for it.",
     "profiles": "List the profiles in the config file: name, host, auth mode, token source.",
+    "proxy": "Relay a client's traffic to a server and write every frame, both ways.",
     "replay": "Replay recordings through the output options, as if the frames arrived now.",
     "send": "Connect CHANNEL, send it one message, and write what arrives.",
     "serve": "Run the built-in Misskey-compatible streaming simulator (and its HTTP API).",

@@ -40,6 +40,7 @@ class OutputOptions:
     width: int | None = None  # line format: the columns to fit (None: no cut)
     show_cw: bool = False  # line format: show the text behind a content warning
     note_context: NoteContext | None = None  # line format: the notes and users behind noteUpdated events
+    relayed: bool = False  # line format: records may be mkstream proxy's (relayline.py)
 
 
 @dataclass(frozen=True)
@@ -165,9 +166,11 @@ class Renderer:
             self.encode = jsoncodec.dumps_line
         if options.format == "line":  # every line record needs its receive time: encode is not used for it
             from misskey_cli.output.lineformat import LineFormatter
+            from misskey_cli.output.relayline import RelayLines
 
-            self.line = LineFormatter(width=options.width, color=options.color, show_cw=options.show_cw,
-                                      timestamps=options.timestamps, context=options.note_context).format
+            lines = RelayLines if options.relayed else LineFormatter
+            self.line = lines(width=options.width, color=options.color, show_cw=options.show_cw,
+                              timestamps=options.timestamps, context=options.note_context).format
         self.plain = (self.program is None and not options.timestamps and not self.format.verbatim
                       and self.line is None)
         self.line_record = self._line if self.line is not None and self.program is None else None

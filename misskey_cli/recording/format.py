@@ -11,6 +11,10 @@ A recording is NDJSON (gzip when the name ends in ``.gz``) that jq reads as it i
   with the frame's JSON text spliced in byte for byte (not re-encoded), or, for a frame that is
   not one line of strict JSON, ``{"t":..,"text":".."}`` (UTF-8 text), ``{"t":..,"bytes":"BASE64"}``
   (a text frame that is not UTF-8), ``{"t":..,"binary":"BASE64"}`` (a binary frame);
+- from ``mkstream proxy``, one line per relayed frame or API call, with its connection number and
+  side: ``{"t":..,"conn":N,"from":"client"|"server","frame":FRAME}`` (or ``text``, ``bytes``,
+  ``binary``, ``ping``, ``pong``, ``close``, ``api`` in place of ``frame``); without ``conn`` a line
+  is a frame the recording run received, as above;
 - a line whenever the subscriptions change, ``{"t":..,"event":"subscriptions","channels":[..],
   "captures":[..]}``, and after a reconnect, ``{"t":..,"event":"reconnected",..}``.
 
@@ -93,6 +97,11 @@ def frame_line(data: bytes, binary: bool, at: float) -> bytes:
         except UnicodeDecodeError:
             key, value = "bytes", base64.b64encode(data).decode("ascii")
     return b'{"t":%.6f,"%s":%s}\n' % (at, key.encode(), jsoncodec.dumps(value))
+
+
+def relayed_line(at: float, conn: int, side: str, key: str, value: bytes) -> bytes:
+    """The recording line of a relayed frame or API call: ``value`` is the JSON text of ``key``'s value."""
+    return b'{"t":%.6f,"conn":%d,"from":"%s","%s":%s}\n' % (at, conn, side.encode(), key.encode(), value)
 
 
 def is_time(value: Any) -> TypeGuard[float]:

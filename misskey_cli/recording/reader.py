@@ -98,8 +98,12 @@ class Reader:
     that input, or the time the input was opened.
     """
 
-    def __init__(self, inputs: Sequence[Input], warn: Warn, make: Make = _tuple, chunk: int = CHUNK) -> None:
+    def __init__(self, inputs: Sequence[Input], warn: Warn, make: Make = _tuple, chunk: int = CHUNK,
+                 relayed: bool = False) -> None:
         self.inputs = list(inputs)
+        # A proxy's lines: with ``relayed``, each one (without "t") is a frame of its own, the record
+        # the proxy wrote; without, only the server's frames count, as if received (serve --replay).
+        self.relayed = relayed
         self.warn = warn
         self.make = make
         self.chunk = chunk
@@ -349,6 +353,9 @@ class _InputReader:
             if "event" in value and is_time(t):
                 self._event(value)
                 return
+            if "conn" in value and "from" in value and is_time(t):
+                self._relayed(value, float(t), n)
+                return
             for key in ("frame", "text", "bytes", "binary"):
                 if key in value and is_time(t) and "type" not in value:
                     self._wrapped(key, value[key], float(t), n)
@@ -363,6 +370,19 @@ class _InputReader:
                 except ValueError:
                     pass
         self.out.append(self.reader.make(line.strip(), False, self.last_t))
+
+    def _relayed(self, value: dict[str, Any], t: float, n: int) -> None:
+        if self.reader.relayed:
+            del value["t"]
+            self.last_t, self.timed = t, True
+            self.out.append(self.reader.make(jsoncodec.dumps(value), False, t))
+            return
+        if value["from"] != "server":
+            return  # what the client sent is not the server's to play back
+        for key in ("frame", "text", "bytes", "binary"):
+            if key in value:
+                self._wrapped(key, value[key], t, n)
+                return
 
     def _wrapped(self, key: str, value: Any, t: float, n: int) -> None:
         if key == "frame":

@@ -14,7 +14,7 @@ from typing import Any
 from misskey_cli.core import jsoncodec
 from misskey_cli.core.timefmt import rfc3339
 from misskey_cli.errors import OutputError, UsageError
-from misskey_cli.recording.format import FORMAT_NAME, VERSION, Subscriptions, frame_line
+from misskey_cli.recording.format import FORMAT_NAME, VERSION, Subscriptions, frame_line, relayed_line
 
 
 class Recorder:
@@ -57,6 +57,9 @@ class Recorder:
             self._write(frame_line(data, binary, at))
         else:
             self._write(b"".join([frame_line(data, binary, at) for data, binary, at in items]))
+
+    def relayed(self, at: float, conn: int, side: str, key: str, value: bytes) -> None:
+        self._write(relayed_line(at, conn, side, key, value))
 
     def event(self, kind: str, at: float | None = None, **fields: Any) -> None:
         self._write(jsoncodec.dumps_line({"t": round(time.time() if at is None else at, 6), "event": kind, **fields}))

@@ -259,9 +259,11 @@ def _target(settings: StreamSettings, env: Environment, notices: Notices, stack:
                   settings.liveness.connect_timeout)
 
 
-def make_renderer(out: OutputSettings, env: Environment, note_context: NoteContext | None = None
-                  ) -> tuple[Renderer, bool]:
-    """The renderer for the output settings, with the terminal facts decided; and whether records go to a terminal."""
+def make_renderer(out: OutputSettings, env: Environment, note_context: NoteContext | None = None,
+                  relayed: bool = False) -> tuple[Renderer, bool]:
+    """The renderer for the output settings, with the terminal facts decided; and whether records go to a terminal.
+
+    ``relayed``: the records may be ``mkstream proxy``'s, which ``--format line`` shows its own way."""
     from misskey_cli.output.render import OutputOptions, Renderer, decide_color, decide_format, decide_truecolor
 
     to_terminal = out.path is None and env.stdout_isatty
@@ -271,7 +273,7 @@ def make_renderer(out: OutputSettings, env: Environment, note_context: NoteConte
         fmt.name, decide_color(out.color, to_terminal, env.environ), decide_truecolor(env.environ), out.style,
         out.filters, dict(out.jq_args), out.raw_output, out.timestamps,
         escape_raw_strings=to_terminal and not out.unsafe_raw, width=width, show_cw=out.show_cw,
-        note_context=note_context))
+        note_context=note_context, relayed=relayed))
     return renderer, to_terminal
 
 

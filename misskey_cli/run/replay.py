@@ -224,12 +224,12 @@ def _replay(settings: ReplaySettings, env: Environment, notices: Notices, stack:
     from misskey_cli.run.stream import Stream
 
     out = settings.output
-    renderer, to_terminal = make_renderer(out, env)
+    renderer, to_terminal = make_renderer(out, env, relayed=True)
     inputs = open_inputs(settings.files, env.stdin_fd, getattr(env.stdin, "buffer", None))
     stack.callback(close_inputs, inputs)
     recorder = stack.enter_context(Recorder.open(out.record)) if out.record else None
     writer, status = open_writer(out, settings.notices, env, notices, stack, to_terminal)
-    reader = Reader(inputs, notices.warn, make=Received)
+    reader = Reader(inputs, notices.warn, make=Received, relayed=True)
     replay = ReplaySource(reader.batches(), settings.speed,
                           Selection(settings.connection_ids, settings.since, settings.until), notices.warn)
     source: Any = replay

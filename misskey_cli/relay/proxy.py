@@ -1,0 +1,364 @@
+"""``mkstream proxy``: the run. Settings in, an exit status out.
+
+The relay (``wire.py``) runs on an asyncio loop in the main thread; everything it sees comes to a
+``Tap``, which makes each frame and API call a record (``{"conn": N, "from": "client"|"server",
+"frame": ...}``) for the usual output pipeline (``Renderer``, ``Writer``, ``--record``), and asks each
+socket's ``SocketWatch`` what the server will make of it (warnings on stderr, per connection).
+The proxy outlives its clients; it ends on Ctrl-C or SIGTERM, ``-n`` or ``--duration``, or when the
+reader of its records goes away. Tokens seen in the traffic are learnt by the run's ``Redactor``,
+so no notice shows one; recorded and written records never hold one (request bodies lose ``i``,
+MiAuth's answer its ``token``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import signal
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from misskey_cli.core import jsoncodec
+from misskey_cli.core.notes import notes_in
+from misskey_cli.errors import ConnectFailed, ExitCode, MkstreamError
+from misskey_cli.net.endpoint import Endpoint, Proxy, Redactor
+from misskey_cli.net.transport import effective_proxy
+from misskey_cli.net.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, close_status
+from misskey_cli.output.notecontext import NoteContext
+from misskey_cli.output.notices import Notices
+from misskey_cli.recording.format import RecordedChannel, Subscriptions
+from misskey_cli.recording.writer import Recorder
+from misskey_cli.relay.watch import SocketWatch
+from misskey_cli.relay.wire import ApiCall, Relay, Upstream
+from misskey_cli.run.app import Environment, _drain_and_report, guarded, make_notices, make_renderer, open_writer
+from misskey_cli.run.settings import NoticeSettings, OutputSettings
+
+if TYPE_CHECKING:
+    from misskey_cli.output.render import Renderer
+    from misskey_cli.output.writer import Writer
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    endpoint: Endpoint
+    listen_host: str
+    listen_port: int
+    output: OutputSettings
+    notices: NoticeSettings
+    insecure: bool = False
+    ca_file: str | None = None
+    proxy: Proxy | None = None  # --proxy; else the environment's, as for every connection mkstream makes
+    ack_timeout: float = 5.0
+    connect_timeout: float = 10.0
+    bodies: bool = False
+    count: int | None = None
+    duration: float | None = None
+
+
+class Tokens(Redactor):
+    """A ``Redactor`` that also hides every token the proxy has seen pass."""
+
+    def learn(self, token: str | None) -> None:
+        if token and len(token) >= self.MIN_FREE_TEXT:
+            for secret in (token, quote(token, safe="")):
+                if secret not in self.secrets:
+                    self.secrets.append(secret)
+
+
+def frame_value(opcode: int, payload: bytes) -> tuple[str, Any, bytes]:
+    """A relayed message as a record's key and value, and that value's JSON text for the recording."""
+    if opcode == OP_TEXT:
+        try:
+            value, strict = jsoncodec.loads(payload)
+        except ValueError:
+            strict = False
+        if strict:
+            return "frame", value, payload if b"\n" not in payload else jsoncodec.dumps(value)
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            encoded = base64.b64encode(payload).decode("ascii")
+            return "bytes", encoded, jsoncodec.dumps(encoded)
+        return "text", text, jsoncodec.dumps(text)
+    if opcode == OP_CLOSE:
+        code, reason = close_status(payload)
+        close = {"code": code, "reason": reason}
+        return "close", close, jsoncodec.dumps(close)
+    if opcode in (OP_PING, OP_PONG):
+        text = payload.decode("utf-8", "replace")
+        return "ping" if opcode == OP_PING else "pong", text, jsoncodec.dumps(text)
+    encoded = base64.b64encode(payload).decode("ascii")
+    return "binary", encoded, jsoncodec.dumps(encoded)
+
+
+class Tap:
+    """The relay's observer: records, warnings, the recording; see the module docstring."""
+
+    def __init__(self, settings: ProxySettings, renderer: Renderer, writer: Writer, recorder: Recorder | None,
+                 notices: Notices, tokens: Tokens, stop: Callable[[ExitCode | MkstreamError], None],
+                 context: NoteContext | None = None) -> None:
+        self.settings = settings
+        self.context = context  # the line view's memory of notes, for the noteUpdated lines
+        self.renderer = renderer
+        self.writer = writer
+        self.recorder = recorder
+        self.notices = notices
+        self.tokens = tokens
+        self.stop = stop
+        self.sockets: dict[int, SocketWatch] = {}
+        self.records = 0
+        self.frames = 0
+        self.calls = 0
+        self.dropped = 0
+        self.connections: set[int] = set()
+        self._subscriptions: Subscriptions | None = None
+
+    # ----- the observer -----------------------------------------------------------------------
+
+    def opened(self, conn: int, token: str | None) -> None:
+        self.tokens.learn(token)
+        self.connections.add(conn)
+        self.sockets[conn] = SocketWatch(logged_in=token is not None, ack_timeout=self.settings.ack_timeout)
+        self.notices.debug(f"#{conn}: stream opened ({'with a token' if token else 'anonymous'})")
+
+    def message(self, conn: int, side: str, opcode: int, payload: bytes, at: float) -> None:
+        self.frames += 1
+        key, value, text = frame_value(opcode, payload)
+        watch = self.sockets.get(conn)
+        warnings: list[str] = []
+        if watch is not None:
+            if side == "client" and key == "frame":
+                warnings = watch.client_frame(value, at)
+            elif side == "client" and opcode == OP_PONG:
+                watch.client_pong()
+            elif side == "server" and key == "frame":
+                watch.server_frame(value)
+                if self.context is not None:
+                    for note in notes_in(value):
+                        self.context.saw(note)
+            elif side == "server" and opcode == OP_PING:
+                warnings = watch.server_ping(at)
+        if self.recorder is not None:
+            self.recorder.relayed(at, conn, side, key, text)
+            if key == "frame" and side == "client":
+                self._note_subscriptions(at)
+        self._emit({"conn": conn, "from": side, key: value}, at, payload if opcode in (OP_TEXT, OP_BINARY) else text)
+        for warning in warnings:
+            self.notices.warn(f"#{conn}: {warning}")
+
+    def api(self, conn: int, call: ApiCall, at: float) -> None:
+        self.calls += 1
+        self.connections.add(conn)
+        endpoint = call.path.removeprefix("/api/") if call.path.startswith("/api/") else call.path
+        api: dict[str, Any] = {"method": call.method, "endpoint": endpoint, "status": call.status, "ms": call.ms}
+        if self.settings.bodies:
+            api["request"] = self._body(call.request_body)
+            api["response"] = self._body(call.response_body)
+        if call.status >= 400:
+            self.notices.warn(f"#{conn}: {call.method} {endpoint} answered {call.status}")
+        if self.recorder is not None:
+            self.recorder.relayed(at, conn, "client", "api", jsoncodec.dumps(api))
+        self._emit({"conn": conn, "from": "client", "api": api}, at, jsoncodec.dumps(api))
+
+    def closed(self, conn: int) -> None:
+        watch = self.sockets.pop(conn, None)
+        if watch is not None:
+            for warning in watch.closed():
+                self.notices.warn(f"#{conn}: {warning}")
+        self.notices.debug(f"#{conn}: stream closed")
+        if self.recorder is not None:
+            self._note_subscriptions(time.time())
+
+    def notice(self, message: str) -> None:
+        self.notices.warn(message)
+
+    def tick(self, now: float) -> None:
+        for conn, watch in list(self.sockets.items()):
+            for warning in watch.tick(now):
+                self.notices.warn(f"#{conn}: {warning}")
+        self.check_writer()
+
+    # ----- records ----------------------------------------------------------------------------
+
+    def _emit(self, record: dict[str, Any], at: float, verbatim: bytes) -> None:
+        from misskey_cli.output.render import JqRuntimeError
+
+        if self.settings.count is not None and self.records >= self.settings.count:
+            return
+        try:
+            renderer = self.renderer
+            out = renderer.verbatim(verbatim) if renderer.format.verbatim else renderer.render(record, at)
+        except JqRuntimeError as exc:
+            self.notices.warn(f"jq: {exc}; record skipped")
+            return
+        if self.settings.count is not None:
+            out = out[:self.settings.count - self.records]
+        if not out:
+            return
+        if self.writer.backlog > self.settings.output.max_backlog:
+            # The relay never waits for the reader of the records: past the limit they are dropped.
+            if not self.dropped:
+                self.notices.warn(f"{self.writer.label} is not reading: records are dropped (--max-backlog) "
+                                  "until it catches up; the traffic is still relayed")
+            self.dropped += len(out)
+            return
+        self.records += len(out)
+        data = b"".join(out)
+        self._write(data, len(out))
+        if self.notices.status is not None:
+            self.notices.status.progress.records += len(out)
+            self.notices.status.progress.bytes += len(data)
+            self.notices.status.tick()
+        if self.settings.count is not None and self.records >= self.settings.count:
+            self.stop(ExitCode.OK)
+
+    def _write(self, data: bytes, records: int) -> None:
+        from misskey_cli.output.writer import ReaderGone
+
+        try:
+            self.writer.write(data, records)
+        except ReaderGone:
+            self.stop(ExitCode.OK)
+        except MkstreamError as exc:
+            self.stop(exc)
+
+    def check_writer(self) -> None:
+        from misskey_cli.output.writer import ReaderGone
+
+        try:
+            self.writer.raise_error()
+        except ReaderGone:
+            self.stop(ExitCode.OK)
+        except MkstreamError as exc:
+            self.stop(exc)
+
+    def _body(self, data: bytes) -> Any:
+        if not data:
+            return None
+        try:
+            value, strict = jsoncodec.loads(data)
+        except ValueError:
+            strict = False
+        if not strict:
+            return self.tokens(data.decode("utf-8", "replace"))
+        if type(value) is dict:
+            token = value.pop("i", None)
+            self.tokens.learn(token if isinstance(token, str) else None)
+            if isinstance(value.get("token"), str):
+                self.tokens.learn(value["token"])
+                value["token"] = "***"
+        return value
+
+    def _note_subscriptions(self, at: float) -> None:
+        """A ``subscriptions`` line when what the clients have connected changes (for ``serve --replay``)."""
+        assert self.recorder is not None
+        channels = {cid: channel for watch in self.sockets.values() for cid, channel in watch.connections.items()}
+        captures = sorted({note for watch in self.sockets.values() for note in watch.captures})
+        now = Subscriptions(tuple(RecordedChannel(cid, channel) for cid, channel in channels.items()), tuple(captures))
+        if now != self._subscriptions:
+            self._subscriptions = now
+            self.recorder.event("subscriptions", at, **now.to_json())
+
+    # ----- what _drain_and_report asks of a stream --------------------------------------------
+
+    def save_state(self, force: bool = False) -> None:
+        pass
+
+    def finish_notices(self) -> None:
+        pass
+
+    def stats_line(self) -> str:
+        return (f"{self.frames} frames and {self.calls} API calls relayed on {len(self.connections)} connections, "
+                f"{self.writer.records_written} records written, {self.dropped} dropped")
+
+
+# ----- the command ----------------------------------------------------------------------------
+
+
+def run_proxy(settings: ProxySettings, env: Environment) -> int:
+    """Run ``mkstream proxy``; returns the exit status."""
+    notices = make_notices(settings.notices, env)
+    return guarded(notices, lambda stack: _proxy(settings, env, notices, stack))
+
+
+def _upstream(settings: ProxySettings, env: Environment, notices: Notices) -> Upstream:
+    """The server, with TLS built where the API client builds its own and the proxy chosen as for every
+    connection mkstream makes."""
+    tls = None
+    if settings.endpoint.scheme == "wss":
+        from misskey_cli.net.transport import tls_context
+
+        tls = tls_context(settings.ca_file, settings.insecure)
+    if settings.insecure:
+        notices.warn("TLS certificates are not verified (--insecure): anyone on the path can read the traffic")
+    proxy, source = effective_proxy(settings.endpoint, settings.proxy, env.environ)
+    if proxy is not None:
+        notices.debug(f"to the server through the proxy {proxy.display} (from {source})")
+    return Upstream(settings.endpoint, tls, settings.connect_timeout, proxy)
+
+
+def _proxy(settings: ProxySettings, env: Environment, notices: Notices, stack: ExitStack) -> int:
+    tokens = Tokens(None)
+    notices.redact = tokens
+    out = settings.output
+    upstream = _upstream(settings, env, notices)
+    context = NoteContext()  # no lookups: the proxy makes no request of its own
+    renderer, to_terminal = make_renderer(out, env, context, relayed=True)
+    writer, status = open_writer(out, settings.notices, env, notices, stack, to_terminal)
+    if status is not None:
+        status.set_state("relaying")
+    recorder = stack.enter_context(Recorder.open(out.record)) if out.record else None
+    outcome: list[ExitCode | MkstreamError] = []
+
+    def stop(why: ExitCode | MkstreamError) -> None:
+        if not outcome:
+            outcome.append(why)
+            done.set()
+
+    tap = Tap(settings, renderer, writer, recorder, notices, tokens, stop, context)
+    done: asyncio.Event
+    if recorder is not None:
+        recorder.header(settings.endpoint.netloc, Subscriptions())
+
+    async def main() -> None:
+        nonlocal done
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        relay = Relay(upstream, tap, keep_bodies=settings.bodies)
+        try:
+            server = await relay.start(settings.listen_host, settings.listen_port)
+        except OSError as exc:
+            raise ConnectFailed(f"cannot listen on {settings.listen_host}:{settings.listen_port}: "
+                               f"{exc.strerror or exc}") from None
+        for signum, code in ((signal.SIGINT, ExitCode.SIGINT), (signal.SIGTERM, ExitCode.SIGTERM),
+                             (signal.SIGHUP, ExitCode.SIGHUP)):
+            loop.add_signal_handler(signum, stop, code)
+        if out.path is not None:
+            loop.add_signal_handler(signal.SIGHUP, writer.reopen)
+        loop.add_reader(writer.failed_fd, tap.check_writer)
+        if settings.duration is not None:
+            loop.call_later(settings.duration, stop, ExitCode.OK)
+        host, port = server.sockets[0].getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        notices.info(f"proxy listening on http://{shown}:{port}, relaying to {settings.endpoint.http_base} "
+                     f"(point the client's origin or base URL at http://{shown}:{port})")
+        ticking = asyncio.ensure_future(relay.ticking())
+        try:
+            await done.wait()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(signum)
+            loop.remove_reader(writer.failed_fd)
+            ticking.cancel()
+            server.close()
+            for task in list(relay.tasks):
+                task.cancel()
+            await asyncio.gather(ticking, *relay.tasks, return_exceptions=True)
+
+    asyncio.run(main())
+    code = outcome[0] if outcome else ExitCode.OK
+    return _drain_and_report(tap, writer, notices, settings.notices.stats, code)
