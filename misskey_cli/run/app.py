@@ -319,6 +319,8 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
     for note_id in request.captures:
         session.add_capture(note_id)
     gaps = _gaps(settings, target, notices, stack)
+    if gaps is not None and gaps.state is not None:
+        writer.journal = gaps.state  # the state follows what the writer has written, never ahead of it
     source: Any = session
     if out.record is not None:
         from misskey_cli.recording.tee import RecordingSource
@@ -441,7 +443,6 @@ def _drain_and_report(stream: Any, writer: Any, notices: Notices, stats: bool,
 
     error: MkstreamError | None = outcome if isinstance(outcome, MkstreamError) else None
     code = outcome.exit_code if isinstance(outcome, MkstreamError) else outcome
-    stream.save_state(force=True)
     with leaving():
         try:
             unwritten = writer.finish(DRAIN_TIMEOUT)
@@ -453,6 +454,7 @@ def _drain_and_report(stream: Any, writer: Any, notices: Notices, stats: bool,
                 error, code = exc, exc.exit_code
         except KeyboardInterrupt:
             unwritten = writer.records_queued - writer.records_written
+        stream.finish_state()
     _clear_status(notices)
     stream.finish_notices()
     if unwritten:
