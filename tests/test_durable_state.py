@@ -77,9 +77,10 @@ def kill9(proc: subprocess.Popen[bytes]) -> None:
     assert code == -signal.SIGKILL, err
 
 
-def catch_up(sim, state: Path, out: Path, posted: list[str]) -> None:
+def catch_up(sim, state: Path, out: Path, posted: list[str], missing: int | None = None) -> None:
     """A clean restart with one more live note: afterwards the log must be exactly what was posted."""
-    missing = len([i for i in posted if i not in set(logged(out))])
+    if missing is None:
+        missing = len([i for i in posted if i not in set(logged(out))])
 
     def feed() -> None:
         sim.wait_for_subscription("localTimeline")
@@ -173,6 +174,26 @@ def test_kill_9_during_a_resume_backfill_loses_and_repeats_nothing(sim, tmp_path
         sim.fail_next(TIMELINE, 503, count=0)
     sim.wait_for_closed()
     catch_up(sim, state, out, posted)
+
+
+def test_a_batch_a_kill_cut_in_half_is_cut_off_and_fetched_again(sim, tmp_path):
+    """The state announced a batch and the kill came in the middle of its write: the log ends in half a line."""
+    state, out = tmp_path / "s.state", tmp_path / "log.ndjson"
+    posted: list[str] = []
+    first_run(sim, state, out, posted, notes=3)
+    lines = out.read_bytes().splitlines(keepends=True)
+    whole = len(lines[0])
+    out.write_bytes(lines[0] + lines[1] + lines[2][:10])  # the batch of notes 2 and 3, torn
+    data = json.loads(state.read_text())
+    info = os.stat(out)
+
+    def cursor(note_id: str) -> dict[str, Any]:
+        return {"localTimeline": {"channel": "localTimeline", "params": {}, "lastId": note_id}}
+
+    data.update(connections=cursor(posted[0]), output={"device": info.st_dev, "inode": info.st_ino, "offset": whole},
+                next={"offset": whole + len(lines[1]) + len(lines[2]), "connections": cursor(posted[2])})
+    state.write_text(json.dumps(data))
+    catch_up(sim, state, out, posted, missing=2)
 
 
 # ----- a start while the server refuses ---------------------------------------------------------
