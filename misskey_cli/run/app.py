@@ -1,7 +1,8 @@
 """One run, assembled once: settings and the process's environment in, an exit status out.
 
 ``cli.py`` parses and builds frozen settings; ``run_stream`` does the rest. This is the one
-module with process-wide effects, and it restores each of them when the run ends: the SIGTERM
+module with process-wide effects besides the entry point's (``__main__``: SIGTERM before a run
+installs its own handler is exit 143), and it restores each of them when the run ends: the SIGTERM
 handler, the signal wake-up fd, the ``os._exit`` on a second Ctrl-C while leaving. It reads the
 token (file, stdin or a no-echo prompt) and makes the one ``Redactor``, starts the ``--demo``
 simulator, picks the output format and colours from the terminal facts it is given, and turns
