@@ -257,9 +257,12 @@ def test_temporary_files_a_killed_run_left_are_removed_on_the_next_start(sim, tm
     left.write_text("{")
     other = tmp_path / ".t.state.tmp-x1y2z3"  # another state file's: not ours to remove
     other.write_text("{")
+    legacy = tmp_path / ".mkstream-state-abc123"  # what earlier versions left, whatever the state file
+    legacy.write_text("{")
+    os.utime(legacy, (time.time() - 3600, time.time() - 3600))
     posted: list[str] = []
     first_run(sim, state, out, posted, notes=1)
-    assert not left.exists() and other.exists()
+    assert not left.exists() and not legacy.exists() and other.exists()
 
 
 def test_a_file_that_is_not_a_state_file_is_refused_and_left_untouched(sim, tmp_path):

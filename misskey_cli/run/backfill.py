@@ -248,6 +248,7 @@ class SavedConnection:
 
 
 Row = tuple[str, str, dict[str, Any], str]  # (connection id, channel, params, last id)
+LEGACY_TMP = ".mkstream-state-"  # how earlier builds named their temporary files
 MAX_STATE_BYTES = 16 * 1024 * 1024  # a state file is a few hundred bytes; anything this large is not one
 
 
@@ -336,13 +337,19 @@ class StateFile:
         return data
 
     def _clean_temporaries(self) -> None:
-        """Temporary files a killed run left (this lock is held: no run is writing them)."""
+        """Temporary files a killed run left (this lock is held: no run is writing them).
+
+        Earlier versions named theirs ``.mkstream-state-*`` whatever the state file: those are
+        removed once a minute old, when no save (microseconds long) can still be renaming one.
+        """
         directory = os.path.dirname(self.real)
         with contextlib.suppress(OSError):
             for name in os.listdir(directory):
-                if name.startswith(self._tmp_prefix):
-                    with contextlib.suppress(OSError):
-                        os.unlink(os.path.join(directory, name))
+                path = os.path.join(directory, name)
+                with contextlib.suppress(OSError):
+                    if name.startswith(self._tmp_prefix) or (name.startswith(LEGACY_TMP)
+                                                             and time.time() - os.lstat(path).st_mtime > 60):
+                        os.unlink(path)
 
     def load(self, output: os.stat_result | None = None
              ) -> tuple[dict[str, SavedConnection], float | None, int | None]:
