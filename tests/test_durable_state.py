@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Callable
@@ -285,13 +286,24 @@ def test_a_corrupt_state_file_is_refused(sim, tmp_path, content):
     assert state.read_bytes() == content
 
 
-def test_a_device_as_state_file_is_refused(sim):
-    before = os.stat("/dev/null")
-    result = run_cli("connect", "localTimeline", *host(sim), "--state", "/dev/null", "-n", "1", *SAFETY)
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_state_file_that_is_not_a_regular_file_is_refused_and_left_alone(sim, tmp_path, kind):
+    # A copy of /dev/null in tmp_path, never /dev/null itself: a build with this bug, run as root,
+    # would replace the machine's /dev/null with a regular file.
+    node = tmp_path / "null"
+    if kind == "device":
+        try:
+            os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        except PermissionError:
+            pytest.skip("making a device node needs root")
+    else:
+        os.mkfifo(node, 0o600)
+    before = os.stat(node)
+    result = run_cli("connect", "localTimeline", *host(sim), "--state", str(node), "-n", "1", *SAFETY)
     assert result.exit_code == ExitCode.USAGE, result.stderr
     assert "is not a regular file" in result.stderr
-    after = os.stat("/dev/null")
-    assert (after.st_ino, after.st_mode) == (before.st_ino, before.st_mode)
+    after = os.stat(node)
+    assert (after.st_ino, after.st_mode, after.st_rdev) == (before.st_ino, before.st_mode, before.st_rdev)
 
 
 def test_two_runs_on_one_state_file_through_a_symlink_the_second_is_refused_and_the_link_stays(sim, tmp_path):
