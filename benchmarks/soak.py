@@ -19,12 +19,21 @@ mkstream's output is the sequence numbers it wrote. At the end the script prints
 Exit status 0 when there are no losses and no duplicates.
 
     python benchmarks/soak.py --notes --minutes 0.5   # what CI runs
+    python benchmarks/soak.py --kill --minutes 0.5    # and this
 
 ``--notes`` soaks the backfill instead: notes are posted at ``--rate`` whether mkstream is
 connected or not (the simulator keeps them in the history its HTTP timelines answer from), and
 the faults include outages where handshakes are refused for a few seconds. Every note posted,
 connected or not, must be written exactly once and in id order: it prints notes posted, written,
 lost, duplicated.
+
+``--kill`` soaks ``--state`` with ``-o FILE`` under a supervisor loop: mkstream is killed with
+SIGKILL at random moments (right after the log grew, right after the state file changed, at a
+random time, in its first milliseconds), sometimes ended with SIGTERM (must be 143) or by its own
+``--duration``, and started again at once, also during outages, while the server faults as with
+``--notes``. At the end one last run catches up; every note posted must be in the log exactly
+once, in id order, with no torn line: it prints runs, kills, notes posted, written, lost,
+duplicated.
 """
 
 from __future__ import annotations
@@ -76,8 +85,12 @@ def main() -> int:
                         help="mean seconds between faults, after each reconnected stream has lived 5.5 s")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--notes", action="store_true", help="soak the backfill: notes posted while down too")
+    parser.add_argument("--kill", action="store_true", help="soak --state: kill -9 and restart mkstream, again and again")
     args = parser.parse_args()
     rng = random.Random(args.seed)
+    if args.kill:
+        args.rate = args.rate or 20.0
+        return soak_kill(args, rng)
     if args.notes:
         args.rate = args.rate or 40.0
         return soak_notes(args, rng)
@@ -291,6 +304,154 @@ def soak_notes(args: argparse.Namespace, rng: random.Random) -> int:
         print("lost (index in posting order):", [posted.index(i) for i in lost][:50])
         print(text[-3000:])
     print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+KILLS = ("after a write", "after a state save", "at random", "at once", "sigterm", "duration")
+
+
+def soak_kill(args: argparse.Namespace, rng: random.Random) -> int:
+    import tempfile
+
+    sim = Simulator(ping_interval=1.0, ping_timeout=3.0).start()
+    work = Path(tempfile.mkdtemp(prefix="mkstream-soak-"))
+    state, log = work / "ltl.state", work / "ltl.log"
+    posted: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    end = time.monotonic() + args.minutes * 60
+
+    def command(*extra: str) -> list[str]:
+        return [sys.executable, "-m", "misskey_cli", "connect", "localTimeline", "--host", f"http://{sim.host_port}",
+                "--jq", ".body.body.id", "-r", "--state", str(state), "-o", str(log), "--reconnect-delay", "0.1",
+                "--ping-interval", "0.5", "--ping-timeout", "1.5", "--max-retries", "1000", *extra]
+
+    def post() -> None:
+        tick = 1.0 / args.rate
+        next_at = time.monotonic()
+        while not stop.is_set():
+            with lock:
+                posted.append(sim.post_note(text=f"soak {len(posted)}")["id"])
+            next_at += tick
+            time.sleep(max(0.0005, next_at - time.monotonic()))
+
+    injected: list[str] = []
+
+    def inject_faults() -> None:
+        while not stop.is_set():
+            time.sleep(rng.expovariate(1.0 / (args.fault_every * 2)))
+            fault = rng.choice(NOTE_FAULTS)
+            injected.append(fault)
+            with lock:
+                apply_fault(sim, fault)
+            if fault == "outage":
+                time.sleep(rng.uniform(0.5, 2.0))
+                sim.refuse_next(0)
+
+    def changed(path: Path, timeout: float) -> None:
+        """Until ``path`` changes (size or mtime), polled: the moment to kill right after."""
+        def seen() -> tuple[int, int] | None:
+            with contextlib.suppress(OSError):
+                info = path.stat()
+                return info.st_size, info.st_mtime_ns
+            return None
+
+        before, deadline = seen(), time.monotonic() + timeout
+        while seen() == before and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    def logged() -> list[str]:
+        with contextlib.suppress(FileNotFoundError):
+            return log.read_text().splitlines()
+        return []
+
+    # The first run makes the state: notes from before mkstream ever ran are not its to write.
+    first = subprocess.Popen(command(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sim.wait_for_subscription("localTimeline", timeout=60)
+    posted.append(sim.post_note(text="soak start")["id"])
+    while posted[0] not in logged():
+        time.sleep(0.01)
+    first.send_signal(signal.SIGTERM)
+    first.communicate(timeout=30)
+    kills: Counter[str] = Counter()
+    bad_exits: list[str] = []
+    runs = 1
+    poster = threading.Thread(target=post, daemon=True)
+    poster.start()
+    faults = threading.Thread(target=inject_faults, daemon=True)
+    faults.start()
+    while time.monotonic() < end:
+        how = rng.choice(KILLS)
+        extra = ("--duration", f"{rng.uniform(0.5, 3.0):.2f}") if how == "duration" else ()
+        proc = subprocess.Popen(command(*extra), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        runs += 1
+        if how == "after a write":
+            changed(log, rng.uniform(0.5, 4.0))
+        elif how == "after a state save":
+            changed(state, rng.uniform(0.5, 4.0))
+        elif how in ("at random", "sigterm"):
+            time.sleep(rng.uniform(0.05, 3.0))
+        elif how == "at once":
+            time.sleep(rng.uniform(0.0, 0.3))
+        if how == "duration":
+            try:
+                _, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+            expected = 0
+        else:
+            proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+            _, err = proc.communicate(timeout=30)
+            expected = 143 if how == "sigterm" else -signal.SIGKILL
+        kills[how] += 1
+        if proc.returncode != expected:
+            bad_exits.append(f"{how}: exit {proc.returncode}: {err.decode()[-500:]}")
+    stop.set()
+    poster.join()
+    faults.join()
+    sim.refuse_next(0)
+    last = subprocess.Popen(command(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not set(posted) <= set(logged()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    last.send_signal(signal.SIGTERM)
+    _, err = last.communicate(timeout=30)
+    sim.stop()
+
+    written = logged()
+    counts = Counter(written)
+    duplicates = sum(n - 1 for n in counts.values() if n > 1)
+    lost = [note_id for note_id in posted if note_id not in counts]
+    torn = [line for line in written if line not in set(posted)]
+    order_ok = written == sorted(written, key=lambda i: (len(i), i))
+    leftovers = [p.name for p in work.iterdir() if ".tmp-" in p.name]
+    print()
+    print(f"duration             {args.minutes:g} min, rate {args.rate:g} notes/s, {len(injected)} server faults")
+    print(f"runs                 {runs + 1} (1 to start; {', '.join(f'{k} {v}' for k, v in kills.most_common())}; "
+          "1 to catch up)")
+    print(f"notes posted         {len(posted)}")
+    print(f"notes written        {len(written)}")
+    print(f"lost                 {len(lost)}")
+    print(f"duplicated           {duplicates}")
+    print(f"torn or foreign      {len(torn)}")
+    print(f"in id order          {'yes' if order_ok else 'NO'}")
+    print(f"bad exits            {len(bad_exits)}")
+    print(f"temporary files left {len(leftovers)}")
+    ok = (not lost and not duplicates and not torn and order_ok and not bad_exits and not leftovers
+          and last.returncode == 143)
+    if not ok:
+        print("lost (index in posting order):", [posted.index(i) for i in lost][:50])
+        for line in bad_exits[:5]:
+            print(line)
+        print(err.decode()[-2000:])
+    print(f"work files in {work}" if not ok else "PASS")
+    if ok:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        print("FAIL")
     return 0 if ok else 1
 
 

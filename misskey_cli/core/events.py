@@ -48,6 +48,14 @@ class Reconnected(NamedTuple):
     captures: tuple[str, ...]  # captures that were active: their events in the gap are gone
 
 
+class Connected(NamedTuple):
+    """The run's first connection is up, every channel and capture sent (later ones are ``Reconnected``)."""
+
+    since: float  # epoch seconds: when the run asked for it
+    waited: float  # seconds
+    failures: int  # attempts that failed first (--max-retries)
+
+
 class AckMissing(NamedTuple):
     """A channel connection was not acknowledged within the ack timeout."""
 
@@ -61,7 +69,7 @@ class Deadline(NamedTuple):
 
 DEADLINE = Deadline()
 
-Event = Frames | Readable | Reconnected | AckMissing | Deadline
+Event = Frames | Readable | Reconnected | Connected | AckMissing | Deadline
 
 @dataclass
 class Counters:

@@ -56,6 +56,7 @@ from misskey_cli.core import jsoncodec, protocol
 from misskey_cli.core.events import (
     DEADLINE,
     AckMissing,
+    Connected,
     Connection,
     Counters,
     Event,
@@ -235,6 +236,8 @@ class Session:
         self._next_ping = 0.0
         self._pending_loss: tuple[str, bool] | None = None
         self._down: tuple[float, float, str] | None = None  # (monotonic, epoch, cause) of the last loss
+        self._asked: tuple[float, float] | None = None  # (monotonic, epoch) the run first asked to connect
+        self._first_failures = 0  # attempts that failed before the first connection
         self._held: list[str] = []  # messages sent before the first connection, sent once it is up
         self._held_bytes = 0
 
@@ -312,6 +315,8 @@ class Session:
 
     def open(self) -> None:
         """Ask for the connection. Nothing blocks here: ``next`` makes the attempts, within its caller's deadline."""
+        if self._asked is None:
+            self._asked = (time.monotonic(), time.time())
         if self.wire is None and self._attempt is None and self._retry_at is None:
             self._state("connecting")
 
@@ -400,7 +405,12 @@ class Session:
         if wire is None:
             return None
         self._attempt = None
+        first = not self.ever_connected
         self._connected(wire)
+        if first:
+            # Backfill treats it as a reconnect: what a resume, or the retries, left out is fetched.
+            asked_at, asked_epoch = self._asked or (time.monotonic(), time.time())
+            return Connected(asked_epoch, time.monotonic() - asked_at, self._first_failures)
         if self._down is not None:
             lost_at, epoch, cause = self._down
             self._down = None
@@ -643,6 +653,7 @@ class Session:
         """A connection attempt failed: schedule a retry or give up."""
         reason = self.redact(reason)
         first = not self.ever_connected
+        self._first_failures += first
         error = ConnectFailed if first else ConnectionLost
         where = self.target.display_url()
         if first and (fatal_first or not self.reconnect.retry_first_connect):

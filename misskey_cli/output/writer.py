@@ -10,6 +10,12 @@ so an event loop learns of it without waiting for a frame), or at the end. On a 
 failed write (a full disk) is cut back to the last whole record, so the file never ends in half a
 line. ``reopen`` (SIGHUP, after logrotate moved the file) makes the thread open the path again
 between two writes.
+
+A ``Journal`` (``--state``) hears of every batch that moves a cursor: a ``mark`` queued with the
+records says what they bring the cursors to. On a regular file the journal is told *before* the
+write which bytes the batch will take (``writing``), and after it that the batch is written
+(``written``), so what it saves never names a record that is not in the file; on a pipe only
+afterwards.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import queue
 import stat
 import threading
 from collections.abc import Callable
-from typing import BinaryIO, Self
+from typing import Any, BinaryIO, Protocol, Self
 
 from misskey_cli.errors import OutputError, UsageError
 
@@ -29,7 +35,16 @@ class ReaderGone(Exception):
     """The reader closed the pipe: a normal end."""
 
 
-_REOPEN = (b"", -1)  # a queue item: open the path again before the next write
+class Journal(Protocol):
+    """Told by the writer thread where the records of each marked batch go (see the module docstring)."""
+
+    def writing(self, mark: Any, start: int | None, end: int | None, output: tuple[int, int] | None) -> None: ...
+
+    def written(self, mark: Any, end: int | None) -> None: ...
+
+
+_REOPEN = (b"", -1, None)  # a queue item: open the path again before the next write
+Item = tuple[bytes, int, Any]  # (records, how many, the mark they bring the journal to or None)
 
 
 class Writer:
@@ -48,7 +63,8 @@ class Writer:
         self.records_queued = 0
         self.records_written = 0
         self._changed = threading.Condition()
-        self._queue: queue.SimpleQueue[tuple[bytes, int] | None] = queue.SimpleQueue()
+        self.journal: Journal | None = None
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._regular = fd >= 0 and _is_regular(fd)
         self.failed_fd, self._failed_signal = os.pipe()
@@ -88,8 +104,11 @@ class Writer:
         if self.error is not None:
             raise self.error
 
-    def write(self, data: bytes, records: int = 1) -> None:
-        """Queue ``records`` whole records (``data`` holds them all); written at once by the thread."""
+    def write(self, data: bytes, records: int = 1, mark: Any = None) -> None:
+        """Queue ``records`` whole records (``data`` holds them all); written at once by the thread.
+
+        ``mark`` goes to the journal once they are written (with no data: once all before it are).
+        """
         if self.error is not None:
             raise self.error
         if self._thread is None:
@@ -97,7 +116,7 @@ class Writer:
         with self._changed:
             self.backlog += len(data)
             self.records_queued += records
-        self._queue.put((data, records))
+        self._queue.put((data, records, mark))
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._drain, name="mkstream-writer", daemon=True)
@@ -143,18 +162,53 @@ class Writer:
                     batch.append(more)
             except queue.Empty:
                 pass
-            size = sum(len(data) for data, _ in batch)
-            written = self._write([data for data, _ in batch]) if self.error is None else 0
+            size = sum(len(data) for data, _, _ in batch)
+            marks = [i for i, (_, _, mark) in enumerate(batch) if mark is not None]
+            journal = self.journal if marks else None
+            start = os.fstat(self.fd).st_size if self._regular and self.error is None else None
+            if journal is not None and start is not None:
+                journal.writing(batch[marks[-1]][2], start, start + size, self._identity())
+            written = self._write([data for data, _, _ in batch if data], start) if self.error is None else 0
+            whole = _whole_items(batch, written)
+            if journal is not None:
+                done = [i for i in marks if i < whole]
+                if done:
+                    end = None if start is None else start + sum(len(d) for d, _, _ in batch[:done[-1] + 1])
+                    journal.written(batch[done[-1]][2], end)
             with self._changed:
                 self.backlog -= size
-                self.records_written += sum(n for _, n in batch[:written])
+                self.records_written += sum(n for _, n, _ in batch[:whole])
                 self._changed.notify_all()
 
-    def _write(self, buffers: list[bytes]) -> int:
+    def output_stat(self) -> os.stat_result | None:
+        """``-o FILE``'s identity and size (for the journal's next run), None for other outputs."""
+        if self.path is None or not self._regular:
+            return None
+        try:
+            return os.fstat(self.fd)
+        except OSError:
+            return None
+
+    def cut(self, size: int) -> None:
+        """Cut ``-o FILE`` back to ``size`` bytes before anything is written (a batch a kill tore, per the journal)."""
+        try:
+            os.ftruncate(self.fd, size)
+        except OSError as exc:
+            raise OutputError(f"cannot cut {self.label} back to {size} bytes: {exc.strerror or exc}") from None
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            info = os.fstat(self.fd)
+        except OSError:
+            return None
+        return info.st_dev, info.st_ino
+
+    def _write(self, buffers: list[bytes], start: int | None = None) -> int:
         """Write every buffer; returns how many were written whole (all of them unless it failed)."""
         done = 0
         whole = 0  # bytes of the buffers written whole
-        start = os.fstat(self.fd).st_size if self._regular else 0
+        if start is None:
+            start = os.fstat(self.fd).st_size if self._regular else 0
         try:
             if self.stream is not None:
                 self.stream.write(b"".join(buffers))
@@ -202,6 +256,19 @@ class Writer:
         if self.owns:
             os.close(self.fd)
             self.owns = False
+
+
+def _whole_items(batch: list[Item], buffers_written: int) -> int:
+    """How many items of ``batch`` were written whole, given how many of its non-empty buffers were."""
+    if buffers_written == sum(1 for data, _, _ in batch if data):
+        return len(batch)
+    seen = 0
+    for i, (data, _, _) in enumerate(batch):
+        if data:
+            if seen == buffers_written:
+                return i
+            seen += 1
+    return len(batch)
 
 
 def _open_append(path: str) -> int:

@@ -1,7 +1,8 @@
 """One run, assembled once: settings and the process's environment in, an exit status out.
 
 ``cli.py`` parses and builds frozen settings; ``run_stream`` does the rest. This is the one
-module with process-wide effects, and it restores each of them when the run ends: the SIGTERM
+module with process-wide effects besides the entry point's (``__main__``: SIGTERM before a run
+installs its own handler is exit 143), and it restores each of them when the run ends: the SIGTERM
 handler, the signal wake-up fd, the ``os._exit`` on a second Ctrl-C while leaving. It reads the
 token (file, stdin or a no-echo prompt) and makes the one ``Redactor``, starts the ``--demo``
 simulator, picks the output format and colours from the terminal facts it is given, and turns
@@ -321,6 +322,8 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
     for note_id in request.captures:
         session.add_capture(note_id)
     gaps = _gaps(settings, target, notices, stack)
+    if gaps is not None and gaps.state is not None:
+        writer.journal = gaps.state  # the state follows what the writer has written, never ahead of it
     source: Any = session
     if out.record is not None:
         from misskey_cli.recording.tee import RecordingSource
@@ -443,7 +446,6 @@ def _drain_and_report(stream: Any, writer: Any, notices: Notices, stats: bool,
 
     error: MkstreamError | None = outcome if isinstance(outcome, MkstreamError) else None
     code = outcome.exit_code if isinstance(outcome, MkstreamError) else outcome
-    stream.save_state(force=True)
     with leaving():
         try:
             unwritten = writer.finish(DRAIN_TIMEOUT)
@@ -455,6 +457,7 @@ def _drain_and_report(stream: Any, writer: Any, notices: Notices, stats: bool,
                 error, code = exc, exc.exit_code
         except KeyboardInterrupt:
             unwritten = writer.records_queued - writer.records_written
+        stream.finish_state()
     _clear_status(notices)
     stream.finish_notices()
     if unwritten:

@@ -20,19 +20,25 @@ import fcntl
 import json
 import os
 import queue
+import stat
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from misskey_cli.core import jsoncodec
 from misskey_cli.core.timefmt import parse_rfc3339, rfc3339_seconds
-from misskey_cli.errors import MkstreamError, UsageError
+from misskey_cli.errors import ConnectFailed, MkstreamError, UsageError
+from misskey_cli.net.api import ApiError
 
 PAGE = 100  # the most a Misskey timeline answers at once
+# A page that fails for a passing reason (unreachable, timeout, 5xx, 429) is asked again, waiting
+# 0.5 s doubling to 15 s, for up to 10 minutes: the gap is declared only then (or at once for an
+# answer that will not change, like 401), since a declared gap is skipped for good by --state.
+RETRY_FIRST, RETRY_CAP, PATIENCE = 0.5, 15.0, 600.0
 DATE_MARGIN = 1.0  # seconds: how far before the gap a connection with no cursor is fetched from
 
 # channel -> (HTTP endpoint, params it needs renamed: channel param -> endpoint param)
@@ -150,11 +156,15 @@ class Backfill:
         self.fd, self._signal = os.pipe()
         os.set_blocking(self.fd, False)
         self._thread: threading.Thread | None = None
+        self._closing = threading.Event()
+        self.patience = PATIENCE
+        self.moves = 0  # how often a cursor moved: the stream marks its writes when it changes
 
     def observe(self, connection_id: str, item_id: str) -> None:
         cursor = self.cursors.get(connection_id)
         if cursor is None or id_key(item_id) > id_key(cursor):
             self.cursors[connection_id] = item_id
+            self.moves += 1
 
     def start(self, target: Target) -> None:
         self.pending[target.connection_id] = target
@@ -179,14 +189,29 @@ class Backfill:
     def _work(self) -> None:
         while (target := self._jobs.get()) is not None:
             try:
-                result = fetch(self.call, target, self.limit, self.mark)
+                result = fetch(self._patient, target, self.limit, self.mark)
             except Exception as exc:  # noqa: BLE001 - a failed backfill must never stop the stream
                 result = Result(target, failure=f"unexpected {type(exc).__name__}: {exc}")
             self._results.put(result)
             with contextlib.suppress(OSError):
                 os.write(self._signal, b"!")
 
+    def _patient(self, endpoint: str, body: dict[str, Any]) -> Any:
+        """One page, asked again while the failure is a passing one (see PATIENCE)."""
+        delay, since = RETRY_FIRST, time.monotonic()
+        while True:
+            try:
+                return self.call(endpoint, body)
+            except MkstreamError as exc:
+                passing = isinstance(exc, ConnectFailed) or (isinstance(exc, ApiError) and exc.retryable)
+                if not passing or time.monotonic() + delay - since > self.patience or self._closing.is_set():
+                    raise
+            if self._closing.wait(delay):
+                raise MkstreamError("the run ended")
+            delay = min(delay * 2, RETRY_CAP)
+
     def close(self) -> None:
+        self._closing.set()
         self._jobs.put(None)
         for fd in (self.fd, self._signal):
             with contextlib.suppress(OSError):
@@ -222,29 +247,62 @@ class SavedConnection:
     last_id: str
 
 
+Row = tuple[str, str, dict[str, Any], str]  # (connection id, channel, params, last id)
+LEGACY_TMP = ".mkstream-state-"  # how earlier builds named their temporary files
+MAX_STATE_BYTES = 16 * 1024 * 1024  # a state file is a few hundred bytes; anything this large is not one
+
+
 class StateFile:
-    """``--state FILE``: the last item id per connection, kept across runs.
+    """``--state FILE``: the last item id per connection, kept across runs, never ahead of the log.
 
     Format (version 1)::
 
         {"mkstream": "state", "version": 1, "host": "misskey.example", "updated": "2026-12-01T09:00:00Z",
-         "connections": {"localTimeline": {"channel": "localTimeline", "params": {}, "lastId": "9xyz..."}}}
+         "connections": {"localTimeline": {"channel": "localTimeline", "params": {}, "lastId": "9xyz..."}},
+         "output": {"device": 2049, "inode": 131, "offset": 20480},
+         "next": {"offset": 24576, "connections": {...}}}
 
-    Written to a temporary file and renamed (atomic), at most every ``every`` seconds and at the
-    end, mode 0600; ``FILE.lock`` is held (flock) for the whole run.
+    The writer thread keeps it (``writing``/``written``, the writer's journal). With ``-o FILE`` a
+    batch is announced *before* it is written: ``connections`` hold while the output file is
+    ``offset`` bytes long, ``next`` once it is ``next.offset`` long. The next run reads the file's
+    size and knows which is true, so a kill -9 at any moment neither loses nor repeats a record; a
+    size between the two is a batch the kill cut in half, cut back off and fetched again. Other
+    outputs (a pipe) are recorded after each write: a kill in between repeats that batch at most.
+
+    Every file is replaced atomically (a temporary file renamed over the real path, so a symlink
+    stays a symlink), mode 0600; the real path's ``.lock`` is held (flock) for the whole run. An
+    existing file that is not a regular file in this format is refused, and left alone.
     """
 
-    def __init__(self, path: str, host: str, warn: Callable[[str], None], every: float = 1.0) -> None:
+    def __init__(self, path: str, host: str, warn: Callable[[str], None]) -> None:
         self.path = path
+        self.real = os.path.realpath(path)  # through symlinks: one lock and one file however it is named
         self.host = host
         self.warn = warn
-        self.every = every
-        self._written_at = 0.0
+        self._tmp_prefix = f".{os.path.basename(self.real)}.tmp-"
+        self._guard = threading.Lock()  # saves come from the writer thread and, at the end, the main thread
+        self._committed: list[Row] | None = None  # the rows that hold for what is written
+        self._committed_offset: int | None = None
+        self._output: tuple[int, int] | None = None  # (device, inode) of -o FILE
+        self._failed = False
+        self._check_kind()
         self._lock_fd = self._lock()
+        self._document = self._read()
+        self._clean_temporaries()
+
+    def _check_kind(self) -> None:
+        try:
+            info = os.stat(self.real)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise UsageError(f"cannot use state file {self.path}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(info.st_mode):
+            raise UsageError(f"state file {self.path} is not a regular file: give a file mkstream may replace")
 
     def _lock(self) -> int:
         try:
-            fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = os.open(self.real + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
             raise UsageError(f"cannot use state file {self.path}: {exc.strerror or exc}") from None
         try:
@@ -254,66 +312,165 @@ class StateFile:
             raise UsageError(f"state file {self.path} is in use by another mkstream run") from None
         return fd
 
-    def load(self) -> tuple[dict[str, SavedConnection], float | None]:
-        """The saved connections and when they were saved; a bad file is a warning and a fresh start."""
+    def _read(self) -> Any:
+        """The document, None for a missing or empty file; anything else is refused (exit 2)."""
         try:
-            with open(self.path, encoding="utf-8") as handle:
-                data = json.load(handle)
+            with open(self.real, "rb") as handle:
+                raw = handle.read(MAX_STATE_BYTES + 1)
         except FileNotFoundError:
-            return {}, None
-        except (OSError, ValueError, RecursionError) as exc:
-            self.warn(f"state file {self.path} is unreadable ({type(exc).__name__}): starting fresh")
-            return {}, None
-        return self._parse(data)
+            return None
+        except OSError as exc:
+            self.close()
+            raise UsageError(f"cannot read state file {self.path}: {exc.strerror or exc}") from None
+        if not raw.strip():
+            return None
+        try:
+            if len(raw) > MAX_STATE_BYTES:
+                raise ValueError("too large")
+            data = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict) or data.get("mkstream") != "state":
+            self.close()
+            raise UsageError(f"{self.path} is not an mkstream state file: refusing to replace it "
+                             "(give a new file name for --state)")
+        return data
 
-    def _parse(self, data: Any) -> tuple[dict[str, SavedConnection], float | None]:
-        if not isinstance(data, dict) or data.get("mkstream") != "state" or not isinstance(data.get("connections"),
-                                                                                            dict):
-            self.warn(f"state file {self.path} is not an mkstream state file: starting fresh")
-            return {}, None
+    def _clean_temporaries(self) -> None:
+        """Temporary files a killed run left (this lock is held: no run is writing them).
+
+        Earlier versions named theirs ``.mkstream-state-*`` whatever the state file: those are
+        removed once a minute old, when no save (microseconds long) can still be renaming one.
+        """
+        directory = os.path.dirname(self.real)
+        with contextlib.suppress(OSError):
+            for name in os.listdir(directory):
+                path = os.path.join(directory, name)
+                with contextlib.suppress(OSError):
+                    if name.startswith(self._tmp_prefix) or (name.startswith(LEGACY_TMP)
+                                                             and time.time() - os.lstat(path).st_mtime > 60):
+                        os.unlink(path)
+
+    def load(self, output: os.stat_result | None = None
+             ) -> tuple[dict[str, SavedConnection], float | None, int | None]:
+        """The saved connections, when they were saved, and the size to cut the output back to (a torn batch).
+
+        ``output`` is the ``-o FILE`` opened for this run (None for other outputs).
+        """
+        data = self._document
+        if data is None:
+            return {}, None, None
         if data.get("version") != STATE_VERSION:
             self.warn(f"state file {self.path} has format version {data.get('version')!r}, this mkstream "
                       f"reads {STATE_VERSION}: starting fresh")
-            return {}, None
+            return {}, None, None
         if data.get("host") != self.host:
             self.warn(f"state file {self.path} was written for {data.get('host')!r}, not {self.host}: starting fresh")
-            return {}, None
+            return {}, None, None
+        connections, cut = self._which(data, output)
+        if not isinstance(connections, dict):
+            self.warn(f"state file {self.path} holds no connections: starting fresh")
+            return {}, None, None
         saved = {}
-        for cid, entry in data["connections"].items():
+        for cid, entry in connections.items():
             if (isinstance(entry, dict) and isinstance(entry.get("channel"), str)
                     and isinstance(entry.get("params"), dict) and isinstance(entry.get("lastId"), str)):
                 saved[cid] = SavedConnection(entry["channel"], entry["params"], entry["lastId"])
-        return saved, _parse_time(data.get("updated"))
+        return saved, _parse_time(data.get("updated")), cut
 
-    def due(self) -> bool:
-        return time.monotonic() - self._written_at >= self.every
+    def _which(self, data: dict[str, Any], output: os.stat_result | None) -> tuple[Any, int | None]:
+        """The connections that hold for the output as it is: before or after the batch announced last."""
+        after = data.get("next")
+        if not isinstance(after, dict) or not isinstance(after.get("offset"), int):
+            return data.get("connections"), None
+        mark = data.get("output")
+        before = mark.get("offset") if isinstance(mark, dict) else None
+        same = (output is not None and isinstance(mark, dict) and isinstance(before, int)
+                and (mark.get("device"), mark.get("inode")) == (output.st_dev, output.st_ino))
+        if not same:
+            # Another output (or the file was rotated): the batch was announced just before its
+            # write, which almost surely happened.
+            return after.get("connections"), None
+        assert isinstance(before, int)
+        if output is not None and output.st_size == before:
+            return data.get("connections"), None  # killed after the announcement, before the write
+        if output is not None and before < output.st_size < after["offset"]:
+            self.warn(f"{self.path}: the output ends in a batch a kill cut short; cutting it back to "
+                      f"{before} bytes and fetching it again")
+            return data.get("connections"), before
+        return after.get("connections"), None
 
-    def save(self, connections: Iterable[tuple[str, str, dict[str, Any], str]], force: bool = False) -> None:
-        """Write (connection id, channel, params, last id) rows, at most every ``every`` seconds."""
-        if not force and not self.due():
+    # ----- saving (the writer's journal) -----------------------------------------------------
+
+    def start(self, rows: list[Row], output: os.stat_result | None) -> None:
+        """What holds when the run starts (before anything is written)."""
+        self._committed = rows
+        if output is not None:
+            self._output = (output.st_dev, output.st_ino)
+            self._committed_offset = output.st_size
+
+    def writing(self, rows: Any, start: int | None, end: int | None, output: tuple[int, int] | None) -> None:
+        """A batch bringing the cursors to ``rows`` is about to be written to bytes ``start``..``end`` of a file."""
+        if start is None or end is None or output is None:
             return
-        self._written_at = time.monotonic()
-        document = {
+        with self._guard:
+            self._output = output
+            self._committed_offset = start
+            self._write(self._document_for(self._committed or [], start, (end, rows)))
+
+    def written(self, rows: Any, end: int | None) -> None:
+        """Everything up to ``rows`` is written (to a file: at ``end``)."""
+        with self._guard:
+            self._committed = rows
+            if end is None:
+                self._write(self._document_for(rows, None, None))
+            else:
+                self._committed_offset = end
+
+    def finish(self) -> None:
+        """The final save: what is written, nothing announced."""
+        with self._guard:
+            if self._committed is not None:
+                self._write(self._document_for(self._committed, self._committed_offset, None))
+
+    def _document_for(self, rows: list[Row], offset: int | None, after: tuple[int, list[Row]] | None
+                      ) -> dict[str, Any]:
+        document: dict[str, Any] = {
             "mkstream": "state", "version": STATE_VERSION, "host": self.host,
             "updated": rfc3339_seconds(),
-            "connections": {cid: {"channel": channel, "params": params, "lastId": last}
-                            for cid, channel, params, last in connections},
+            "connections": _connections(rows),
         }
-        directory = os.path.dirname(os.path.abspath(self.path))
+        if offset is not None and self._output is not None:
+            document["output"] = {"device": self._output[0], "inode": self._output[1], "offset": offset}
+            if after is not None:
+                document["next"] = {"offset": after[0], "connections": _connections(after[1])}
+        return document
+
+    def _write(self, document: dict[str, Any]) -> None:
+        directory = os.path.dirname(self.real)
+        tmp = None
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".mkstream-state-", dir=directory)
+            fd, tmp = tempfile.mkstemp(prefix=self._tmp_prefix, dir=directory)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 json.dump(document, handle, ensure_ascii=False)
                 handle.write("\n")
-            os.replace(tmp, self.path)
+            os.replace(tmp, self.real)
+            self._failed = False
         except OSError as exc:
-            self.warn(f"cannot write state file {self.path}: {exc.strerror or exc}")
-            with contextlib.suppress(OSError, UnboundLocalError):
-                os.unlink(tmp)
+            if not self._failed:
+                self.warn(f"cannot write state file {self.path}: {exc.strerror or exc}")
+            self._failed = True
+            if tmp is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
             os.close(self._lock_fd)
+
+
+def _connections(rows: list[Row]) -> dict[str, Any]:
+    return {cid: {"channel": channel, "params": params, "lastId": last} for cid, channel, params, last in rows}
 
 
 def _parse_time(text: Any) -> float | None:

@@ -23,7 +23,17 @@ from typing import Any, Protocol
 
 from misskey_cli.core import protocol
 from misskey_cli.core.channels import SpecError, check_connection, check_send, did_you_mean, unacked_reason
-from misskey_cli.core.events import AckMissing, Counters, Deadline, Event, Frames, Readable, Received, Reconnected
+from misskey_cli.core.events import (
+    AckMissing,
+    Connected,
+    Counters,
+    Deadline,
+    Event,
+    Frames,
+    Readable,
+    Received,
+    Reconnected,
+)
 from misskey_cli.core.notes import notes_in
 from misskey_cli.errors import ConnectFailed, ExitCode, NotAcknowledged, UsageError
 from misskey_cli.net.session import Session
@@ -114,6 +124,8 @@ class Stream:
         self._stdin_buffer = b""
         self._end: float | None = None
         self._last_frame = 0.0
+        self._resuming: list[Target] = []  # what --state says to fetch once the first connection is up
+        self._moves = -1  # the backfill's cursor moves last marked in a write (--state)
 
     def run(self) -> ExitCode:
         """Stream until a limit is reached; raises on errors, signals and a closed pipe."""
@@ -161,6 +173,8 @@ class Stream:
                 return True
         elif isinstance(event, Reconnected):
             self._reconnected(event)
+        elif isinstance(event, Connected):
+            self._connected(event)
         elif isinstance(event, AckMissing):
             self._ack_missing(event)
         return False
@@ -235,14 +249,17 @@ class Stream:
         self._gap_notices(gaps.finished()[2] if not targets else [])
 
     def _resume(self) -> None:
-        """Start from a state file: fetch what each connection missed since the last run."""
+        """Start from a state file: what each connection missed since the last run, fetched once connected."""
         gaps = self.gaps
         assert gaps is not None and gaps.backfill is not None
         if gaps.state is None or self.control is None:
             return
-        saved, updated = gaps.state.load()
+        output = self.writer.output_stat()
+        saved, updated, cut = gaps.state.load(output)
+        if cut is not None:
+            self.writer.cut(cut)
+            output = self.writer.output_stat()
         since = updated if updated is not None else time.time()
-        targets = []
         for conn in self.control.connections.values():
             entry = saved.pop(conn.id, None)
             if entry is None:
@@ -253,11 +270,26 @@ class Stream:
                 continue
             gaps.backfill.observe(conn.id, entry.last_id)
             if conn.channel in TIMELINES:
-                targets.append(Target(conn.id, conn.channel, conn.params, entry.last_id, since))
+                self._resuming.append(Target(conn.id, conn.channel, conn.params, entry.last_id, since))
         if saved:
             self.notices.warn(f"state file {gaps.state.path} also holds {', '.join(saved)}, not connected this run")
+        gaps.state.start(self._rows(), output)
+        self._moves = gaps.backfill.moves
+
+    def _connected(self, event: Connected) -> None:
+        """The first connection: the resume, and what the failed attempts before it left out, are fetched."""
+        gaps = self.gaps
+        if gaps is None or gaps.backfill is None or self.control is None:
+            return
+        targets, self._resuming = self._resuming, []
+        what = f"resumed from {gaps.state.path}" if targets and gaps.state is not None else \
+            f"connected after {_seconds(event.waited)}"
+        if event.failures:
+            resumed = {target.connection_id for target in targets}
+            targets += [Target(c.id, c.channel, c.params, gaps.backfill.cursors.get(c.id), event.since)
+                        for c in self.control.connections.values() if c.channel in TIMELINES and c.id not in resumed]
         if targets:
-            gaps.start(f"resumed from {gaps.state.path}", targets, [])
+            gaps.start(what, targets, [])
 
     def _backfilled(self) -> None:
         assert self.gaps is not None
@@ -279,15 +311,26 @@ class Stream:
             else:
                 self.notices.event(line)
 
-    def save_state(self, force: bool = False) -> None:
+    def finish_state(self) -> None:
+        """The state file's last save, once the writer is done (what it wrote, nothing announced)."""
+        if self.gaps is not None and self.gaps.state is not None:
+            self.gaps.state.finish()
+
+    def _rows(self) -> list[tuple[str, str, dict[str, Any], str]]:
+        """Each connection's cursor, as the state file keeps it."""
+        assert self.gaps is not None and self.control is not None
+        cursors = self.gaps.cursors()
+        return [(c.id, c.channel, c.params, cursors[c.id]) for c in self.control.connections.values()
+                if c.id in cursors]
+
+    def _mark(self) -> Any:
+        """What the records queued now bring the state's cursors to, if they moved (--state)."""
         gaps = self.gaps
-        if gaps is None or gaps.state is None or self.control is None:
-            return
-        if not force and not gaps.state.due():
-            return
-        cursors = gaps.cursors()
-        gaps.state.save([(c.id, c.channel, c.params, cursors[c.id]) for c in self.control.connections.values()
-                         if c.id in cursors], force=True)
+        if self.writer.journal is None or gaps is None or gaps.backfill is None or self.control is None \
+                or gaps.backfill.moves == self._moves:
+            return None
+        self._moves = gaps.backfill.moves
+        return self._rows()
 
     def _ack_missing(self, event: AckMissing) -> None:
         conn = event.connection
@@ -341,15 +384,18 @@ class Stream:
                 del out[limit - self.records:]
                 done = True
                 break
+        # A backfill cut by -n moved its cursors past what is written: rather repeat than skip those.
+        cut = done and not live and received is not batch[-1]
+        mark = self._mark() if self.gaps is not None and not cut else None
         if out:
             self.records += len(out)
             data = out[0] if len(out) == 1 else b"".join(out)
-            self.writer.write(data, len(out))
+            self.writer.write(data, len(out), mark)
             if self.status is not None:
                 self.status.progress.records = self.records
                 self.status.progress.bytes += len(data)
-        if self.gaps is not None and self.gaps.state is not None:
-            self.save_state()
+        elif mark is not None:
+            self.writer.write(b"", 0, mark)  # nothing to write (a filter), but the cursor moved
         return done
 
     def _render(self, frame: protocol.Frame, at: float, data: bytes) -> list[bytes]:

@@ -155,6 +155,7 @@ class Engine:
         self._closed: list[tuple[int, str] | None] = []
         self._refuse_remaining = 0
         self._refuse_status = 503
+        self._refused = 0  # handshakes refused through refuse_next, for tests to wait on
         self._seq = 0
         self._pongs = 0
         self.errors: list[str] = []  # exceptions inside the server (should stay empty)
@@ -351,6 +352,9 @@ class Engine:
         self._pending[conn] = pending
         if self._refuse_remaining > 0:
             self._refuse_remaining -= 1
+            with self._cond:
+                self._refused += 1
+                self._cond.notify_all()
             refused = rules.HandshakeDecision(self._refuse_status)
             return _bare_response(self._refuse_status, refused.headers)
         decision = rules.admit_handshake(headers, query, self.tokens, self.suspended_tokens)

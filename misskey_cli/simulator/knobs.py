@@ -427,6 +427,10 @@ class Simulator(Activity):
 
         return self._call(run)
 
+    def wait_for_refused(self, n: int, timeout: float = 10.0) -> None:
+        """Wait until ``refuse_next`` has refused ``n`` handshakes in all."""
+        self._wait(lambda: self._refused >= n, timeout, lambda: f"{n} refused handshake(s); {self._refused} so far")
+
     def refuse_next(self, n: int, status: int = 503) -> None:
         """Answer the next ``n`` handshakes with HTTP ``status`` instead of the upgrade."""
         def run() -> None:
