@@ -268,6 +268,9 @@ class Tap:
     def save_state(self, force: bool = False) -> None:
         pass
 
+    def finish_state(self) -> None:
+        """Nothing to save: the proxy keeps no --state (the drain calls this of every run)."""
+
     def finish_notices(self) -> None:
         pass
 
