@@ -10,18 +10,36 @@ this touches the server library.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from misskey_cli.simulator.engine import STATS_LOG_MAX, Connection, Engine, Socket
+from misskey_cli.simulator.engine import STATS_LOG_MAX, Connection, Engine, Socket, channel_frame, encode_any
 from misskey_cli.simulator.rules import NOTE_CHANNELS, Targets
+from misskey_cli.simulator.traffic import past_notes
 
 SERVER_STATS_INTERVAL = 2.0
 QUEUE_STATS_INTERVAL = 10.0
+# Channels whose events are about the user's own things (files, chats, games, reports), not notes.
+SIDE_CHANNELS = ("drive", "chatUser", "chatRoom", "reversi", "admin")
 
 
 class Activity(Engine):
     """The engine plus its background activity."""
+
+    _history_made = False
+
+    def _listening(self) -> None:
+        """A first start fills the history with the past hours' notes, as a running server has them."""
+        super()._listening()
+        if self._history_made or self.initial_history <= 0:
+            return
+        self._history_made = True
+        usernames = sorted(set(self.tokens.values()))
+        for note in past_notes(self.traffic.base_url, self.seed, self.initial_history, usernames,
+                               self.traffic.ids.now_ms()):
+            self.history.add(note)
+            self.traffic.remember(note)
 
     def _background(self) -> list[Coroutine[Any, Any, None]]:
         tasks = [*super()._background(), self._generate_notes()]
@@ -31,6 +49,7 @@ class Activity(Engine):
                 self._every(QUEUE_STATS_INTERVAL, lambda: self._stats_tick("queueStats")),
                 self._random_ticks(self._main_tick, 5.0, 8.0),
                 self._random_ticks(self._capture_tick, 1.5, 3.0),
+                self._random_ticks(self._side_channel_tick, 4.0, 8.0),
                 self._occasional_broadcasts(),
             ]
         return tasks
@@ -88,7 +107,7 @@ class Activity(Engine):
             except Exception as exc:  # noqa: BLE001 - a background task keeps running; the error is recorded
                 self._record_error(exc)
 
-    async def _random_ticks(self, action: Callable[[], None], mean_at_rate_1: float, mean_idle: float) -> None:
+    async def _random_ticks(self, action: Callable[[], object], mean_at_rate_1: float, mean_idle: float) -> None:
         rng = self.traffic.rng
         while True:
             mean = mean_at_rate_1 / self.rate if self.rate > 0 else mean_idle
@@ -136,3 +155,34 @@ class Activity(Engine):
         if self._open_sockets():
             kind, body = self.traffic.broadcast()
             self._broadcast(kind, body)
+
+    def _side_channel_tick(self, channel: str | None = None) -> int:
+        """One event on a drive, chat, reversi or admin connection (of ``channel`` if given); how many got it."""
+        candidates = [(s, c) for s in self._open_sockets() if not s.frozen and s.user is not None
+                      for c in s.connections.values()
+                      if c.channel in SIDE_CHANNELS and not c.inert and channel in (None, c.channel)]
+        if not candidates:
+            return 0
+        sock, connection = self.traffic.rng.choice(candidates)
+        user = sock.user
+        assert user is not None
+        traffic = self.traffic
+        event: str
+        body: Any
+        if connection.channel == "drive":
+            event, body = traffic.drive_event(user)
+            if event == "fileCreated":
+                self._main_event(user.id, "driveFileCreated", body)
+        elif connection.channel == "chatUser":
+            other_id = str(connection.params.get("otherId"))
+            sender = traffic.user_by_id(other_id) or dataclasses.replace(traffic.rng.choice(traffic.cast), id=other_id)
+            event, body = traffic.chat_event(f"{user.id}:{other_id}", sender, user.id, None)
+        elif connection.channel == "chatRoom":
+            room_id = str(connection.params.get("roomId"))
+            sender = traffic.rng.choice([u for u in traffic.cast if u.host is None])
+            event, body = traffic.chat_event(f"room:{room_id}", sender, None, room_id)
+        elif connection.channel == "reversi":
+            event, body = traffic.reversi_event(user)
+        else:
+            event, body = "newAbuseUserReport", traffic.abuse_report()
+        return int(self._send(sock, channel_frame(connection.id, event, encode_any(body))))

@@ -22,65 +22,47 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from misskey_cli.simulator import bot_api, rules
 from misskey_cli.simulator import history as hist
-from misskey_cli.simulator import rules
+from misskey_cli.simulator.api_params import (
+    AUTHENTICATION_FAILED,
+    CREDENTIAL_REQUIRED,
+    INTERNAL_ERROR,
+    PERMISSION_DENIED,
+    RATE_LIMIT_EXCEEDED,
+    UNKNOWN_API_ENDPOINT,
+    YOUR_ACCOUNT_SUSPENDED,
+    ApiFailure,
+    bool_params,
+    invalid_param,
+    page_of,
+    str_param,
+)
+from misskey_cli.simulator.bot_api import Effects
 from misskey_cli.simulator.httpwire import HttpRequest, HttpResponse
 from misskey_cli.simulator.traffic import Traffic, User, iso, strip_pair_cache
+from misskey_cli.simulator.world import World
 
 MISSKEY_REPOSITORY = "https://github.com/misskey-dev/misskey"
-
-
-def _error(message: str, code: str, error_id: str, kind: str = "client") -> dict[str, Any]:
-    return {"message": message, "code": code, "id": error_id, "kind": kind}
-
-
-# The real error objects (rest.jsonl; the rest from Misskey's ApiCallService and ApiServerService).
-CREDENTIAL_REQUIRED = _error("Credential required.", "CREDENTIAL_REQUIRED", "1384574d-a912-4b81-8601-c7b1c4085df1")
-AUTHENTICATION_FAILED = _error("Authentication failed. Please ensure your token is correct.", "AUTHENTICATION_FAILED",
-                               "b0a7f5f8-dc2f-4171-b91f-de88ad238e14")
-YOUR_ACCOUNT_SUSPENDED = _error("Your account has been suspended.", "YOUR_ACCOUNT_SUSPENDED",
-                                "a8c724b3-6e9c-4b46-b1a8-bc3ed6258370", "permission")
-INVALID_PARAM = _error("Invalid param.", "INVALID_PARAM", "3d81ceae-475f-4600-b2a8-2bc116157532")
-RATE_LIMIT_EXCEEDED = _error("Rate limit exceeded. Please try again later.", "RATE_LIMIT_EXCEEDED",
-                             "d5826d14-3982-4d2e-8011-b9e9f02499ef")
-INTERNAL_ERROR = _error("Internal error occurred. Please contact us if the error persists.", "INTERNAL_ERROR",
-                        "5d37dbcb-891e-41ca-a3d6-e690c97775ac", "server")
-NO_SUCH_NOTE = _error("No such note.", "NO_SUCH_NOTE", "24fcbfc6-2e37-42b6-8388-c29b3861a08d")
-NO_SUCH_USER = _error("No such user.", "NO_SUCH_USER", "4362f8dc-731f-4ad8-a694-be5a88922a24")
-UNKNOWN_API_ENDPOINT = _error("Unknown API endpoint.", "UNKNOWN_API_ENDPOINT", "2ca3b769-540a-4f08-9dd5-b5a825b6d0f1")
-
 _WWW_CREDENTIAL = 'Bearer realm="Misskey"'
 
 
-class ApiFailure(Exception):
-    """An error answer: HTTP status and the ``error`` object."""
-
-    def __init__(self, status: int, error: dict[str, Any], info: dict[str, Any] | None = None,
-                 headers: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(error["code"])
-        self.status = status
-        self.error = dict(error, info=info) if info is not None else dict(error)
-        self.headers = headers or []
-
-    def response(self) -> HttpResponse:
-        return HttpResponse.json(self.status, {"error": self.error}, self.headers)
-
-
-def invalid_param(param: str, reason: str) -> ApiFailure:
-    return ApiFailure(400, INVALID_PARAM, {"param": param, "reason": reason})
-
-
 # ---------------------------------------------------------------------------------------------
-# Answer shapes (rest.jsonl)
+# Answer shapes: rest.jsonl's keys and order (a 2025.3.1 server), plus the fields misskey-js 2026.5.1
+# declares required that 2025.3.1 did not send yet (canChat, chatScope, hasUnreadChatMessages, the
+# chat/draft/upload policies, meta's clientOptions and sentryForFrontend).
 
 _POLICIES: dict[str, Any] = {
     "gtlAvailable": True, "ltlAvailable": True, "canPublicNote": True, "mentionLimit": 20, "canInvite": False,
     "inviteLimit": 0, "inviteLimitCycle": 10080, "inviteExpirationTime": 0, "canManageCustomEmojis": False,
-    "canManageAvatarDecorations": False, "canSearchNotes": False, "canUseTranslator": True, "canHideAds": False,
-    "driveCapacityMb": 100, "alwaysMarkNsfw": False, "canUpdateBioMedia": True, "pinLimit": 5, "antennaLimit": 5,
+    "canManageAvatarDecorations": False, "canSearchNotes": False, "canSearchUsers": True, "canUseTranslator": True,
+    "canHideAds": False, "canCreateChannel": True, "driveCapacityMb": 100, "maxFileSizeMb": 30,
+    "uploadableFileTypes": ["text/plain", "application/json", "image/*", "video/*", "audio/*"],
+    "alwaysMarkNsfw": False, "canUpdateBioMedia": True, "pinLimit": 5, "antennaLimit": 5,
     "wordMuteLimit": 200, "webhookLimit": 3, "clipLimit": 10, "noteEachClipsLimit": 200, "userListLimit": 10,
     "userEachUserListsLimit": 50, "rateLimitFactor": 1, "avatarDecorationLimit": 1, "canImportAntennas": True,
     "canImportBlocking": True, "canImportFollowing": True, "canImportMuting": True, "canImportUserLists": True,
+    "chatAvailability": "available", "noteDraftLimit": 10, "scheduledNoteLimit": 1, "watermarkAvailable": True,
 }
 
 
@@ -94,7 +76,8 @@ def user_detailed(user: User, base_url: str, *, me: bool, moderator: bool) -> di
         "isSuspended": False, "description": None, "location": None, "birthday": None, "lang": None, "fields": [],
         "verifiedLinks": [], "followersCount": 1, "followingCount": 1, "notesCount": 15, "pinnedNoteIds": [],
         "pinnedNotes": [], "pinnedPageId": None, "pinnedPage": None, "publicReactions": True,
-        "followersVisibility": "public", "followingVisibility": "public", "roles": [], "memo": None,
+        "followersVisibility": "public", "followingVisibility": "public", "chatScope": "mutual", "canChat": True,
+        "roles": [], "memo": None,
     })
     if not me:
         return out
@@ -106,7 +89,8 @@ def user_detailed(user: User, base_url: str, *, me: bool, moderator: bool) -> di
         "isExplorable": True, "isDeleted": False, "twoFactorBackupCodesStock": "none", "hideOnlineStatus": False,
         "hasUnreadSpecifiedNotes": False, "hasUnreadMentions": False, "hasUnreadAnnouncement": False,
         "unreadAnnouncements": [], "hasUnreadAntenna": False, "hasUnreadChannel": False,
-        "hasUnreadNotification": False, "hasPendingReceivedFollowRequest": False, "unreadNotificationsCount": 0,
+        "hasUnreadChatMessages": False, "hasUnreadNotification": False, "hasPendingReceivedFollowRequest": False,
+        "unreadNotificationsCount": 0,
         "mutedWords": [], "hardMutedWords": [], "mutedInstances": [], "mutingNotificationTypes": [],
         "notificationRecieveConfig": {}, "emailNotificationTypes": ["follow", "receiveFollowRequest"],
         "achievements": [], "loggedInDays": 1, "policies": dict(_POLICIES), "email": None, "emailVerified": False,
@@ -132,6 +116,9 @@ def meta_lite(version: str, base_url: str) -> dict[str, Any]:
         "notesPerOneAd": 0, "enableEmail": False, "enableServiceWorker": False, "translatorAvailable": False,
         "serverRules": [], "policies": dict(_POLICIES), "mediaProxy": f"{base_url}/proxy", "enableUrlPreview": True,
         "noteSearchableScope": "global", "maxFileSize": 262144000, "federation": "all",
+        "clientOptions": {"entrancePageStyle": "classic", "showTimelineForVisitor": True,
+                          "showActivitiesForVisitor": True},
+        "sentryForFrontend": None,
     }
 
 
@@ -181,54 +168,6 @@ _MIAUTH_PAGE = """<!DOCTYPE html>
 <p>(mkstream simulator: <code>curl -X POST {base}/api/_sim/miauth/{session}/approve</code> does the same.)</p>
 </body></html>
 """
-
-
-# ---------------------------------------------------------------------------------------------
-# Params
-
-def _int_param(body: dict[str, Any], name: str, default: int | None, low: int | None = None,
-               high: int | None = None) -> int | None:
-    value = body.get(name, default)
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise invalid_param(f"#/properties/{name}/type", "must be integer")
-    if low is not None and value < low:
-        raise invalid_param(f"#/properties/{name}/minimum", f"must be >= {low}")
-    if high is not None and value > high:
-        raise invalid_param(f"#/properties/{name}/maximum", f"must be <= {high}")
-    return value
-
-
-def _str_param(body: dict[str, Any], name: str, required: bool = False) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise invalid_param("#/required", f"must have required property '{name}'")
-        return None
-    if not isinstance(value, str):
-        raise invalid_param(f"#/properties/{name}/type", "must be string")
-    return value
-
-
-def _bool_params(body: dict[str, Any], names: tuple[str, ...]) -> dict[str, bool]:
-    out: dict[str, bool] = {}
-    for name in names:
-        value = body.get(name)
-        if value is None:
-            continue
-        if not isinstance(value, bool):
-            raise invalid_param(f"#/properties/{name}/type", "must be boolean")
-        out[name] = value
-    return out
-
-
-def page_of(body: dict[str, Any]) -> hist.Page:
-    """``limit`` (1..100, default 10), ``sinceId``, ``untilId``, ``sinceDate``, ``untilDate``."""
-    limit = _int_param(body, "limit", 10, 1, 100)
-    assert limit is not None
-    return hist.Page(limit, _str_param(body, "sinceId"), _str_param(body, "untilId"),
-                     _int_param(body, "sinceDate", None), _int_param(body, "untilDate", None))
 
 
 @dataclass(frozen=True)
@@ -281,6 +220,7 @@ class Caller:
 
     user: User | None
     suspended: bool = False
+    permissions: frozenset[str] | None = None  # an app token's; None: a native token, which may do anything
 
 
 _TOKEN_ALPHABET = string.ascii_letters + string.digits
@@ -292,8 +232,8 @@ class ApiServer:
     def __init__(self, *, tokens: dict[str, str], suspended: frozenset[str], traffic: Traffic,
                  history: hist.NoteHistory, notifications: hist.NotificationHistory,
                  viewer: Callable[[User | None], rules.Viewer], moderators: frozenset[str],
-                 software_name: str = "misskey", software_version: str = "2025.12.2", miauth: bool = True,
-                 record: Callable[[dict[str, Any]], None] = lambda _: None) -> None:
+                 effects: Effects, software_name: str = "misskey", software_version: str = "2026.5.1",
+                 miauth: bool = True, record: Callable[[dict[str, Any]], None] = lambda _: None) -> None:
         self.tokens = tokens  # shared with the socket's handshake: a MiAuth token works on both
         self.suspended = suspended
         self.traffic = traffic
@@ -304,8 +244,11 @@ class ApiServer:
         self.software_name = software_name
         self.software_version = software_version
         self.miauth = miauth
+        self.effects = effects
+        self.world = World(traffic, history)
         self.faults: dict[str, deque[Fault]] = {}
         self.miauth_sessions: dict[str, MiAuthSession] = {}
+        self.permissions: dict[str, frozenset[str]] = {}  # app tokens (MiAuth) -> what they were granted
         self._record = record
 
     # -- dispatch -----------------------------------------------------------------------------
@@ -329,6 +272,8 @@ class ApiServer:
             return HttpResponse(404, b"Not Found\n", "text/plain; charset=utf-8")
         endpoint = path[len("/api/"):].strip("/")
         record["endpoint"] = endpoint
+        if not self._exists(endpoint):  # looked up before the body is read, whatever the body is
+            raise ApiFailure(404, UNKNOWN_API_ENDPOINT)
         body, token, auth = self._read_body(request)
         record["body"] = {k: v for k, v in body.items() if k != "i"}
         record["auth"] = auth  # how a token came ("body", "bearer") or None: never the token itself
@@ -336,7 +281,17 @@ class ApiServer:
         fault = self._take_fault(endpoint)
         if fault is not None:
             return fault
-        return HttpResponse.json(200, self._call(endpoint, body, token))
+        answer = self._call(endpoint, body, token)
+        if answer is None:
+            return HttpResponse(204, b"", None)
+        return HttpResponse.json(200, answer)
+
+    def _exists(self, endpoint: str) -> bool:
+        if endpoint in TIMELINES or endpoint in self._ENDPOINTS or endpoint in bot_api.ENDPOINTS:
+            return True
+        if self.miauth and endpoint.startswith("miauth/") and endpoint.endswith("/check"):
+            return True
+        return endpoint.startswith("_sim/miauth/") and endpoint.endswith("/approve")
 
     def _get(self, path: str, request: HttpRequest) -> HttpResponse:
         base = self.traffic.base_url
@@ -391,15 +346,18 @@ class ApiServer:
         username = self.tokens.get(token)
         if username is None:
             raise ApiFailure(401, AUTHENTICATION_FAILED, headers=[("WWW-Authenticate", rules.WWW_AUTHENTICATE)])
-        return Caller(self.traffic.account(username))
+        return Caller(self.traffic.account(username), permissions=self.permissions.get(token))
 
     def _call(self, endpoint: str, body: dict[str, Any], token: str | None) -> Any:
         caller = self._caller(token)
+        kind = bot_api.KINDS.get(endpoint)
+        if kind is not None and caller.permissions is not None and kind not in caller.permissions:
+            raise ApiFailure(403, PERMISSION_DENIED)
         timeline = TIMELINES.get(endpoint)
         if timeline is not None:
-            self._require(caller, timeline.login)
+            self.require(caller, timeline.login)
             return self._timeline(timeline, body, caller.user)
-        handler = self._ENDPOINTS.get(endpoint)
+        handler = self._ENDPOINTS.get(endpoint) or bot_api.ENDPOINTS.get(endpoint)
         if handler is not None:
             return handler(self, body, caller)
         if self.miauth and endpoint.startswith("miauth/") and endpoint.endswith("/check"):
@@ -413,7 +371,8 @@ class ApiServer:
         raise ApiFailure(404, UNKNOWN_API_ENDPOINT)
 
     @staticmethod
-    def _require(caller: Caller, login: bool) -> User | None:
+    def require(caller: Caller, login: bool) -> User | None:
+        """The caller's user; an anonymous or suspended caller gets Misskey's error where login is needed."""
         if not login:
             return caller.user
         if caller.suspended:
@@ -424,6 +383,25 @@ class ApiServer:
 
     # -- endpoints ----------------------------------------------------------------------------
 
+    def detailed(self, user: User, viewer: User | None) -> dict[str, Any]:
+        """``users/show``'s answer: MeDetailed for the viewer themself, else UserDetailedNotMe (with the
+        viewer's relation to the user when there is a viewer)."""
+        if viewer is not None and viewer.id == user.id:
+            return user_detailed(user, self.traffic.base_url, me=True, moderator=user.username in self.moderators)
+        out = user_detailed(user, self.traffic.base_url, me=False, moderator=False)
+        if user.host is not None:
+            out["url"] = out["uri"] = f"https://{user.host}/@{user.username}"
+        out["notesCount"] = sum(1 for note in self.history.notes() if note.get("userId") == user.id)
+        if viewer is not None:
+            out.update({
+                "isFollowing": self.traffic.follows(viewer, user.id),
+                "isFollowed": self.traffic.follows(user, viewer.id),
+                "hasPendingFollowRequestFromYou": False, "hasPendingFollowRequestToYou": False,
+                "isBlocking": False, "isBlocked": False, "isMuted": False, "isRenoteMuted": False,
+                "notify": "none", "withReplies": False,
+            })
+        return out
+
     def _meta(self, body: dict[str, Any], caller: Caller) -> Any:
         detail = body.get("detail", True)
         if not isinstance(detail, bool):
@@ -433,12 +411,12 @@ class ApiServer:
             self.software_version, base)
 
     def _i(self, body: dict[str, Any], caller: Caller) -> Any:
-        user = self._require(caller, True)
+        user = self.require(caller, True)
         assert user is not None
         return user_detailed(user, self.traffic.base_url, me=True, moderator=user.username in self.moderators)
 
     def _notifications(self, body: dict[str, Any], caller: Caller) -> Any:
-        user = self._require(caller, True)
+        user = self.require(caller, True)
         assert user is not None
         page = page_of(body)
         include, exclude = body.get("includeTypes"), body.get("excludeTypes")
@@ -462,40 +440,20 @@ class ApiServer:
             query = [[tag]]
         if not rules.hashtag_q_valid(query):
             raise invalid_param("#/properties/query/type", "must be array")
-        flags = _bool_params(body, ("withRenotes", "withFiles", "reply", "renote", "poll"))
+        flags = bool_params(body, ("withRenotes", "withFiles", "reply", "renote", "poll"))
         return self._notes("hashtag", {"q": query, **flags}, page_of(body), caller.user)
-
-    def _notes_show(self, body: dict[str, Any], caller: Caller) -> Any:
-        """A note the simulator made or was given (minimal: issue 20 brings the full one)."""
-        note_id = _str_param(body, "noteId", required=True)
-        entry = self.history.get(str(note_id))
-        note = entry.note if entry is not None else self.traffic.known(str(note_id))
-        if note is None or not rules.visible(note, self.viewer(caller.user)):
-            raise ApiFailure(400, NO_SUCH_NOTE)
-        return strip_pair_cache(note)
-
-    def _users_show(self, body: dict[str, Any], caller: Caller) -> Any:
-        """A user by ``userId`` (minimal: issue 20 brings the full one)."""
-        user_id = _str_param(body, "userId", required=True)
-        user = next((u for u in self.traffic.authors() if u.id == user_id), None)
-        if user is None:
-            raise ApiFailure(400, NO_SUCH_USER)
-        return user_detailed(user, self.traffic.base_url, me=caller.user is not None and caller.user.id == user.id,
-                             moderator=False)
 
     _ENDPOINTS: ClassVar[dict[str, Callable[[ApiServer, dict[str, Any], Caller], Any]]] = {
         "meta": _meta,
         "i": _i,
         "i/notifications": _notifications,
         "notes/search-by-tag": _search_by_tag,
-        "notes/show": _notes_show,
-        "users/show": _users_show,
     }
 
     def _timeline(self, timeline: Timeline, body: dict[str, Any], user: User | None) -> Any:
-        params: dict[str, Any] = dict(_bool_params(body, timeline.flags))
+        params: dict[str, Any] = dict(bool_params(body, timeline.flags))
         if timeline.required is not None:
-            params[timeline.required] = _str_param(body, timeline.required, required=True)
+            params[timeline.required] = str_param(body, timeline.required, required=True)
         return self._notes(timeline.channel, params, page_of(body), user)
 
     def _notes(self, channel: str, params: dict[str, Any], page: hist.Page, user: User | None) -> list[Any]:
@@ -526,6 +484,8 @@ class ApiServer:
         self.tokens[token] = username
         entry.token, entry.username = token, username
         entry.permissions = permissions if permissions is not None else _split(entry.query.get("permission"))
+        if entry.permissions:  # an approval that named no permission at all stands for a full-access token
+            self.permissions[token] = frozenset(entry.permissions)
         return token
 
 

@@ -135,9 +135,11 @@ class Engine:
         self.moderators = frozenset(moderators)
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout
+        self.seed = seed
         self.traffic = Traffic(seed)
         self.history = NoteHistory(history_size)
         self.notifications = NotificationHistory(history_size)
+        self.initial_history = 0  # notes of the past a first start puts in the history (the activity layer's job)
 
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -269,6 +271,7 @@ class Engine:
         self._port = server.sockets[0].getsockname()[1]
         self.traffic.base_url = f"http://{self.host_port}"
         self._loop = asyncio.get_running_loop()
+        self._listening()
         background = [asyncio.create_task(coro) for coro in self._background()]
         ready.set()
         try:
@@ -283,6 +286,9 @@ class Engine:
             server.close(close_connections=False)
             with contextlib.suppress(Exception):  # shutting down anyway
                 await asyncio.wait_for(server.wait_closed(), 3.0)
+
+    def _listening(self) -> None:
+        """Called on the loop once the port (and so the base URL) is known, before ``start`` returns."""
 
     def _background(self) -> list[Coroutine[Any, Any, None]]:
         """The loop's background tasks; the activity layer adds its own."""

@@ -106,6 +106,13 @@ class NoteHistory:
     def get(self, note_id: str) -> Entry | None:
         return self._entries.get(note_id)
 
+    def remove(self, note_id: str) -> None:
+        self._entries.pop(note_id, None)
+
+    def notes(self) -> list[dict[str, Any]]:
+        """Every note held, oldest first."""
+        return [entry.note for entry in self._entries.values()]
+
     def query(self, page: Page, keep: Callable[[Entry], bool]) -> list[Entry]:
         ids = paginate(self._entries, page, lambda i: keep(self._entries[i]))
         return [self._entries[i] for i in ids]

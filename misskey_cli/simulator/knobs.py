@@ -24,11 +24,14 @@ from typing import Any
 from misskey_cli.core.protocol import encode
 from misskey_cli.simulator.activity import Activity
 from misskey_cli.simulator.api_server import ApiServer, Fault
+from misskey_cli.simulator.bot_api import Effects
 from misskey_cli.simulator.engine import Connection, channel_frame, encode_any
 from misskey_cli.simulator.httpwire import HttpRequest, HttpResponse
 from misskey_cli.simulator.replay import Playback, ReplayOptions, read_frames
 from misskey_cli.simulator.rules import DEFAULT_MODERATORS, DEFAULT_SUSPENDED_TOKENS, Targets
 from misskey_cli.simulator.traffic import NOTE_KINDS, NoteRequest, Traffic, extract_tags, order_note
+
+DEFAULT_HISTORY = 300  # notes a fresh simulator holds from the past six hours
 
 
 class Simulator(Activity):
@@ -36,7 +39,9 @@ class Simulator(Activity):
 
     ``software_name``/``software_version`` are what nodeinfo and ``meta`` report (simulate a fork
     such as ``sharkey``); ``miauth=False`` is a server without MiAuth; ``clock_offset`` skews the
-    HTTP ``Date`` header by that many seconds.
+    HTTP ``Date`` header by that many seconds. ``history`` is how many notes of the past six hours a
+    fresh start holds (0: an empty history, for tests that count every note); ``DEFAULT_HISTORY``
+    makes the timelines answer at once, as a running server's do.
     """
 
     def __init__(
@@ -55,8 +60,9 @@ class Simulator(Activity):
         history_size: int = 10_000,
         *,
         software_name: str = "misskey",
-        software_version: str = "2025.12.2",
+        software_version: str = "2026.5.1",
         miauth: bool = True,
+        history: int | None = None,
         clock_offset: float = 0.0,
         replay: ReplayOptions | None = None,
         warn: Callable[[str], None] | None = None,
@@ -66,11 +72,13 @@ class Simulator(Activity):
         super().__init__(host, port, rate, ticks, tokens, suspended_tokens, ping_interval, ping_timeout, seed,
                          moderators, ssl_context, history_size)
         self.playback = Playback(replay, warn) if replay is not None else None
+        self.initial_history = (0 if replay is not None else DEFAULT_HISTORY) if history is None else history
         self.clock_offset = clock_offset
         self._http_requests: list[dict[str, Any]] = []
+        effects = Effects(self._route_note, self._note_updated, self._main_event)
         self.api = ApiServer(tokens=self.tokens, suspended=self.suspended_tokens, traffic=self.traffic,
                              history=self.history, notifications=self.notifications, viewer=self.viewer,
-                             moderators=self.moderators, software_name=software_name,
+                             moderators=self.moderators, effects=effects, software_name=software_name,
                              software_version=software_version, miauth=miauth, record=self._record_http)
 
     def _background(self) -> list[Coroutine[Any, Any, None]]:
@@ -342,6 +350,11 @@ class Simulator(Activity):
         """
         user = self.traffic.account(username)
         return self._call(lambda: self._main_event(user.id, type, body))
+
+    def channel_activity(self, channel: str | None = None) -> int:
+        """One generated event now on a drive, chatUser, chatRoom, reversi or admin connection (of
+        ``channel`` if given), as the ticks send them; how many connections got it (0: none open)."""
+        return self._call(lambda: self._side_channel_tick(channel))
 
     def broadcast(self, type: str, body: Any) -> int:
         """A top-level broadcast (emojiAdded, announcementCreated, ...) to every open socket."""

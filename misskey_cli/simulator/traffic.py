@@ -16,7 +16,7 @@ import re
 import time
 import unicodedata
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -417,6 +417,8 @@ class Traffic:
         self._server_log_state = {"cpu": 0.05, "mem": 900_000_000}
         self._queue_state = {"deliver": 0, "inbox": 0}
         self.cast = CAST
+        self._follow_changes: dict[tuple[str, str], bool] = {}  # (follower id, followee id) -> follows
+        self._chat: dict[str, list[str]] = {}  # chat connection key -> ids of messages sent on it
 
     # -- accounts ---------------------------------------------------------------------------
 
@@ -440,12 +442,23 @@ class Traffic:
         return None
 
     def follows(self, viewer: User, author_id: str) -> bool:
-        """Every account follows itself, every other account and the cast members marked followed."""
+        """Every account follows itself, every other account and the cast members marked followed,
+        unless ``following/create`` or ``following/delete`` changed that."""
         if author_id == viewer.id:
             return True
+        changed = self._follow_changes.get((viewer.id, author_id))
+        if changed is not None:
+            return changed
         if any(a.id == author_id for a in self._accounts.values()):
             return True
         return any(u.id == author_id and u.followed for u in self.cast)
+
+    def set_follow(self, viewer: User, author_id: str, follows: bool) -> None:
+        """``viewer`` now follows ``author_id`` (or not): what homeTimeline and the timelines route by."""
+        self._follow_changes[(viewer.id, author_id)] = follows
+
+    def user_by_id(self, user_id: str) -> User | None:
+        return next((u for u in self.authors() if u.id == user_id), None)
 
     # -- pieces -----------------------------------------------------------------------------
 
@@ -796,12 +809,22 @@ class Traffic:
     def remember(self, note: dict[str, Any]) -> None:
         """Keep a posted note so later note events can match it (poll votes need its poll)."""
         self._known[note["id"]] = note
-        if len(self._known) > 2000:
+        for key in ("reply", "renote"):  # a client may open the note a reply or renote points at
+            nested = note.get(key)
+            if isinstance(nested, dict) and isinstance(nested.get("id"), str):
+                self._known.setdefault(nested["id"], nested)
+        while len(self._known) > 2000:
             del self._known[next(iter(self._known))]
 
     def known(self, note_id: str) -> dict[str, Any] | None:
-        """A note made or remembered lately (the nested notes of replies and renotes too)."""
+        """A note made or remembered lately (posted, or the target of a reply or renote: the nested notes of
+        replies and renotes too), or None."""
         return self._known.get(note_id)
+
+    def forget(self, note_id: str) -> None:
+        """A deleted note: no more note events for it."""
+        self._known.pop(note_id, None)
+        self._captures[note_id] = _CaptureState(deleted=True)
 
     def huge_note(self, size_bytes: int) -> dict[str, Any]:
         """A valid note whose JSON is about ``size_bytes`` long (for frame-size tests)."""
@@ -946,3 +969,129 @@ class Traffic:
             "imageUrl": None, "icon": self.rng.choice(("info", "warning")), "display": "normal",
             "forYou": False, "needConfirmationToRead": False, "silence": False,
         }}
+
+    # -- custom emojis and reactions ----------------------------------------------------------
+
+    def emojis(self) -> list[dict[str, Any]]:
+        """The server's custom emojis as the ``emojis`` endpoint lists them (EmojiSimple), by category and name."""
+        return [{"aliases": [name.split("_")[0]], "name": name, "category": "ねこ" if "cat" in name else None,
+                 "url": self._custom_emoji_url(name), "localOnly": False, "isSensitive": False,
+                 "roleIdsThatCanBeUsedThisEmojiAsReaction": []}
+                for name in sorted(LOCAL_CUSTOM_EMOJIS)]
+
+    def reaction_of(self, requested: str, acceptance: str | None) -> tuple[str, dict[str, str] | None]:
+        """What a ``notes/reactions/create`` reaction becomes (Misskey's normalisation): a local custom
+        emoji ``:name:`` is stored as ``:name@.:`` with its ``{name, url}``; Unicode stays; anything
+        else, and everything on a like-only note, becomes the default like ``❤``."""
+        if acceptance == "likeOnly":
+            return "❤", None
+        match = re.fullmatch(r":([\w+-]+)(?:@\.)?:", requested)
+        if match is not None:
+            name = match.group(1)
+            if name in LOCAL_CUSTOM_EMOJIS:
+                return f":{name}@.:", {"name": f"{name}@.", "url": self._custom_emoji_url(name)}
+            return "❤", None
+        if requested and len(requested) <= 16 and not any(c.isascii() for c in requested):
+            return requested, None
+        return "❤", None
+
+    # -- drive, chat, reversi and admin channel events ---------------------------------------
+
+    def drive_file(self, owner: User) -> dict[str, Any]:
+        """A DriveFile just uploaded to ``owner``'s drive."""
+        file_id, ms = self.ids.next()
+        file = self._files(owner, ms, 1)[0]
+        file["id"], file["createdAt"] = file_id, iso(ms)
+        return file
+
+    def drive_event(self, owner: User) -> tuple[str, Any]:
+        """One ``drive`` channel event: mostly uploads, sometimes a folder, an update or a deletion."""
+        roll = self.rng.random()
+        if roll < 0.6:
+            return "fileCreated", self.drive_file(owner)
+        if roll < 0.75:
+            file = self.drive_file(owner)
+            file["isSensitive"] = not file["isSensitive"]
+            return "fileUpdated", file
+        if roll < 0.85:
+            return "fileDeleted", self.ids.next()[0]
+        folder_id, ms = self.ids.next()
+        return "folderCreated", {"id": folder_id, "createdAt": iso(ms),
+                                 "name": self.rng.choice(("写真", "screenshots", "memes", "仕事")), "parentId": None}
+
+    def chat_event(self, key: str, sender: User, to_user_id: str | None, to_room_id: str | None) -> tuple[str, Any]:
+        """One ``chatUser``/``chatRoom`` event on the conversation ``key``: a message (ChatMessageLite),
+        or a reaction, unreaction or deletion of one sent before."""
+        sent = self._chat.setdefault(key, [])
+        roll = self.rng.random()
+        if sent and roll < 0.2:
+            return ("react" if roll < 0.12 else "unreact"), {
+                "reaction": self.rng.choice(UNICODE_REACTIONS), "user": sender.lite(self.base_url),
+                "messageId": self.rng.choice(sent)}
+        if sent and roll < 0.25:
+            return "deleted", sent.pop(self.rng.randrange(len(sent)))
+        message_id, ms = self.ids.next()
+        sent.append(message_id)
+        del sent[:-50]
+        message: dict[str, Any] = {"id": message_id, "createdAt": iso(ms), "fromUserId": sender.id,
+                                   "fromUser": sender.lite(self.base_url)}
+        if to_room_id is not None:
+            message["toRoomId"] = to_room_id
+        else:
+            message["toUserId"] = to_user_id
+        message.update({"text": self._text(sender), "fileId": None, "reactions": []})
+        return "message", message
+
+    def reversi_event(self, viewer: User) -> tuple[str, Any]:
+        """A ``reversi`` event for ``viewer``: an invitation (``{user}``) or a match (``{game}``)."""
+        other = self._pick_author(False, exclude=viewer.id)
+        if self.rng.random() < 0.6:
+            return "invited", {"user": other.lite(self.base_url)}
+        game_id, ms = self.ids.next()
+        return "matched", {"game": {
+            "id": game_id, "createdAt": iso(ms), "startedAt": None, "endedAt": None, "isStarted": False,
+            "isEnded": False, "form1": None, "form2": None, "user1Ready": False, "user2Ready": False,
+            "user1Id": other.id, "user2Id": viewer.id, "user1": other.lite(self.base_url),
+            "user2": viewer.lite(self.base_url), "winnerId": None, "winner": None, "surrenderedUserId": None,
+            "timeoutUserId": None, "black": None, "bw": "random", "noIrregularRules": False, "isLlotheo": False,
+            "canPutEverywhere": False, "loopedBoard": False, "timeLimitForEachTurn": 90, "logs": [],
+            "map": ["--------", "--------", "--------", "---wb---", "---bw---", "--------", "--------",
+                    "--------"],
+        }}
+
+    def abuse_report(self) -> dict[str, Any]:
+        """The body of an ``admin`` ``newAbuseUserReport`` event."""
+        report_id, _ = self.ids.next()
+        reporter = self._pick_author(False)
+        target = self._pick_author(None, exclude=reporter.id)
+        return {"id": report_id, "targetUserId": target.id, "reporterId": reporter.id,
+                "comment": self.rng.choice(("スパムです", "Spam links in every reply", "荒らし行為",
+                                            "Impersonating another account"))}
+
+
+# ---------------------------------------------------------------------------------------------
+# The past
+
+HISTORY_SPAN_MS = 6 * 3_600_000  # a fresh server's history covers the last six hours
+
+
+def past_notes(base_url: str, seed: int | None, count: int, usernames: Iterable[str], now_ms: int,
+               span_ms: int = HISTORY_SPAN_MS) -> list[dict[str, Any]]:
+    """``count`` notes posted over the ``span_ms`` before ``now_ms``, oldest first, with time-ordered
+    aidx ids (made by "an earlier run" of the server: another node part) and createdAt to match.
+
+    Drawn from their own generator (seeded from ``seed``), so a seeded simulator's live traffic is the
+    same with or without a history. The accounts ``usernames`` post among the cast.
+    """
+    rng = random.Random(None if seed is None else seed ^ 0x5EED)
+    times = sorted(now_ms - rng.randrange(60_000, span_ms) for _ in range(count))
+    moment = [0]
+    past = Traffic(rng.getrandbits(32), base_url, clock=lambda: moment[0] / 1000)
+    for username in sorted(set(usernames)):
+        past.account(username)
+    notes = []
+    for ms in times:
+        moment[0] = ms
+        visibility = rng.choice(("public",) * 8 + ("home", "followers"))
+        notes.append(past.note(NoteRequest(visibility=visibility)))
+    return notes
