@@ -74,7 +74,7 @@ def _object(value: Any, spec: dict[str, Any], path: str) -> list[str]:
             continue
         out += check(value[name], field, f"{path}.{name}")
     extra = spec.get("additional")
-    if extra is not None:
+    if extra is not None and extra != {"type": "never"}:  # Record<string, never>: a free-form object
         for name, item in value.items():
             if name not in fields:
                 out += check(item, extra, f"{path}.{name}")
@@ -82,6 +82,9 @@ def _object(value: Any, spec: dict[str, Any], path: str) -> list[str]:
 
 
 def _any_of(value: Any, options: list[dict[str, Any]], path: str) -> list[str]:
+    if all("const" in option for option in options):  # an enum
+        allowed = [option["const"] for option in options]
+        return [] if value in allowed else [f"{path}: {value!r}, declared one of {allowed!r}"]
     best: list[str] | None = None
     for option in options:
         found = check(value, option, path)

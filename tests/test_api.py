@@ -50,7 +50,7 @@ def test_http_base_url(scheme, url):
 
 def test_success(sim):
     assert client(sim).call("i")["username"] == "alice"
-    assert client(sim, None).call("meta", {"detail": False})["version"] == "2025.12.2"
+    assert client(sim, None).call("meta", {"detail": False})["version"] == "2026.5.1"
     assert client(sim, None).get_json("/nodeinfo/2.1")["software"]["name"] == "misskey"
     [*_, record] = sim.http_requests()
     assert record["path"] == "/nodeinfo/2.1"

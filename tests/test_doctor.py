@@ -71,7 +71,7 @@ def test_everything_passes_anonymously_with_ascii_marks_off_a_terminal(sim):
         "proxy": "ok", "name resolution": "ok", "TCP connect": "ok", "TLS": "skip", "HTTP": "ok", "clock": "ok",
         "nodeinfo": "ok", "meta": "ok", "token": "ok", "streaming handshake": "ok", "channel localTimeline": "ok"}
     found = lines(result)
-    assert "Misskey 2025.12.2" in found["nodeinfo"]
+    assert "Misskey 2026.5.1" in found["nodeinfo"]
     assert "none: anonymous" in found["token"]
     assert "HTTP 101" in found["streaming handshake"]
     assert result.stdout.endswith("all checks passed\n")

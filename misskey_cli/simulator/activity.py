@@ -171,8 +171,6 @@ class Activity(Engine):
         body: Any
         if connection.channel == "drive":
             event, body = traffic.drive_event(user)
-            if event == "fileCreated":
-                self._main_event(user.id, "driveFileCreated", body)
         elif connection.channel == "chatUser":
             other_id = str(connection.params.get("otherId"))
             sender = traffic.user_by_id(other_id) or dataclasses.replace(traffic.rng.choice(traffic.cast), id=other_id)
@@ -185,4 +183,7 @@ class Activity(Engine):
             event, body = traffic.reversi_event(user)
         else:
             event, body = "newAbuseUserReport", traffic.abuse_report()
-        return int(self._send(sock, channel_frame(connection.id, event, encode_any(body))))
+        sent = int(self._send(sock, channel_frame(connection.id, event, encode_any(body))))
+        if event == "fileCreated":  # an upload is also announced on the owner's main channel
+            self._main_event(user.id, "driveFileCreated", body)
+        return sent

@@ -557,6 +557,16 @@ class Traffic:
                 pairs.append(f"{self.rng.choice(users).id}/{pair}")
         return reactions, emojis, pairs
 
+    def add_reactions(self, note: dict[str, Any], count: int) -> None:
+        """``count`` more reactions on the note (its counts, emojis and pair cache), as if made since."""
+        reactions, emojis, pairs = self._reactions(count)
+        for key, n in reactions.items():
+            note["reactions"][key] = note["reactions"].get(key, 0) + n
+        note["reactionEmojis"].update(emojis)
+        note["reactionCount"] = sum(note["reactions"].values())
+        if "reactionAndUserPairCache" in note:
+            note["reactionAndUserPairCache"] = (pairs + note["reactionAndUserPairCache"])[:16]
+
     def _poll(self, created_ms: int) -> dict[str, Any]:
         question, choices = self.rng.choice(POLLS)
         expires = None if self.rng.random() < 0.5 else iso(created_ms + self.rng.choice((3_600_000, 86_400_000)))
@@ -1093,5 +1103,10 @@ def past_notes(base_url: str, seed: int | None, count: int, usernames: Iterable[
     for ms in times:
         moment[0] = ms
         visibility = rng.choice(("public",) * 8 + ("home", "followers"))
-        notes.append(past.note(NoteRequest(visibility=visibility)))
+        note = past.note(NoteRequest(visibility=visibility))
+        if not is_pure_renote(note):  # reacted to, replied to and renoted since
+            past.add_reactions(note, rng.choice((0, 0, 0, 1, 1, 2, 3, 5, 8)))
+            note["repliesCount"] = rng.choice((0, 0, 0, 1, 2))
+            note["renoteCount"] = rng.choice((0, 0, 0, 0, 1, 3))
+        notes.append(note)
     return notes
