@@ -56,7 +56,7 @@ def check(value: Any, spec: dict[str, Any], path: str = "$") -> list[str]:
     if "tuple" in spec:
         if not isinstance(value, list) or len(value) != len(spec["tuple"]):
             return [f"{path}: {_kind(value)}, declared a tuple of {len(spec['tuple'])}"]
-        return [p for i, (item, t) in enumerate(zip(value, spec["tuple"])) for p in check(item, t, f"{path}[{i}]")]
+        return [p for i, (item, t) in enumerate(zip(value, spec["tuple"], strict=True)) for p in check(item, t, f"{path}[{i}]")]
     if "object" in spec:
         return _object(value, spec, path)
     raise ValueError(f"unknown type node {spec!r}")

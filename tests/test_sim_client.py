@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import websocket
+from conftest import fixture_frames
 from required_fields import problems, table
 
 from misskey_cli.simulator import Simulator
@@ -403,6 +404,7 @@ def test_an_unknown_endpoint_is_404_whatever_the_body(world, body, content_type)
     ("chatUser", {"otherId": "9xyz0000000000ab"}, "tok-alice", {"message"}),
     ("chatRoom", {"roomId": "room1"}, "tok-alice", {"message"}),
     ("reversi", {}, "tok-alice", {"invited", "matched"}),
+    ("reversiGame", {"gameId": "game1"}, None, {"updateSettings", "changeReadyStates", "started", "log", "ended"}),
     ("admin", {}, "tok-admin", {"newAbuseUserReport"}),
 ])
 def test_drive_chat_reversi_and_admin_channels_get_events_of_the_real_shapes(world, streams, channel, params, token,
@@ -414,8 +416,40 @@ def test_drive_chat_reversi_and_admin_channels_get_events_of_the_real_shapes(wor
         assert world.channel_activity(channel) == 1
         event = stream.event("side")
         assert problems(event["body"], f"stream:{channel}/{event['type']}") == [], event
+        recorded = RECORDED.get(f"{channel}.{event['type']}")
+        if recorded is not None:  # the keys, in order, of what a real server sent (tests/fixtures/frames.jsonl)
+            assert keys(event["body"]) == keys(recorded), event["type"]
         seen.add(event["type"])
     assert events <= seen
+
+
+def keys(value: Any) -> Any:
+    """The key lists of a JSON value and of the objects directly inside it."""
+    if not isinstance(value, dict):
+        return type(value).__name__
+    return [(k, list(v) if isinstance(v, dict) else None) for k, v in value.items()]
+
+
+RECORDED = {line["what"]: json.loads(line["raw"])["body"]["body"] for line in reversed(fixture_frames())
+            if line["raw"] and ":" not in line["what"] and line["what"].split(".")[0] in
+            ("drive", "chatUser", "chatRoom", "reversi", "reversiGame", "admin", "main")}
+
+
+def test_a_direct_message_is_also_announced_on_main_like_the_recording(world, streams):
+    stream = streams(world, "tok-alice")
+    stream.connect("chatUser", "chat", otherId=user_id(world, "bob"))
+    stream.connect("main", "main")
+    for _ in range(40):
+        world.channel_activity("chatUser")
+        message = stream.event("chat")
+        if message["type"] == "message":
+            announced = stream.event("main")
+            assert announced["type"] == "newChatMessage" and announced["body"]["id"] == message["body"]["id"]
+            assert problems(announced["body"], "ChatMessage") == []
+            assert keys(announced["body"]) == keys(RECORDED["main.newChatMessage"])
+            assert announced["body"]["fromUser"]["username"] == "bob"
+            return
+    raise AssertionError("no message in 40 chat events")
 
 
 def test_a_drive_upload_is_also_announced_on_main(world, streams):

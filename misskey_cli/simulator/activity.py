@@ -21,7 +21,7 @@ from misskey_cli.simulator.traffic import past_notes
 SERVER_STATS_INTERVAL = 2.0
 QUEUE_STATS_INTERVAL = 10.0
 # Channels whose events are about the user's own things (files, chats, games, reports), not notes.
-SIDE_CHANNELS = ("drive", "chatUser", "chatRoom", "reversi", "admin")
+SIDE_CHANNELS = ("drive", "chatUser", "chatRoom", "reversi", "reversiGame", "admin")
 
 
 class Activity(Engine):
@@ -158,32 +158,38 @@ class Activity(Engine):
 
     def _side_channel_tick(self, channel: str | None = None) -> int:
         """One event on a drive, chat, reversi or admin connection (of ``channel`` if given); how many got it."""
-        candidates = [(s, c) for s in self._open_sockets() if not s.frozen and s.user is not None
-                      for c in s.connections.values()
-                      if c.channel in SIDE_CHANNELS and not c.inert and channel in (None, c.channel)]
+        candidates = [(s, c) for s in self._open_sockets() if not s.frozen for c in s.connections.values()
+                      if c.channel in SIDE_CHANNELS and not c.inert and channel in (None, c.channel)
+                      and (s.user is not None or c.channel == "reversiGame")]
         if not candidates:
             return 0
-        sock, connection = self.traffic.rng.choice(candidates)
-        user = sock.user
-        assert user is not None
         traffic = self.traffic
+        sock, connection = traffic.rng.choice(candidates)
+        user = sock.user or traffic.cast[1]  # an anonymous reversiGame watcher sees two other players
         event: str
         body: Any
+        main: Any = None  # what the user's main channel hears of it
         if connection.channel == "drive":
             event, body = traffic.drive_event(user)
         elif connection.channel == "chatUser":
             other_id = str(connection.params.get("otherId"))
             sender = traffic.user_by_id(other_id) or dataclasses.replace(traffic.rng.choice(traffic.cast), id=other_id)
             event, body = traffic.chat_event(f"{user.id}:{other_id}", sender, user.id, None)
+            if event == "message":
+                main = traffic.chat_message_for_main(body, sender, user)
         elif connection.channel == "chatRoom":
             room_id = str(connection.params.get("roomId"))
             sender = traffic.rng.choice([u for u in traffic.cast if u.host is None])
             event, body = traffic.chat_event(f"room:{room_id}", sender, None, room_id)
         elif connection.channel == "reversi":
             event, body = traffic.reversi_event(user)
+        elif connection.channel == "reversiGame":
+            event, body = traffic.reversi_game_event(str(connection.params.get("gameId")), user)
         else:
             event, body = "newAbuseUserReport", traffic.abuse_report()
         sent = int(self._send(sock, channel_frame(connection.id, event, encode_any(body))))
-        if event == "fileCreated":  # an upload is also announced on the owner's main channel
+        if event == "fileCreated":  # an upload and a direct message are also announced on main (the recording)
             self._main_event(user.id, "driveFileCreated", body)
+        elif main is not None:
+            self._main_event(user.id, "newChatMessage", main)
         return sent

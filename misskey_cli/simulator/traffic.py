@@ -419,6 +419,7 @@ class Traffic:
         self.cast = CAST
         self._follow_changes: dict[tuple[str, str], bool] = {}  # (follower id, followee id) -> follows
         self._chat: dict[str, list[str]] = {}  # chat connection key -> ids of messages sent on it
+        self._games: dict[str, dict[str, Any]] = {}  # reversi game id -> its state
 
     # -- accounts ---------------------------------------------------------------------------
 
@@ -1011,7 +1012,8 @@ class Traffic:
         """A DriveFile just uploaded to ``owner``'s drive."""
         file_id, ms = self.ids.next()
         file = self._files(owner, ms, 1)[0]
-        file["id"], file["createdAt"] = file_id, iso(ms)
+        # A drive channel packs the file without its owner (tests/fixtures/frames.jsonl: drive.fileCreated).
+        file.update(id=file_id, createdAt=iso(ms), userId=None, user=None)
         return file
 
     def drive_event(self, owner: User) -> tuple[str, Any]:
@@ -1030,27 +1032,51 @@ class Traffic:
                                  "name": self.rng.choice(("写真", "screenshots", "memes", "仕事")), "parentId": None}
 
     def chat_event(self, key: str, sender: User, to_user_id: str | None, to_room_id: str | None) -> tuple[str, Any]:
-        """One ``chatUser``/``chatRoom`` event on the conversation ``key``: a message (ChatMessageLite),
-        or a reaction, unreaction or deletion of one sent before."""
+        """One ``chatUser``/``chatRoom`` event on the conversation ``key``: a message (ChatMessageLite, keys
+        in the order of tests/fixtures/frames.jsonl), or a reaction, unreaction or deletion of one sent before.
+        Room events name the sender (``fromUser``, ``user``); direct ones do not, as the recording shows."""
         sent = self._chat.setdefault(key, [])
         roll = self.rng.random()
         if sent and roll < 0.2:
-            return ("react" if roll < 0.12 else "unreact"), {
-                "reaction": self.rng.choice(UNICODE_REACTIONS), "user": sender.lite(self.base_url),
-                "messageId": self.rng.choice(sent)}
+            reaction: dict[str, Any] = {"messageId": self.rng.choice(sent),
+                                        "reaction": self.rng.choice(UNICODE_REACTIONS)}
+            if to_room_id is not None:
+                reaction["user"] = sender.lite(self.base_url)
+            return ("react" if roll < 0.12 else "unreact"), reaction
         if sent and roll < 0.25:
             return "deleted", sent.pop(self.rng.randrange(len(sent)))
         message_id, ms = self.ids.next()
         sent.append(message_id)
         del sent[:-50]
-        message: dict[str, Any] = {"id": message_id, "createdAt": iso(ms), "fromUserId": sender.id,
-                                   "fromUser": sender.lite(self.base_url)}
+        message: dict[str, Any] = {"id": message_id, "createdAt": iso(ms), "text": self._text(sender),
+                                   "fromUserId": sender.id}
         if to_room_id is not None:
+            message["fromUser"] = sender.lite(self.base_url)
             message["toRoomId"] = to_room_id
         else:
             message["toUserId"] = to_user_id
-        message.update({"text": self._text(sender), "fileId": None, "reactions": []})
+        message.update({"fileId": None, "file": None, "reactions": []})
         return "message", message
+
+    def chat_message_for_main(self, message: dict[str, Any], sender: User, receiver: User) -> dict[str, Any]:
+        """The ``main`` ``newChatMessage`` body (ChatMessage) of a direct message: both users packed."""
+        return {"id": message["id"], "createdAt": message["createdAt"], "text": message["text"],
+                "fromUserId": sender.id, "fromUser": sender.lite(self.base_url), "toUserId": receiver.id,
+                "toUser": receiver.lite(self.base_url), "toRoomId": None, "fileId": None, "file": None,
+                "reactions": []}
+
+    def _game(self, game_id: str, created: str, user1: User, user2: User) -> dict[str, Any]:
+        """A ReversiGameDetailed not started yet (keys in the recording's order)."""
+        return {
+            "id": game_id, "createdAt": created, "startedAt": None, "endedAt": None, "isStarted": False,
+            "isEnded": False, "form1": None, "form2": None, "user1Ready": False, "user2Ready": False,
+            "user1Id": user1.id, "user2Id": user2.id, "user1": user1.lite(self.base_url),
+            "user2": user2.lite(self.base_url), "winnerId": None, "winner": None, "surrenderedUserId": None,
+            "timeoutUserId": None, "black": None, "bw": "random", "isLlotheo": False, "canPutEverywhere": False,
+            "loopedBoard": False, "timeLimitForEachTurn": 90, "noIrregularRules": False, "logs": [],
+            "map": ["--------", "--------", "--------", "---wb---", "---bw---", "--------", "--------",
+                    "--------"],
+        }
 
     def reversi_event(self, viewer: User) -> tuple[str, Any]:
         """A ``reversi`` event for ``viewer``: an invitation (``{user}``) or a match (``{game}``)."""
@@ -1058,16 +1084,40 @@ class Traffic:
         if self.rng.random() < 0.6:
             return "invited", {"user": other.lite(self.base_url)}
         game_id, ms = self.ids.next()
-        return "matched", {"game": {
-            "id": game_id, "createdAt": iso(ms), "startedAt": None, "endedAt": None, "isStarted": False,
-            "isEnded": False, "form1": None, "form2": None, "user1Ready": False, "user2Ready": False,
-            "user1Id": other.id, "user2Id": viewer.id, "user1": other.lite(self.base_url),
-            "user2": viewer.lite(self.base_url), "winnerId": None, "winner": None, "surrenderedUserId": None,
-            "timeoutUserId": None, "black": None, "bw": "random", "noIrregularRules": False, "isLlotheo": False,
-            "canPutEverywhere": False, "loopedBoard": False, "timeLimitForEachTurn": 90, "logs": [],
-            "map": ["--------", "--------", "--------", "---wb---", "---bw---", "--------", "--------",
-                    "--------"],
-        }}
+        return "matched", {"game": self._game(game_id, iso(ms), other, viewer)}
+
+    def reversi_game_event(self, game_id: str, viewer: User) -> tuple[str, Any]:
+        """The next event of game ``game_id`` watched by ``viewer``: settings, ready states, the start, moves
+        (``log``), the end; then a new game under the same id."""
+        game = self._games.get(game_id)
+        if game is None or game["isEnded"]:
+            other = self._pick_author(False, exclude=viewer.id)
+            game = self._games[game_id] = self._game(game_id, iso(self.ids.now_ms()), other, viewer)
+            game["step"] = 0
+        step = game["step"]
+        game["step"] = step + 1
+        public = {k: v for k, v in game.items() if k != "step"}
+        if step == 0:
+            key = self.rng.choice(("canPutEverywhere", "isLlotheo", "loopedBoard"))
+            return "updateSettings", {"userId": game["user1Id"], "key": key, "value": False}
+        if step in (1, 2):
+            game["user1Ready"], game["user2Ready"] = True, step == 2
+            return "changeReadyStates", {"user1": True, "user2": step == 2}
+        if step == 3:
+            game["isStarted"], game["startedAt"] = True, iso(self.ids.now_ms())
+            game["black"] = self.rng.choice((1, 2))
+            return "started", {"game": dict(public, isStarted=True, startedAt=game["startedAt"], black=game["black"],
+                                            user1Ready=True, user2Ready=True)}
+        if step < 12:
+            now = self.ids.now_ms()
+            move = [now, step % 2, 0, self.rng.randrange(64)]
+            game["logs"].append(move)
+            return "log", {"time": now, "player": step % 2 == 1, "operation": "put", "pos": move[3],
+                           "id": f"mv{step - 3}"}
+        game["isEnded"], game["endedAt"] = True, iso(self.ids.now_ms())
+        winner = self.rng.choice(("user1", "user2"))
+        game["winnerId"], game["winner"] = game[f"{winner}Id"], game[winner]
+        return "ended", {"winnerId": game["winnerId"], "game": {k: v for k, v in game.items() if k != "step"}}
 
     def abuse_report(self) -> dict[str, Any]:
         """The body of an ``admin`` ``newAbuseUserReport`` event."""
