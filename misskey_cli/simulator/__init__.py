@@ -9,6 +9,8 @@ A package of small modules, each owning one job:
 - ``traffic``: the content (notes, notifications, note events, stats) in the real server's shapes;
 - ``history``: the ordered note and notification history and the pagination rule;
 - ``httpwire`` and ``api_server``: HTTP/1.1 framing and the Misskey HTTP API endpoints;
+- ``api_params``: Misskey's error objects and parameter checks;
+- ``bot_api`` and ``world``: the endpoints a bot calls beyond the timelines, and what they change;
 - ``knobs``: the public ``Simulator`` with the knobs and observations tests use, and ``serve``.
 
 Only ``protocol.py`` and ``channels.py`` are shared with the client.

@@ -6,7 +6,9 @@ Owns the endpoints and the exact shapes of their answers and errors, copied from
 Misskey's params, ``limit`` checks and pagination), ``i/notifications``, nodeinfo, MiAuth
 (``/miauth/{session}`` page, ``miauth/{session}/check``, and ``_sim/miauth/{session}/approve``
 for a shell user standing in for the browser), plus the fault knobs tests set (answer the next
-calls of an endpoint with 429/5xx) and a record of every request, kept without its token.
+calls of an endpoint with 429/5xx) and a record of every request, kept without its token. The
+endpoints that act on the world are ``bot_api``'s; an app token's permissions are checked here
+against ``bot_api.KINDS``, and an unknown endpoint is 404 before its body is read.
 
 No sockets: ``ApiServer.handle`` takes a parsed request and returns a response, on the
 simulator's loop (the engine reads and writes the bytes).
