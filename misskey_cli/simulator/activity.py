@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from misskey_cli.protocol import encode, loads
 from misskey_cli.simulator.engine import STATS_LOG_MAX, Connection, Engine, Socket, channel_frame, encode_any
 from misskey_cli.simulator.rules import NOTE_CHANNELS, Targets
 from misskey_cli.simulator.traffic import past_notes
@@ -22,6 +23,23 @@ SERVER_STATS_INTERVAL = 2.0
 QUEUE_STATS_INTERVAL = 10.0
 # Channels whose events are about the user's own things (files, chats, games, reports), not notes.
 SIDE_CHANNELS = ("drive", "chatUser", "chatRoom", "reversi", "reversiGame", "admin")
+
+# The past notes, made once per process for each (seed, count, accounts) and copied for every simulator
+# with its own host and port: making them takes ~25 ms, and test suites start hundreds of simulators.
+_HISTORY_HOST = "history.invalid"
+_PAST: dict[tuple[int | None, int, tuple[str, ...]], bytes] = {}
+
+
+def _past_notes(seed: int | None, count: int, usernames: tuple[str, ...], host_port: str,
+                now_ms: int) -> list[dict[str, Any]]:
+    key = (seed, count, usernames)
+    made = _PAST.get(key)
+    if made is None:
+        notes = past_notes(f"http://{_HISTORY_HOST}", seed, count, usernames, now_ms)
+        made = _PAST[key] = encode({"notes": notes}).encode()
+    value, _ = loads(made.replace(_HISTORY_HOST.encode(), host_port.encode()))
+    copied: list[dict[str, Any]] = value["notes"]
+    return copied
 
 
 class Activity(Engine):
@@ -35,9 +53,9 @@ class Activity(Engine):
         if self._history_made or self.initial_history <= 0:
             return
         self._history_made = True
-        usernames = sorted(set(self.tokens.values()))
-        for note in past_notes(self.traffic.base_url, self.seed, self.initial_history, usernames,
-                               self.traffic.ids.now_ms()):
+        usernames = tuple(sorted(set(self.tokens.values())))
+        for note in _past_notes(self.seed, self.initial_history, usernames, self.host_port,
+                                self.traffic.ids.now_ms()):
             self.history.add(note)
             self.traffic.remember(note)
 
