@@ -20,7 +20,8 @@ from conftest import fixture_frames
 from required_fields import problems, table
 
 from misskey_cli.simulator import Simulator
-from misskey_cli.simulator.traffic import AIDX_EPOCH_MS, CAST, NoteRequest, Traffic, aidx_ms
+from misskey_cli.simulator.corpus import AIDX_EPOCH_MS, CAST, aidx_ms
+from misskey_cli.simulator.traffic import NoteRequest, Traffic
 
 # ---------------------------------------------------------------------------------------------
 # A client of our own

@@ -28,7 +28,7 @@ from misskey_cli.simulator import (
     js_truthy,
     reply_shown,
 )
-from misskey_cli.simulator.traffic import NOTE_KEYS, aidx_ms, iso, strip_pair_cache
+from misskey_cli.simulator.corpus import NOTE_KEYS, aidx_ms, iso, strip_pair_cache
 
 _barrier_ids = itertools.count(1)
 _clients: list[websocket.WebSocket] = []

@@ -9,14 +9,12 @@ import pytest
 from conftest import fixture_frames, shape
 
 from misskey_cli.core.notes import is_pure_renote
-from misskey_cli.simulator.traffic import (
+from misskey_cli.simulator.corpus import (
     AIDX_EPOCH_MS,
     CAST,
     NOTE_KEYS,
     ORDINARY_OPENING,
     IdGenerator,
-    NoteRequest,
-    Traffic,
     aidx,
     aidx_ms,
     base36,
@@ -25,6 +23,7 @@ from misskey_cli.simulator.traffic import (
     order_note,
     strip_pair_cache,
 )
+from misskey_cli.simulator.traffic import NoteRequest, Traffic
 
 
 class FakeClock:

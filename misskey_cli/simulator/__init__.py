@@ -6,6 +6,7 @@ A package of small modules, each owning one job:
 - ``rules``: the pure admission and routing rules (handshakes, connects, which note goes where);
 - ``engine``: the asyncio ``websockets`` server thread, the only module importing ``websockets``;
 - ``activity``: the background tasks (generated notes, stats, main and capture ticks, broadcasts);
+- ``corpus``: the raw material: aidx ids and times, the cast of users, the texts they post;
 - ``traffic``: the content (notes, notifications, note events, stats) in the real server's shapes;
 - ``history``: the ordered note and notification history and the pagination rule;
 - ``httpwire`` and ``api_server``: HTTP/1.1 framing and the Misskey HTTP API endpoints;

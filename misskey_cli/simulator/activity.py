@@ -3,26 +3,58 @@
 Generated timeline notes at ``rate`` notes/s while a note-carrying connection exists (each made
 for a connection that will accept it, from ``traffic.py``), and with ``ticks``: serverStats and
 queueStats samples, ``main`` bursts for a connected user, ``noteUpdated`` events for captured
-notes, and rare broadcasts. Every task only calls the engine's sending primitives, so none of
-this touches the server library.
+notes, occasional events on drive, chat, reversi and admin connections, and rare broadcasts.
+Also the past: a first start fills the history with a few hundred notes of the last hours. Every
+task only calls the engine's sending primitives, so none of this touches the server library.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Coroutine
+import random
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from misskey_cli.protocol import encode, loads
+from misskey_cli.core.notes import is_pure_renote
+from misskey_cli.core.protocol import encode, loads
 from misskey_cli.simulator.engine import STATS_LOG_MAX, Connection, Engine, Socket, channel_frame, encode_any
 from misskey_cli.simulator.rules import NOTE_CHANNELS, Targets
-from misskey_cli.simulator.traffic import past_notes
+from misskey_cli.simulator.traffic import NoteRequest, Traffic
 
 SERVER_STATS_INTERVAL = 2.0
 QUEUE_STATS_INTERVAL = 10.0
 # Channels whose events are about the user's own things (files, chats, games, reports), not notes.
 SIDE_CHANNELS = ("drive", "chatUser", "chatRoom", "reversi", "reversiGame", "admin")
+
+HISTORY_SPAN_MS = 6 * 3_600_000  # a fresh server's history covers the last six hours
+
+
+def past_notes(base_url: str, seed: int | None, count: int, usernames: Iterable[str], now_ms: int,
+               span_ms: int = HISTORY_SPAN_MS) -> list[dict[str, Any]]:
+    """``count`` notes posted over the ``span_ms`` before ``now_ms``, oldest first, with time-ordered
+    aidx ids (made by "an earlier run" of the server: another node part) and createdAt to match.
+
+    Drawn from their own generator (seeded from ``seed``), so a seeded simulator's live traffic is the
+    same with or without a history. The accounts ``usernames`` post among the cast.
+    """
+    rng = random.Random(None if seed is None else seed ^ 0x5EED)
+    times = sorted(now_ms - rng.randrange(60_000, span_ms) for _ in range(count))
+    moment = [0]
+    past = Traffic(rng.getrandbits(32), base_url, clock=lambda: moment[0] / 1000)
+    for username in sorted(set(usernames)):
+        past.account(username)
+    notes = []
+    for ms in times:
+        moment[0] = ms
+        visibility = rng.choice(("public",) * 8 + ("home", "followers"))
+        note = past.note(NoteRequest(visibility=visibility))
+        if not is_pure_renote(note):  # reacted to, replied to and renoted since
+            past.add_reactions(note, rng.choice((0, 0, 0, 1, 1, 2, 3, 5, 8)))
+            note["repliesCount"] = rng.choice((0, 0, 0, 1, 2))
+            note["renoteCount"] = rng.choice((0, 0, 0, 0, 1, 3))
+        notes.append(note)
+    return notes
 
 # The past notes, made once per process for each (seed, count, accounts) and copied for every simulator
 # with its own host and port: making them takes ~25 ms, and test suites start hundreds of simulators.

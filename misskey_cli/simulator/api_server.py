@@ -41,8 +41,9 @@ from misskey_cli.simulator.api_params import (
     str_param,
 )
 from misskey_cli.simulator.bot_api import Effects
+from misskey_cli.simulator.corpus import User, iso, strip_pair_cache
 from misskey_cli.simulator.httpwire import HttpRequest, HttpResponse
-from misskey_cli.simulator.traffic import Traffic, User, iso, strip_pair_cache
+from misskey_cli.simulator.traffic import Traffic
 from misskey_cli.simulator.world import World
 
 MISSKEY_REPOSITORY = "https://github.com/misskey-dev/misskey"

@@ -18,11 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from misskey_cli.core.notes import is_pure_renote
 from misskey_cli.simulator import api_params as ap
 from misskey_cli.simulator import rules
+from misskey_cli.simulator.corpus import User, aidx_ms, iso, order_note, strip_pair_cache
 from misskey_cli.simulator.history import Entry, paginate
 from misskey_cli.simulator.rules import NO_TARGETS, Targets
-from misskey_cli.simulator.traffic import User, aidx_ms, is_pure_renote, iso, order_note, strip_pair_cache
 
 if TYPE_CHECKING:
     from misskey_cli.simulator.api_server import ApiServer, Caller

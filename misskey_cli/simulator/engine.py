@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar
 
 from misskey_cli.core.protocol import BadFrame, encode, parse_client_frame
 from misskey_cli.simulator import httpwire, rules
+from misskey_cli.simulator.corpus import User
 from misskey_cli.simulator.history import NoteHistory, NotificationHistory
 from misskey_cli.simulator.rules import (
     DEFAULT_MODERATORS,
@@ -38,7 +39,7 @@ from misskey_cli.simulator.rules import (
     Targets,
     Viewer,
 )
-from misskey_cli.simulator.traffic import Traffic, User
+from misskey_cli.simulator.traffic import Traffic
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import Server, ServerConnection

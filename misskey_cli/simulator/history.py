@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from misskey_cli.simulator.corpus import aidx_ms
 from misskey_cli.simulator.rules import NO_TARGETS, Targets
-from misskey_cli.simulator.traffic import aidx_ms
 
 
 @dataclass(frozen=True)

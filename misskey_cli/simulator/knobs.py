@@ -25,11 +25,12 @@ from misskey_cli.core.protocol import encode
 from misskey_cli.simulator.activity import Activity
 from misskey_cli.simulator.api_server import ApiServer, Fault
 from misskey_cli.simulator.bot_api import Effects
+from misskey_cli.simulator.corpus import NOTE_KINDS, extract_tags, order_note
 from misskey_cli.simulator.engine import Connection, channel_frame, encode_any
 from misskey_cli.simulator.httpwire import HttpRequest, HttpResponse
 from misskey_cli.simulator.replay import Playback, ReplayOptions, read_frames
 from misskey_cli.simulator.rules import DEFAULT_MODERATORS, DEFAULT_SUSPENDED_TOKENS, Targets
-from misskey_cli.simulator.traffic import NOTE_KINDS, NoteRequest, Traffic, extract_tags, order_note
+from misskey_cli.simulator.traffic import NoteRequest, Traffic
 
 DEFAULT_HISTORY = 300  # notes a fresh simulator holds from the past six hours
 

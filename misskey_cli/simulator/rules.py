@@ -18,7 +18,7 @@ from typing import Any, TypeGuard
 from misskey_cli.core.channels import CATALOGUE, STRING
 from misskey_cli.core.notes import is_pure_renote
 from misskey_cli.core.protocol import MAX_CHANNELS_PER_SOCKET
-from misskey_cli.simulator.traffic import normalize_tag, strip_pair_cache
+from misskey_cli.simulator.corpus import normalize_tag, strip_pair_cache
 
 DEMO_TOKEN = "demo-token"
 DEFAULT_TOKENS: dict[str, str] = {"tok-alice": "alice", "tok-bob": "bob", "tok-admin": "admin", DEMO_TOKEN: "demo"}

@@ -14,8 +14,9 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
+from misskey_cli.simulator.corpus import aidx_ms, iso
 from misskey_cli.simulator.history import NoteHistory
-from misskey_cli.simulator.traffic import Traffic, aidx_ms, iso
+from misskey_cli.simulator.traffic import Traffic
 
 PAIR_CACHE_MAX = 16  # Misskey keeps the newest 16 (user, reaction) pairs on the note
 
