@@ -316,6 +316,22 @@ def test_serve_banner_and_tokens(serve):
         assert json.load(answer)["username"] == "mallory"
 
 
+def test_a_fresh_serve_has_a_history_and_answers_a_bot(serve):
+    server = serve()
+
+    def call(endpoint: str, body: dict) -> object:
+        request = urllib.request.Request(f"{server.http}/api/{endpoint}", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return json.load(answer)
+
+    timeline = call("notes/local-timeline", {"limit": 20})
+    assert len(timeline) == 20 and [n["id"] for n in timeline] == sorted((n["id"] for n in timeline), reverse=True)
+    created = call("notes/create", {"i": "tok-alice", "text": "hello from a bot"})["createdNote"]
+    assert call("notes/show", {"noteId": created["id"]})["text"] == "hello from a bot"
+    assert call("notes/local-timeline", {"limit": 1})[0]["id"] == created["id"]
+
+
 def test_drop_every(serve):
     server = serve("--drop-every", "0.3s", "--rate", "20")
     code, _, err = mkstream(server, "localTimeline", "--reconnect-delay", "0.05", "--duration", "1.5s", "--stats")

@@ -181,9 +181,18 @@ def test_every_timeline_answers_at_once_newest_first(world, endpoint):
     assert [n["id"] for n in answer] == sorted((n["id"] for n in answer), reverse=True)
 
 
+def test_every_account_has_notifications_of_the_past_hours_too(world):
+    for token in ("tok-alice", "tok-bob", "tok-admin"):
+        answer = Api(world, token).ok("i/notifications", {"limit": 100})
+        assert len(answer) >= 10
+        assert [n["id"] for n in answer] == sorted((n["id"] for n in answer), reverse=True)
+        assert all(aidx_ms(n["id"]) < aidx_ms(world.traffic.ids.next()[0]) for n in answer)
+
+
 def test_an_empty_history_is_a_knob():
     with Simulator(history=0) as sim:
         assert Api(sim).ok("notes/global-timeline") == []
+        assert Api(sim, "tok-alice").ok("i/notifications") == []
 
 
 # ---------------------------------------------------------------------------------------------

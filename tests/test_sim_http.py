@@ -303,7 +303,15 @@ def test_notes_show_and_users_show_answer_what_the_stream_carried(sim):
     assert post(sim, "notes/show", {}).json["error"]["code"] == "INVALID_PARAM"
 
 
-def test_notifications_are_kept_per_user_with_their_ids(sim):
+@pytest.fixture
+def empty_sim():
+    with Simulator(history=0) as sim:  # no notes or notifications of the past: answers are exactly the test's
+        yield sim
+        assert sim.errors == []
+
+
+def test_notifications_are_kept_per_user_with_their_ids(empty_sim):
+    sim = empty_sim
     first = sim.notify("alice", "app")
     second = sim.notify("alice", "achievementEarned", achievement="notes1")
     sim.notify("bob", "app")

@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import random
 from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from misskey_cli.core.notes import is_pure_renote
@@ -30,48 +31,64 @@ SIDE_CHANNELS = ("drive", "chatUser", "chatRoom", "reversi", "reversiGame", "adm
 HISTORY_SPAN_MS = 6 * 3_600_000  # a fresh server's history covers the last six hours
 
 
-def past_notes(base_url: str, seed: int | None, count: int, usernames: Iterable[str], now_ms: int,
-               span_ms: int = HISTORY_SPAN_MS) -> list[dict[str, Any]]:
-    """``count`` notes posted over the ``span_ms`` before ``now_ms``, oldest first, with time-ordered
-    aidx ids (made by "an earlier run" of the server: another node part) and createdAt to match.
+@dataclass
+class Past:
+    """What a server that has been running holds: notes (oldest first) and each account's notifications."""
+
+    notes: list[dict[str, Any]]
+    notifications: dict[str, list[dict[str, Any]]]  # username -> oldest first
+
+
+def the_past(base_url: str, seed: int | None, count: int, usernames: Iterable[str], now_ms: int,
+             span_ms: int = HISTORY_SPAN_MS) -> Past:
+    """``count`` notes posted over the ``span_ms`` before ``now_ms``, with time-ordered aidx ids (made by
+    "an earlier run" of the server: another node part) and createdAt to match, reactions and replies
+    since; and for each account of ``usernames`` (who post among the cast) ``count // 15``
+    notifications of the same hours.
 
     Drawn from their own generator (seeded from ``seed``), so a seeded simulator's live traffic is the
-    same with or without a history. The accounts ``usernames`` post among the cast.
+    same with or without a history.
     """
     rng = random.Random(None if seed is None else seed ^ 0x5EED)
-    times = sorted(now_ms - rng.randrange(60_000, span_ms) for _ in range(count))
+    accounts = sorted(set(usernames))
+    schedule = sorted([(now_ms - rng.randrange(60_000, span_ms), "") for _ in range(count)]
+                      + [(now_ms - rng.randrange(60_000, span_ms), name) for name in accounts
+                         for _ in range(count // 15)])
     moment = [0]
     past = Traffic(rng.getrandbits(32), base_url, clock=lambda: moment[0] / 1000)
-    for username in sorted(set(usernames)):
+    for username in accounts:
         past.account(username)
-    notes = []
-    for ms in times:
+    made = Past([], {name: [] for name in accounts})
+    for ms, username in schedule:  # in time order, so that every id is made at its own time
         moment[0] = ms
-        visibility = rng.choice(("public",) * 8 + ("home", "followers"))
-        note = past.note(NoteRequest(visibility=visibility))
+        if username:
+            made.notifications[username] += [body for event, body in past.main_events(past.account(username))
+                                             if event == "notification"]
+            continue
+        note = past.note(NoteRequest(visibility=rng.choice(("public",) * 8 + ("home", "followers"))))
         if not is_pure_renote(note):  # reacted to, replied to and renoted since
             past.add_reactions(note, rng.choice((0, 0, 0, 1, 1, 2, 3, 5, 8)))
             note["repliesCount"] = rng.choice((0, 0, 0, 1, 2))
             note["renoteCount"] = rng.choice((0, 0, 0, 0, 1, 3))
-        notes.append(note)
-    return notes
+        made.notes.append(note)
+    return made
 
-# The past notes, made once per process for each (seed, count, accounts) and copied for every simulator
-# with its own host and port: making them takes ~25 ms, and test suites start hundreds of simulators.
+
+# The past, made once per process for each (seed, count, accounts) and copied for every simulator with
+# its own host and port: making it takes ~25 ms, and test suites start hundreds of simulators.
 _HISTORY_HOST = "history.invalid"
 _PAST: dict[tuple[int | None, int, tuple[str, ...]], bytes] = {}
 
 
-def _past_notes(seed: int | None, count: int, usernames: tuple[str, ...], host_port: str,
-                now_ms: int) -> list[dict[str, Any]]:
+def _copy_of_the_past(seed: int | None, count: int, usernames: tuple[str, ...], host_port: str,
+                      now_ms: int) -> Past:
     key = (seed, count, usernames)
     made = _PAST.get(key)
     if made is None:
-        notes = past_notes(f"http://{_HISTORY_HOST}", seed, count, usernames, now_ms)
-        made = _PAST[key] = encode({"notes": notes}).encode()
+        past = the_past(f"http://{_HISTORY_HOST}", seed, count, usernames, now_ms)
+        made = _PAST[key] = encode({"notes": past.notes, "notifications": past.notifications}).encode()
     value, _ = loads(made.replace(_HISTORY_HOST.encode(), host_port.encode()))
-    copied: list[dict[str, Any]] = value["notes"]
-    return copied
+    return Past(value["notes"], value["notifications"])
 
 
 class Activity(Engine):
@@ -80,16 +97,22 @@ class Activity(Engine):
     _history_made = False
 
     def _listening(self) -> None:
-        """A first start fills the history with the past hours' notes, as a running server has them."""
+        """A first start fills the history with the past hours' notes and notifications, as a running
+        server has them."""
         super()._listening()
         if self._history_made or self.initial_history <= 0:
             return
         self._history_made = True
         usernames = tuple(sorted(set(self.tokens.values())))
-        for note in _past_notes(self.seed, self.initial_history, usernames, self.host_port,
-                                self.traffic.ids.now_ms()):
+        past = _copy_of_the_past(self.seed, self.initial_history, usernames, self.host_port,
+                                 self.traffic.ids.now_ms())
+        for note in past.notes:
             self.history.add(note)
             self.traffic.remember(note)
+        for username, notifications in past.notifications.items():
+            user_id = self.traffic.account(username).id
+            for notification in notifications:
+                self.notifications.add(user_id, notification)
 
     def _background(self) -> list[Coroutine[Any, Any, None]]:
         tasks = [*super()._background(), self._generate_notes()]

@@ -41,8 +41,8 @@ class Simulator(Activity):
     ``software_name``/``software_version`` are what nodeinfo and ``meta`` report (simulate a fork
     such as ``sharkey``); ``miauth=False`` is a server without MiAuth; ``clock_offset`` skews the
     HTTP ``Date`` header by that many seconds. ``history`` is how many notes of the past six hours a
-    fresh start holds (0: an empty history, for tests that count every note); ``DEFAULT_HISTORY``
-    makes the timelines answer at once, as a running server's do.
+    fresh start holds, with some notifications for each account (0: an empty history, for tests that
+    count every note); ``DEFAULT_HISTORY`` makes the timelines answer at once, as a running server's do.
     """
 
     def __init__(
