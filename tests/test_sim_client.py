@@ -493,3 +493,51 @@ def test_generated_notes_main_events_and_note_events_have_the_declared_types(see
     for _ in range(30):
         for event, body in traffic.main_events(viewer):
             assert problems(body, f"stream:main/{event}") == [], (event, body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile bodies: every endpoint answers Misskey's error, never a crash
+
+HOSTILE_VALUES = (None, 0, -1, 1.5, True, "", "x", "0" * 5000, [], [1], ["a", "a"], {}, {"choices": "ab"},
+                  {"choices": ["a", 1]}, {"choices": ["a", "b"], "expiresAt": "soon"}, {"choices": ["a", "b"],
+                                                                                        "expiredAfter": 0})
+PARAMS = {
+    "notes/show": ("noteId",),
+    "notes/create": ("text", "cw", "visibility", "visibleUserIds", "replyId", "renoteId", "channelId", "poll",
+                     "fileIds", "localOnly", "reactionAcceptance", "noExtractHashtags"),
+    "notes/delete": ("noteId",),
+    "notes/reactions": ("noteId", "type", "limit", "sinceId", "untilId"),
+    "notes/reactions/create": ("noteId", "reaction"),
+    "notes/reactions/delete": ("noteId",),
+    "notes/polls/vote": ("noteId", "choice"),
+    "users/show": ("userId", "userIds", "username", "host"),
+    "users/notes": ("userId", "limit", "withReplies", "withRenotes", "withFiles", "sinceDate"),
+    "following/create": ("userId", "withReplies"),
+    "following/delete": ("userId",),
+    "emojis": ("limit",),
+    "notes/local-timeline": ("limit", "sinceId", "untilId", "sinceDate", "untilDate", "withRenotes", "withFiles"),
+    "notes/timeline": ("limit", "sinceId", "withRenotes"),
+    "notes/user-list-timeline": ("listId", "limit"),
+    "notes/search-by-tag": ("query", "tag", "limit"),
+    "i/notifications": ("limit", "includeTypes", "excludeTypes", "untilId"),
+    "meta": ("detail",),
+}
+
+
+@pytest.mark.parametrize("endpoint", sorted(PARAMS))
+def test_every_endpoint_answers_any_body_with_an_answer_or_misskeys_error(endpoint):
+    with Simulator(seed=3) as sim:
+        poll = sim.post_note(author="alice", kind="poll")
+        valid = {"noteId": poll["id"], "userId": user_id(sim, "kuma"), "text": "ok", "reaction": "👍", "choice": 0}
+        api = Api(sim, "tok-alice")
+        for name in PARAMS[endpoint]:
+            for value in HOSTILE_VALUES:
+                body = {k: v for k, v in valid.items() if k in PARAMS[endpoint]}
+                body[name] = value
+                status, answer = api.call(endpoint, body)
+                assert status in (200, 204, 400), (endpoint, name, value, status, answer)
+                if status == 400:
+                    assert problems(answer, "Error") == [], answer
+                elif status == 200:
+                    assert problems(answer, f"endpoint:{endpoint}") == [], (endpoint, name, value)
+        assert sim.errors == []

@@ -89,16 +89,17 @@ def invalid_param(param: str, reason: str) -> ApiFailure:
 
 
 def int_param(body: dict[str, Any], name: str, default: int | None, low: int | None = None,
-               high: int | None = None) -> int | None:
+              high: int | None = None, at: str = "#") -> int | None:
+    """``body[name]`` as an integer in range; ``at`` is where ``body`` sits in the request's schema."""
     value = body.get(name, default)
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool):
-        raise invalid_param(f"#/properties/{name}/type", "must be integer")
+        raise invalid_param(f"{at}/properties/{name}/type", "must be integer")
     if low is not None and value < low:
-        raise invalid_param(f"#/properties/{name}/minimum", f"must be >= {low}")
+        raise invalid_param(f"{at}/properties/{name}/minimum", f"must be >= {low}")
     if high is not None and value > high:
-        raise invalid_param(f"#/properties/{name}/maximum", f"must be <= {high}")
+        raise invalid_param(f"{at}/properties/{name}/maximum", f"must be <= {high}")
     return value
 
 
@@ -127,6 +128,8 @@ def bool_params(body: dict[str, Any], names: tuple[str, ...]) -> dict[str, bool]
 
 def page_of(body: dict[str, Any]) -> hist.Page:
     """``limit`` (1..100, default 10), ``sinceId``, ``untilId``, ``sinceDate``, ``untilDate``."""
+    if "limit" in body and body["limit"] is None:  # a null is not the default: the schema says integer
+        raise invalid_param("#/properties/limit/type", "must be integer")
     limit = int_param(body, "limit", 10, 1, 100)
     assert limit is not None
     return hist.Page(limit, str_param(body, "sinceId"), str_param(body, "untilId"),

@@ -146,8 +146,8 @@ def _poll_param(server: ApiServer, body: dict[str, Any]) -> dict[str, Any] | Non
     if not isinstance(multiple, bool):
         raise ap.invalid_param("#/properties/poll/properties/multiple/type", "must be boolean")
     now = server.traffic.ids.now_ms()
-    expires_at = ap.int_param(poll, "expiresAt", None)
-    expired_after = ap.int_param(poll, "expiredAfter", None, 1)
+    expires_at = ap.int_param(poll, "expiresAt", None, at="#/properties/poll")
+    expired_after = ap.int_param(poll, "expiredAfter", None, 1, at="#/properties/poll")
     if expires_at is not None and expires_at < now:
         raise ap.ApiFailure(400, ap.CANNOT_CREATE_EXPIRED_POLL)
     if expires_at is None and expired_after is not None:
