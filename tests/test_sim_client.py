@@ -68,7 +68,7 @@ class Stream:
     def __init__(self, sim: Simulator, token: str | None) -> None:
         query = f"?i={token}" if token else ""
         self.ws = websocket.create_connection(sim.url + query, timeout=10)
-        self.seen: list[dict[str, Any]] = []
+        self.pending: list[dict[str, Any]] = []  # received, not taken by a ``next`` yet
 
     def connect(self, channel: str, connection_id: str, **params: Any) -> None:
         self.ws.send(json.dumps({"type": "connect", "body": {"channel": channel, "id": connection_id,
@@ -79,12 +79,15 @@ class Stream:
         self.ws.send(json.dumps({"type": type, "body": body}))
 
     def next(self, match: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        """The next frame that matches (the ones skipped are kept in ``seen``); at most 200 frames."""
+        """The first frame not taken yet that matches (others wait for their own ``next``); at most 200 more."""
+        for index, frame in enumerate(self.pending):
+            if match(frame):
+                return self.pending.pop(index)
         for _ in range(200):
             frame = json.loads(self.ws.recv())
-            self.seen.append(frame)
             if match(frame):
                 return frame
+            self.pending.append(frame)
         raise AssertionError("no matching frame in 200")
 
     def event(self, connection_id: str) -> dict[str, Any]:
@@ -256,6 +259,25 @@ def test_a_reply_reaches_the_replied_users_main_channel_and_counts(world, stream
     assert problems(event["body"], "Note") == []
     assert reply["reply"]["id"] == target["id"]
     assert Api(world).ok("notes/show", {"noteId": target["id"]})["repliesCount"] == 1
+
+
+def test_a_renote_reaches_the_renoted_user_and_the_timelines_that_take_renotes(world, streams):
+    target = Api(world, "tok-bob").ok("notes/create", {"text": "renote me"})["createdNote"]
+    stream = streams(world, "tok-bob")
+    stream.connect("main", "main")
+    stream.connect("localTimeline", "plain", withRenotes=False)
+    stream.connect("localTimeline", "all")
+    alice = Api(world, "tok-alice")
+    renote = alice.ok("notes/create", {"renoteId": target["id"]})["createdNote"]
+    assert renote["text"] is None and renote["renote"]["id"] == target["id"]
+    event = stream.event("main")
+    assert event["type"] == "renote" and event["body"]["id"] == renote["id"]
+    assert stream.event("all")["body"]["id"] == renote["id"]
+    quote = alice.ok("notes/create", {"renoteId": target["id"], "text": "a quote"})["createdNote"]
+    assert stream.event("plain")["body"]["id"] == quote["id"]  # withRenotes: false skipped the pure renote
+    assert Api(world).ok("notes/show", {"noteId": target["id"]})["renoteCount"] == 2
+    assert alice.error("notes/create", {"renoteId": renote["id"]})[1] == "CANNOT_RENOTE_TO_A_PURE_RENOTE"
+    assert alice.error("notes/create", {"replyId": renote["id"], "text": "x"})[1] == "CANNOT_REPLY_TO_A_PURE_RENOTE"
 
 
 def test_reactions_votes_and_deletion_reach_captures_and_notes_show(world, streams):
