@@ -114,7 +114,7 @@ def _kind(value: Any) -> str:
 
 def problems(value: Any, kind: str) -> list[str]:
     """``kind``: an entity (``"Note"``), ``"endpoint:notes/create"`` (its 200 answer), ``"stream:drive/fileCreated"``
-    (a channel event's body) or ``"noteUpdated:reacted"``."""
+    (a channel event's body), ``"noteUpdated:reacted"`` or ``"broadcast:emojiAdded"`` (a top-level event's body)."""
     data = table()
     if kind.startswith("endpoint:"):
         spec = data["endpoints"][kind[len("endpoint:"):]]["response"]
@@ -123,6 +123,8 @@ def problems(value: Any, kind: str) -> list[str]:
         spec = data["stream"][channel][event]
     elif kind.startswith("noteUpdated:"):
         spec = data["noteUpdated"][kind[len("noteUpdated:"):]]
+    elif kind.startswith("broadcast:"):
+        spec = data["broadcast"][kind[len("broadcast:"):]]
     else:
         spec = {"ref": kind}
     return check(value, spec)

@@ -515,6 +515,8 @@ def test_generated_notes_main_events_and_note_events_have_the_declared_types(see
     for _ in range(30):
         for event, body in traffic.main_events(viewer):
             assert problems(body, f"stream:main/{event}") == [], (event, body)
+        kind, body = traffic.broadcast()
+        assert problems(body, f"broadcast:{kind}") == [], (kind, body)
 
 
 # ---------------------------------------------------------------------------------------------
