@@ -1,13 +1,15 @@
 """The public ``Simulator``: the engine, its activity and its HTTP API, with the knobs and observations tests use.
 
 Knobs (any thread; each runs on the server's loop and returns once its frames are written to the
-sockets' transports): post notes, send channel/main/noteUpdated/broadcast events, inject raw,
-invalid or huge frames, close every socket with a code, drop them without a close frame, freeze
-them (the peer vanishes), refuse the next handshakes, change the ping settings and the rate.
-HTTP knobs: answer the next calls of an endpoint with an error status, skew the ``Date`` clock,
-approve a MiAuth session. Given ``replay``, it serves a recording instead of generated traffic
-(``replay.py``; ``playback`` observes it). Observations: every handshake, client frame and HTTP request (never its
-token), the live connections and captures, closes and pongs, MiAuth pages opened, and
+sockets' transports): post notes, send channel/main/noteUpdated/broadcast events, make one
+drive/chat/reversi/admin event now (``channel_activity``), inject raw, invalid or huge frames,
+close every socket with a code, drop them without a close frame, freeze them (the peer vanishes),
+refuse the next handshakes, change the ping settings and the rate. HTTP knobs: answer the next
+calls of an endpoint with an error status, skew the ``Date`` clock, approve a MiAuth session (with
+the permissions its app token gets). ``history`` sets how much of the past a fresh start holds.
+Given ``replay``, it serves a recording instead of generated traffic (``replay.py``; ``playback``
+observes it). Observations: every handshake, client frame and HTTP request (never its token), the
+live connections and captures, closes and pongs, MiAuth pages opened, and
 ``wait_for_*`` helpers that wait for an event rather than for time.
 """
 
