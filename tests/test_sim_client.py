@@ -442,6 +442,12 @@ def test_an_app_token_without_the_permission_gets_permission_denied(world, app_t
                            ("following/delete", {"userId": user_id(world, "sora")})):
         assert app.error(endpoint, body) == (403, "PERMISSION_DENIED", "1370e5b7-d4eb-4566-bb1d-7748ee6a1838")
     assert app.ok("notes/show", {"noteId": note["id"]})["id"] == note["id"]  # reading needs no permission
+    websocket.create_connection(world.url + f"?i={app_token}", timeout=10).close()  # read:account: it may stream
+    writer = world.approve_miauth("write-only-app", "alice", ["write:notes"])
+    assert Api(world, writer).ok("notes/create", {"text": "from a write-only app"})["createdNote"]
+    with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+        websocket.create_connection(world.url + f"?i={writer}", timeout=10)
+    assert refused.value.status_code == 401  # no read:account: the stream refuses it before the upgrade
 
 
 @pytest.mark.parametrize(("body", "content_type"), [

@@ -41,6 +41,17 @@ def test_handshake(headers, query, status, username):
     assert bool(decision.headers) == (status == 401)
 
 
+@pytest.mark.parametrize(("granted", "status"), [
+    (None, None),  # a native token
+    (frozenset({"read:account", "write:notes"}), None),
+    (frozenset({"write:notes"}), 401),  # an app token without read:account may not stream
+])
+def test_an_app_token_needs_read_account_to_stream(granted, status):
+    permissions = {} if granted is None else {"tok-alice": granted}
+    decision = admit_handshake(UPGRADE, {"i": "tok-alice"}, TOKENS, (), permissions)
+    assert decision.status == status and bool(decision.headers) == (status == 401)
+
+
 def test_token_from_prefers_the_bearer_header():
     assert token_from({"authorization": "Bearer a"}, {"i": "b"}) == "a"
     assert token_from({"authorization": "Basic a"}, {"i": "b"}) == "b"

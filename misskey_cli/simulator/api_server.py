@@ -232,8 +232,8 @@ _TOKEN_ALPHABET = string.ascii_letters + string.digits
 class ApiServer:
     """The HTTP API over the simulator's state. ``handle`` runs on the simulator's loop."""
 
-    def __init__(self, *, tokens: dict[str, str], suspended: frozenset[str], traffic: Traffic,
-                 history: hist.NoteHistory, notifications: hist.NotificationHistory,
+    def __init__(self, *, tokens: dict[str, str], permissions: dict[str, frozenset[str]], suspended: frozenset[str],
+                 traffic: Traffic, history: hist.NoteHistory, notifications: hist.NotificationHistory,
                  viewer: Callable[[User | None], rules.Viewer], moderators: frozenset[str],
                  effects: Effects, software_name: str = "misskey", software_version: str = "2026.5.1",
                  miauth: bool = True, record: Callable[[dict[str, Any]], None] = lambda _: None) -> None:
@@ -251,7 +251,7 @@ class ApiServer:
         self.world = World(traffic, history)
         self.faults: dict[str, deque[Fault]] = {}
         self.miauth_sessions: dict[str, MiAuthSession] = {}
-        self.permissions: dict[str, frozenset[str]] = {}  # app tokens (MiAuth) -> what they were granted
+        self.permissions = permissions  # app tokens (MiAuth) -> what they were granted; shared with the socket
         self._record = record
 
     # -- dispatch -----------------------------------------------------------------------------

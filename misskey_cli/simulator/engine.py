@@ -132,6 +132,7 @@ class Engine:
         self.rate = rate
         self.ticks = ticks
         self.tokens = dict(DEFAULT_TOKENS if tokens is None else tokens)
+        self.app_permissions: dict[str, frozenset[str]] = {}  # app (MiAuth) tokens -> what they were granted
         self.suspended_tokens = frozenset(suspended_tokens)
         self.moderators = frozenset(moderators)
         self._ping_interval = ping_interval
@@ -364,7 +365,7 @@ class Engine:
                 self._cond.notify_all()
             refused = rules.HandshakeDecision(self._refuse_status)
             return _bare_response(self._refuse_status, refused.headers)
-        decision = rules.admit_handshake(headers, query, self.tokens, self.suspended_tokens)
+        decision = rules.admit_handshake(headers, query, self.tokens, self.suspended_tokens, self.app_permissions)
         if decision.status is not None:
             return _bare_response(decision.status, decision.headers)
         if decision.username is not None:

@@ -79,8 +79,9 @@ class Simulator(Activity):
         self.clock_offset = clock_offset
         self._http_requests: list[dict[str, Any]] = []
         effects = Effects(self._route_note, self._note_updated, self._main_event)
-        self.api = ApiServer(tokens=self.tokens, suspended=self.suspended_tokens, traffic=self.traffic,
-                             history=self.history, notifications=self.notifications, viewer=self.viewer,
+        self.api = ApiServer(tokens=self.tokens, permissions=self.app_permissions, suspended=self.suspended_tokens,
+                             traffic=self.traffic, history=self.history, notifications=self.notifications,
+                             viewer=self.viewer,
                              moderators=self.moderators, effects=effects, software_name=software_name,
                              software_version=software_version, miauth=miauth, record=self._record_http)
 

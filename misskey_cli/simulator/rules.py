@@ -2,7 +2,7 @@
 
 Everything here is a function of plain data (dicts, strings, small frozen dataclasses), so the
 rules are table-tested without sockets (tests/test_sim_rules.py): the handshake (token, suspended
-token, anonymous), the ``connect`` admission (32-connection cap, credentials, shareable channels,
+token, app token without read:account, anonymous), the ``connect`` admission (32-connection cap, credentials, shareable channels,
 moderator-only and inert connections, the ``pong`` ack), the timelines' note filters
 (visibility, locality, channel notes, renotes, files, reply rules, hashtag matching), the
 ``main`` events a note causes, ``requestLog`` answers, and the few places where the HTTP API's
@@ -85,7 +85,8 @@ def token_from(headers: Mapping[str, str], query: Mapping[str, str]) -> str | No
 
 
 def admit_handshake(headers: Mapping[str, str], query: Mapping[str, str], tokens: Mapping[str, str],
-                    suspended: Iterable[str]) -> HandshakeDecision:
+                    suspended: Iterable[str],
+                    app_permissions: Mapping[str, frozenset[str]] | None = None) -> HandshakeDecision:
     """What Misskey answers a request on /streaming (PROTOCOL.md 1, fixtures result:handshake_*)."""
     if headers.get("upgrade", "").lower() != "websocket":
         return HandshakeDecision(503)  # what Misskey answers a plain GET on /streaming
@@ -97,6 +98,9 @@ def admit_handshake(headers: Mapping[str, str], query: Mapping[str, str], tokens
     username = tokens.get(token)
     if username is None:
         return HandshakeDecision(401)
+    granted = (app_permissions or {}).get(token)
+    if granted is not None and "read:account" not in granted:
+        return HandshakeDecision(401)  # an app token the stream may not read with (PROTOCOL.md 1)
     return HandshakeDecision(None, username)
 
 
