@@ -4,9 +4,8 @@ Everything here is a function of plain data (dicts, strings, small frozen datacl
 rules are table-tested without sockets (tests/test_sim_rules.py): the handshake (token, suspended
 token, app token without read:account, anonymous), the ``connect`` admission (32-connection cap,
 credentials, shareable channels, moderator-only and inert connections, the ``pong`` ack), the
-timelines' note filters
-(visibility, locality, channel notes, renotes, files, reply rules, hashtag matching), the
-``main`` events a note causes, ``requestLog`` answers, and the few places where the HTTP API's
+timelines' note filters (visibility, locality, channel notes, renotes, files, reply rules, hashtag
+matching), the ``main`` events a note causes, ``requestLog`` answers, and the few places where the HTTP API's
 timelines differ from the stream's (PROTOCOL.md 9, tests/fixtures/rest.jsonl).
 """
 
