@@ -14,7 +14,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from misskey_cli.simulator.corpus import aidx_ms, iso
+from misskey_cli.simulator.corpus import aidx_ms, iso, strip_pair_cache
 from misskey_cli.simulator.history import NoteHistory
 from misskey_cli.simulator.traffic import Traffic
 
@@ -135,8 +135,9 @@ class World:
     # -- what one viewer sees -----------------------------------------------------------------
 
     def view(self, note: dict[str, Any], viewer_id: str | None) -> dict[str, Any]:
-        """The note as ``notes/show`` packs it for the viewer: ``myReaction`` and ``isVoted`` are theirs."""
-        out = copy.deepcopy(note)
+        """The note as ``notes/show`` packs it for the viewer: ``myReaction`` and ``isVoted`` are theirs, and
+        no ``reactionAndUserPairCache`` (only the streaming timelines carry it)."""
+        out = copy.deepcopy(strip_pair_cache(note))
         if viewer_id is None:
             return out
         mine = self.reaction_of(note, viewer_id)
