@@ -17,8 +17,8 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from misskey_cli.core.jsoncodec import dumps, loads
 from misskey_cli.core.notes import is_pure_renote
-from misskey_cli.core.protocol import encode, loads
 from misskey_cli.simulator.engine import STATS_LOG_MAX, Connection, Engine, Socket, channel_frame, encode_any
 from misskey_cli.simulator.rules import NOTE_CHANNELS, Targets
 from misskey_cli.simulator.traffic import NoteRequest, Traffic
@@ -86,7 +86,7 @@ def _copy_of_the_past(seed: int | None, count: int, usernames: tuple[str, ...], 
     made = _PAST.get(key)
     if made is None:
         past = the_past(f"http://{_HISTORY_HOST}", seed, count, usernames, now_ms)
-        made = _PAST[key] = encode({"notes": past.notes, "notifications": past.notifications}).encode()
+        made = _PAST[key] = dumps({"notes": past.notes, "notifications": past.notifications})
     value, _ = loads(made.replace(_HISTORY_HOST.encode(), host_port.encode()))
     return Past(value["notes"], value["notifications"])
 
