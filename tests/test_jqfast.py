@@ -11,6 +11,7 @@ import json
 import pytest
 from conftest import fixture_frames
 
+from misskey_cli.core import protocol
 from misskey_cli.errors import UsageError
 from misskey_cli.output.jqfast import compile_fast
 from misskey_cli.output.render import JqRuntimeError, OutputOptions, Renderer
@@ -85,3 +86,74 @@ def test_chained_filters_are_fast_too():
 def test_a_bad_filter_is_still_judged_by_jq():
     with pytest.raises(UsageError):
         Renderer(OutputOptions(format="ndjson", filters=(".a) | (.b",)))
+
+
+# ----- the cases of the issue "--jq answers exactly what jq answers": each as jq 1.8 (libjq) prints it --------
+
+NULLS = {"type": "channel", "body": {"id": "l", "type": "note", "body": {"id": "n1", "text": None}}}
+CASES = [
+    # (filters, args, frame text, the records jq prints)
+    ("select(.body.body.renoteCount > .body.body.repliesCount)", {}, NULLS, []),
+    (".a < .b, .a > .b, .a <= .b, .a >= .b", {}, NULLS, [b"false", b"false", b"true", b"true"]),
+    ("null < null, null <= null, null == null", {}, NULLS, [b"false", b"true", b"true"]),
+    ("select(.body.body.user.host <= .body.body.user.name) | .body.body.id", {}, NULLS, [b'"n1"']),
+    (".body.body.createdAt < .body.body.updatedAt", {}, NULLS, [b"false"]),
+    (". and .b, . or .b, . and .type", {}, NULLS, [b"false", b"true", b"true"]),
+    (".body.body.text | (. and .b), (. or .b)", {}, NULLS, [b"false", b"false"]),
+    ("select(. and .body.body.text)", {}, NULLS, []),
+    (".and, .or", {}, '{"type":"x","and":1,"or":2}', [b"1", b"2"]),
+    (".a[1e0], .a[0E0]", {}, '{"type":"x","a":[5,6]}', [b"6", b"5"]),
+    ("0.1 == 0.10000000000000001, 1 == 1.0000000000000001", {}, NULLS, [b"false", b"false"]),
+    ("100000000000000000000 == 100000000000000000001, 1e1000 > 1e999", {}, NULLS, [b"false", b"true"]),
+    (".a == .b", {}, '{"type":"x","a":0.1,"b":0.10000000000000001}', [b"false"]),
+    (".a == .b", {}, '{"type":"x","a":100000000000000000000,"b":100000000000000000001}', [b"false"]),
+    (".a == .b", {}, '{"type":"x","a":9007199254740993,"b":9007199254740992}', [b"false"]),
+    (".a", {}, '{"type":"x","a":9007199254740993}', [b"9007199254740993"]),
+    ('"\\(.a)", .a', {}, '{"type":"x","a":-0}', [b'"-0"', b"-0"]),
+    (".a, .b", {}, '{"type":"x","a":1e1000,"b":1.50}', [b"1E+1000", b"1.50"]),
+    ("$x < 1", {"x": float("nan")}, NULLS, [b"true"]),
+    ("$ENV | type", {"ENV": "v"}, NULLS, [b'"object"']),
+    ("$__loc__", {"__loc__": "v"}, NULLS, [b'{"file":"<top-level>","line":1}']),
+    (".type # a comment \\\n| length", {}, NULLS, [b'"channel"']),
+    ('.a', {}, '{"type":"x","a":"del \\u007f"}', [b'"del \\u007f"']),
+]
+
+
+@pytest.mark.parametrize(("program", "args", "frame", "expected"), CASES)
+def test_the_cases_of_the_issue_answer_as_jq(program, args, frame, expected):
+    data = (frame if isinstance(frame, str) else json.dumps(frame)).encode()
+    decoded = protocol.decode(data)
+    fast, slow = renderers((program,), args=args)
+    want = [line + b"\n" for line in expected]
+    for renderer in (fast, slow):
+        assert renderer.render(decoded.value, 0.0, data, decoded.clean) == want, program
+
+
+def test_an_unexpected_exception_in_the_shortcut_sends_the_frame_to_jq():
+    fast, _ = renderers((".body.id",))
+
+    def broken(value):
+        raise ZeroDivisionError()
+
+    fast.fast = broken
+    frame = {"type": "channel", "body": {"id": "x"}}
+    assert fast.render(frame, 0.0, json.dumps(frame).encode()) == [b'"x"\n']
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "pretty"])
+def test_a_frame_beyond_doubles_is_still_strict_json_unfiltered(fmt):
+    data = b'{"type":"channel","body":{"n":1e999,"m":-1e999,"big":100000000000000000000000000,"s":"\\ud83c"}}'
+    decoded = protocol.decode(data)
+    assert not decoded.clean
+    [record] = Renderer(OutputOptions(format=fmt)).render(decoded.value, 0.0, data, decoded.clean)
+    assert b"Infinity" not in record and b"NaN" not in record
+    json.loads(record, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+    if fmt == "ndjson":
+        assert record == data + b"\n"  # as the server sent it
+
+
+def test_a_frame_beyond_doubles_goes_to_jq_with_its_literals():
+    data = b'{"type":"channel","body":{"n":1e999,"s":"\\ud83c!"}}'
+    decoded = protocol.decode(data)
+    renderer = Renderer(OutputOptions(format="ndjson", filters=(".body.n, .body.s",)))
+    assert renderer.render(decoded.value, 0.0, data, decoded.clean) == [b"1E+999\n", '"\ufffd!"\n'.encode()]

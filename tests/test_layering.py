@@ -36,7 +36,7 @@ SPLIT_PENDING: set[str] = set()
 OWNERS = {
     "click": "cli.*",
     "websocket": "net.session",
-    "jq": "output.render",
+    "jq": "output.jqworker",
     "pygments": "output.render",
     "websockets": "simulator.engine",
     "wcwidth": "output.cells",

@@ -5,8 +5,16 @@ about 80 µs a frame on this machine; most filters people write against the stre
 ``select`` with a comparison, object construction and string interpolation. ``compile_fast``
 turns such a program into a Python function; anything outside that subset compiles to None
 (jq is used), and anything the function meets at run time whose jq result it cannot promise to
-reproduce exactly (an error jq would word, a number jq would round, a float to interpolate)
-raises ``Fallback``, and that one frame goes to jq. So results are jq's, value for value.
+reproduce exactly (an error jq would word, a non-integer number, a null compared by order it
+does not know) raises ``Fallback``, and that one frame goes to jq. So results are jq's, value for
+value and byte for byte once encoded (``encode_like_jq``).
+
+Numbers are where the two differ most. jq 1.8 keeps every number literal (of the program and of
+the input) as written and compares two literals exactly; a double cannot. An integer is the one
+kind of number Python holds exactly as jq does (orjson decodes integers up to 64 bits exactly), so
+the subset answers for integers only: a non-integer in a comparison, an output, an interpolation
+or a ``length`` is a Fallback, a non-integer literal or an argument holding one keeps the whole
+program on jq, and so do ``-0`` (an integer to orjson, a sign to jq; see ``frame_is_exact``).
 
 The subset: ``.``, ``.key``, ``."key"``, ``.[N]``, ``.["key"]``, a ``?`` after any of them,
 ``|``, ``,``, ``//``, ``and``, ``or``, ``not``, ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``,
@@ -22,7 +30,11 @@ from collections.abc import Callable
 from typing import Any
 
 Filter = Callable[[Any], list[Any]]
-SAFE_INT = 2 ** 53
+SAFE_INT = 2 ** 53  # beyond it a number jq computes (``length`` of an integer) is a rounded double
+# Program literals and arguments are kept to what orjson encodes (64 bits).
+MAX_INT = 2 ** 63
+# jq's own variables, which --arg cannot shadow: $ENV, $__loc__, $__prog_args and the like.
+RESERVED_VARIABLES = frozenset({"ENV", "ARGS"})
 
 
 class Unsupported(Exception):
@@ -35,14 +47,19 @@ class Fallback(Exception):
 
 # ----- tokens ---------------------------------------------------------------------------------
 
+# As jq 1.8's lexer reads them: `.name` is one token (a field, even `.and`), while `. and` is the
+# identity and the operator; a comment runs to the end of the line, except that a backslash before
+# the newline (or before another backslash) carries it on.
 _TOKEN = re.compile(r"""
-    (?P<space>\s+|\#[^\n]*)
+    (?P<space>[ \t\r\n]+|\#(?:\\\\|\\\r?\n|\r(?!\n)|[^\r\n])*)
+  | (?P<field>\.[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>==|!=|<=|>=|//|[.|,()\[\]{}:?<>])
   | (?P<var>\$[A-Za-z_][A-Za-z0-9_]*)
   | (?P<num>-?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
   | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<string>")
 """, re.VERBOSE)
+_INTEGER = re.compile(r"-?[0-9]+")
 
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"}
 
@@ -61,8 +78,8 @@ def _tokens(text: str) -> list[tuple[str, Any]]:
             out.append(("string", parts))
             continue
         pos = match.end()
-        if (kind == "num" and out and out[-1][0] in ("num", "string", "ident", "var")) or \
-                (kind == "num" and out and out[-1] == ("op", ")")):
+        if kind == "num" and out and (out[-1][0] in ("num", "string", "ident", "var", "field")
+                                      or out[-1][1] in (")", "]", "}", "?", ".")):
             raise Unsupported("arithmetic")  # `a -1` is subtraction
         if kind != "space":
             out.append((kind, match.group(kind)))
@@ -95,8 +112,8 @@ def _string(text: str, pos: int) -> tuple[list[str | list[tuple[str, Any]]], int
         elif escape == "(":
             depth, end = 1, pos + 2
             while end < len(text) and depth:  # find the matching parenthesis (strings inside are rare)
-                if text[end] == '"':
-                    raise Unsupported("a string inside an interpolation")
+                if text[end] in '"#':
+                    raise Unsupported("a string or a comment inside an interpolation")
                 depth += {"(": 1, ")": -1}.get(text[end], 0)
                 end += 1
             if depth:
@@ -113,21 +130,29 @@ def _string(text: str, pos: int) -> tuple[list[str | list[tuple[str, Any]]], int
 # ----- values, as jq sees them ----------------------------------------------------------------
 
 _KIND_ORDER = {type(None): 0, bool: 1, int: 2, float: 2, str: 3, list: 4, dict: 5}
+_NEGATIVE_ZERO = re.compile(rb"-0(?![0-9.eE])")
 
 
 def truthy(value: Any) -> bool:
     return value is not None and value is not False
 
 
+def frame_is_exact(data: bytes) -> bool:
+    """False when the frame's text may hold ``-0``: orjson reads it as the integer 0, jq keeps the sign.
+
+    (A ``-0`` inside a string only costs the shortcut for that frame.)
+    """
+    return b"-0" not in data or _NEGATIVE_ZERO.search(data) is None
+
+
 def jq_equal(a: Any, b: Any) -> bool:
     ka, kb = _KIND_ORDER.get(type(a)), _KIND_ORDER.get(type(b))
     if ka is None or kb is None:
         raise Fallback()
+    if ka == 2 and (type(a) is float or type(b) is float):
+        raise Fallback()  # jq compares the literals as written, a double cannot
     if ka != kb:
         return False
-    if ka == 2:
-        _check_number(a)
-        _check_number(b)
     if ka == 4:
         return len(a) == len(b) and all(jq_equal(x, y) for x, y in zip(a, b, strict=True))
     if ka == 5:
@@ -136,30 +161,29 @@ def jq_equal(a: Any, b: Any) -> bool:
 
 
 def jq_less(a: Any, b: Any) -> bool:
+    """jq's order: null < false < true < numbers < strings < arrays < objects."""
     ka, kb = _KIND_ORDER.get(type(a)), _KIND_ORDER.get(type(b))
-    if ka is None or kb is None or ka >= 4 or kb >= 4:
-        raise Fallback()  # arrays and objects have rules of their own
+    if ka is None or kb is None:
+        raise Fallback()
     if ka != kb:
         return ka < kb
-    if ka == 2:
-        _check_number(a)
-        _check_number(b)
+    if ka == 0:
+        return False  # null is not less than null
+    if ka == 2 and (type(a) is float or type(b) is float):
+        raise Fallback()
+    if ka >= 4:
+        raise Fallback()  # arrays and objects have rules of their own
     return bool(a < b)
 
 
-def _check_number(value: Any) -> None:
-    if type(value) is int and not -SAFE_INT < value < SAFE_INT:
-        raise Fallback()  # jq holds it as a double: its comparisons and output differ
-
-
 def check_output(value: Any) -> Any:
-    """``value`` when jq would print it the same; Fallback otherwise (integers beyond 2**53)."""
+    """``value`` when jq would print it as ``encode_like_jq`` does; Fallback otherwise (non-integers)."""
     kind = type(value)
+    if kind is float:
+        raise Fallback()  # jq prints the literal as written (1.50, 1E+5), which a double has lost
     if kind is int:
-        _check_number(value)
-    elif kind is float:
-        if value == 0 and str(value)[0] == "-":
-            raise Fallback()  # jq writes -0 as 0... or -0, by version: let it say
+        if not -MAX_INT <= value < 2 * MAX_INT:
+            raise Fallback()
     elif kind is dict:
         for item in value.values():
             check_output(item)
@@ -167,6 +191,26 @@ def check_output(value: Any) -> Any:
         for item in value:
             check_output(item)
     return value
+
+
+def exact_argument(value: Any) -> bool:
+    """Whether an --arg/--argjson value is one the subset holds exactly as jq does."""
+    kind = type(value)
+    if kind is float:
+        return False
+    if kind is int:
+        return bool(-SAFE_INT < value < SAFE_INT)  # jq.py passes arguments through json.dumps and jv_parse
+    if kind is str:
+        return not _has_surrogate(value)
+    if kind is list:
+        return all(exact_argument(item) for item in value)
+    if kind is dict:
+        return all(exact_argument(k) and exact_argument(v) for k, v in value.items())
+    return value is None or kind is bool
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= char <= "\udfff" for char in text)
 
 
 def _index(value: Any, key: Any) -> Any:
@@ -272,19 +316,28 @@ class _Parser:
                 f = _optional(f)
             elif self.at("["):
                 f = _then(f, self.bracket())
-            elif self.at(".") and self.pos + 1 < len(self.tokens) and self.tokens[self.pos + 1][0] in ("ident",
-                                                                                                      "string"):
+            elif self.peek_kind() == "field":
+                f = _then(f, self.key())
+            elif self.at(".") and self.pos + 1 < len(self.tokens) and self.tokens[self.pos + 1][0] == "string":
                 self.take()
                 f = _then(f, self.key())
             else:
                 return f
 
+    def peek_kind(self) -> str | None:
+        token = self.peek()
+        return token[0] if token is not None else None
+
     def term(self) -> Filter:
         token = self.take()
         kind, value = token
+        if kind == "field":
+            self.pos -= 1
+            return self.key()
         if kind == "op" and value == ".":
+            # `. and .b` is the identity and `and` (jq reads `.and` as a field only when written as one word)
             nxt = self.peek()
-            if nxt is not None and nxt[0] in ("ident", "string"):
+            if nxt is not None and nxt[0] == "string":
                 return self.key()
             if nxt == ("op", "["):
                 return self.bracket()
@@ -294,24 +347,27 @@ class _Parser:
             self.take(")")
             return f
         if kind == "op" and value == "[":
-            if self.at("]"):
-                self.take()
-                return lambda v: [[]]
-            f = self.pipe()
-            self.take("]")
-            return lambda v: [f(v)]
+            return self.array()
         if kind == "op" and value == "{":
             return self.object()
         if kind == "string":
             return self.string(value)
         if kind == "num":
-            number = float(value) if any(c in value for c in ".eE") else int(value)
+            number = _integer(value)
             return lambda v: [number]
         if kind == "var":
             return self.variable(value)
         if kind == "ident":
             return self.word(value)
         raise Unsupported(f"unexpected {value!r}")
+
+    def array(self) -> Filter:
+        if self.at("]"):
+            self.take()
+            return lambda v: [[]]
+        f = self.pipe()
+        self.take("]")
+        return lambda v: [f(v)]
 
     def word(self, value: str) -> Filter:
         constants = {"null": None, "true": True, "false": False}
@@ -332,14 +388,18 @@ class _Parser:
         raise Unsupported(f"function {value}")
 
     def variable(self, name: str) -> Filter:
-        if name[1:] not in self.args:
-            raise Unsupported(f"variable {name}")
+        if name[1:] not in self.args or name[1:] in RESERVED_VARIABLES or name.startswith("$__"):
+            raise Unsupported(f"variable {name}")  # jq's own variables win over --arg
+        if not exact_argument(self.args[name[1:]]):
+            raise Unsupported(f"variable {name} holds a number jq keeps otherwise")
         bound = self.args[name[1:]]
         return lambda v: [bound]
 
     def key(self) -> Filter:
         kind, value = self.take()
-        if kind == "string":
+        if kind == "field":
+            value = value[1:]
+        elif kind == "string":
             if len(value) != 1:
                 raise Unsupported("an interpolated key")
             value = value[0]
@@ -349,8 +409,10 @@ class _Parser:
     def bracket(self) -> Filter:
         self.take("[")
         token = self.take()
-        if token[0] == "num" and "." not in token[1] and self.at("]"):
-            index = int(token[1])
+        if token[0] == "num" and self.at("]"):
+            index = _integer(token[1])
+            if not -2 ** 31 < index < 2 ** 31:
+                raise Unsupported("a huge index")
             self.take("]")
             return lambda v: [_index(v, index)]
         if token[0] == "string" and len(token[1]) == 1 and self.at("]"):
@@ -367,7 +429,7 @@ class _Parser:
                 name = value
             elif kind == "string" and len(value) == 1:
                 name = value[0]
-            elif kind == "var" and value[1:] in self.args:
+            elif kind == "var":
                 name = value[1:]
                 entries.append((name, self.variable(value)))
                 if not self.at("}"):
@@ -420,6 +482,16 @@ _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
+def _integer(text: str) -> int:
+    """A number literal of the program, when it is an integer jq and Python hold alike."""
+    if not _INTEGER.fullmatch(text):
+        raise Unsupported("a non-integer literal")  # jq keeps 1.50 and 1e1000 as written
+    number = int(text)
+    if not -SAFE_INT < number < MAX_INT or (text.startswith("-") and number == 0):
+        raise Unsupported("a negative literal jq computes")  # -x is jq's negation, done in doubles
+    return number
+
+
 def _one(f: Filter, v: Any) -> Any:
     """The single output of ``f`` (where jq would make a cartesian product of several: Fallback)."""
     outputs = f(v)
@@ -457,12 +529,9 @@ def _length(value: Any) -> Any:
         return 0
     if kind is str or kind is list or kind is dict:
         return len(value)
-    if kind is int:
-        _check_number(value)
+    if kind is int and -SAFE_INT < value < SAFE_INT:
         return abs(value)
-    if kind is float:
-        return abs(value)
-    raise Fallback()  # booleans have no length: jq's error
+    raise Fallback()  # booleans have no length (jq's error); jq computes |x| in doubles
 
 
 def _text(value: Any) -> str:
@@ -475,7 +544,6 @@ def _text(value: Any) -> str:
     if kind is bool:
         return "true" if value else "false"
     if kind is int:
-        _check_number(value)
         return str(value)
     raise Fallback()  # floats, arrays, objects: jq's own formatting
 
@@ -488,9 +556,11 @@ def compile_fast(program: str, args: dict[str, Any]) -> Filter | None:
     path = _PATH.fullmatch(program)
     if path is not None:  # the commonest filter of all, `.body.body.text`, as one loop
         return _path(tuple(path[1][1:].split(".")))
+    if _has_surrogate(program):
+        return None
     try:
         return _Parser(_tokens(program), args).parse()
-    except (Unsupported, RecursionError):
+    except Exception:  # noqa: BLE001 - whatever the parser did not foresee, jq answers
         return None
 
 

@@ -1,15 +1,20 @@
-"""Turning received frames into output records. Pure; the only user of jq and pygments.
+"""Turning received frames into output records; the only user of pygments.
 
 ``FORMATS`` is the registry of output formats (pretty, ndjson, raw, line): the one place that
 knows what each format does with a frame. ``Renderer`` applies the ``--jq`` filters and the chosen
-format: a decoded frame in, a list of encoded records out (jq may make 0..n of one frame).
-Writing the records is ``writer.py``'s job.
+format: a decoded frame in, its encoded records out (jq may make 0..n of one frame, lazily).
+A filter is answered by ``jqfast`` where it can promise jq's answer, else by libjq in its worker
+process (``jqworker``). Every record is strict JSON: a frame passed through is written as the
+server sent it, a filter's result as jq prints it. Writing the records is ``writer.py``'s job.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+import re
+import sys
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +24,8 @@ from misskey_cli.core.protocol import without_surrogates
 from misskey_cli.core.safetext import escape_controls, escape_json_text
 from misskey_cli.core.timefmt import rfc3339
 from misskey_cli.errors import UsageError
-from misskey_cli.output.jqfast import Fallback, check_output, compile_fast
+from misskey_cli.output.jqfast import check_output, compile_fast, frame_is_exact
+from misskey_cli.output.jqworker import JqError, JqProcess, compile_error
 from misskey_cli.output.notecontext import NoteContext
 
 
@@ -88,34 +94,31 @@ def decide_color(mode: str, is_terminal: bool, environ: Mapping[str, str]) -> bo
     return is_terminal
 
 
-def compile_filters(filters: tuple[str, ...], args: dict[str, Any]) -> Any:
-    """Compile ``--jq`` filters as one program ``f1 | f2``; a filter that fails alone is a usage error.
+def compile_filters(filters: tuple[str, ...], args: dict[str, Any]) -> str:
+    """Check ``--jq`` filters, and the program ``f1 | f2`` they make; a filter that fails is a usage error.
 
     Each filter is compiled on its own first, so an error names the filter the user typed and a
     filter cannot close another's parenthesis. They are then chained with each one on its own
-    lines, so a ``# comment`` ends where its filter does.
+    lines, so a ``# comment`` ends where its filter does (a comment ending in a backslash runs on
+    one line, hence the empty line after each).
     """
-    import jq
-
     for f in filters:
         if not f.strip():
             raise UsageError("empty --jq filter: use '.' for the whole frame")
-        _compile(jq, f, args)
-    return _compile(jq, program_text(filters), args)
+        _check(f, args)
+    program = program_text(filters)
+    _check(program, args)
+    return program
 
 
 def program_text(filters: tuple[str, ...]) -> str:
-    return filters[0] if len(filters) == 1 else " | ".join(f"(\n{f}\n)" for f in filters)
+    return filters[0] if len(filters) == 1 else " | ".join(f"(\n{f}\n\n)" for f in filters)
 
 
-def _compile(jq: Any, program: str, args: dict[str, Any]) -> Any:
-    try:
-        return jq.compile(program, args=args)
-    except ValueError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        detail = lines[0] if lines else "syntax error"
-        detail = detail.removeprefix("jq: error: ")
-        raise UsageError(f"bad --jq filter {program!r}: {detail}") from None
+def _check(program: str, args: dict[str, Any]) -> None:
+    detail = compile_error(program, args)
+    if detail is not None:
+        raise UsageError(f"bad --jq filter {program!r}: {detail}")
 
 
 def check_style(name: str) -> str:
@@ -139,12 +142,83 @@ def _utf8(text: str) -> bytes:
     return text.encode("utf-8", "backslashreplace")
 
 
+def finite(value: Any) -> Any:
+    """``value`` with infinities as jq prints them (the largest double) and NaN as null.
+
+    A loosely decoded frame (``1e999``) holds them; the standard library would write ``Infinity``,
+    which is not JSON.
+    """
+    kind = type(value)
+    if kind is float:
+        if value != value:
+            return None
+        if value in (_INF, -_INF):
+            return sys.float_info.max if value > 0 else -sys.float_info.max
+    elif kind is dict:
+        return {k: finite(v) for k, v in value.items()}
+    elif kind is list:
+        return [finite(v) for v in value]
+    return value
+
+
+_INF = float("inf")
+
+
+def parse_jq_text(data: bytes) -> Any:
+    """A record jq printed, as a value (integers exact, floats as doubles, 1E+1000 as the largest one)."""
+    value, strict = jsoncodec.loads(data)
+    return value if strict else finite(value)
+
+
+def encode_like_jq(value: Any) -> bytes:
+    """A value jqfast vouched for (``check_output``), encoded as ``jq -c`` prints it, with the newline.
+
+    orjson and jq agree on such a value byte for byte but for U+007F, which jq escapes.
+    """
+    data = jsoncodec.dumps_line(value)
+    return data.replace(b"\x7f", b"\\u007f") if b"\x7f" in data else data
+
+
+def as_sent(data: bytes) -> bytes:
+    """A frame's text as the server sent it, as one line (a line break can only be whitespace in JSON)."""
+    if b"\n" in data or b"\r" in data:
+        data = data.replace(b"\r", b" ").replace(b"\n", b" ")
+    return data + b"\n"
+
+
+def with_ts(data: bytes, stamp: str) -> bytes:
+    """A frame's text (an object) with ``"ts"`` as its first key, the rest as sent."""
+    inner = data.strip()[1:].lstrip()
+    head = b'{"ts":' + jsoncodec.dumps(stamp)
+    return head + (inner if inner.startswith(b"}") else b"," + inner)
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_ESCAPE = re.compile(rb"\\(?:u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}|u[dD][89a-fA-F][0-9a-fA-F]{2}|.)",
+                     re.DOTALL)
+
+
+def without_lone_surrogates(data: bytes) -> bytes:
+    """A frame's text with each escaped lone surrogate as U+FFFD, which jq can read (it refuses them)."""
+
+    def escape(match: re.Match[bytes]) -> bytes:
+        text = match.group()
+        return b"\\ufffd" if len(text) == 6 and text[1:2] in b"uU" and text[2:3] in b"dD" else text
+
+    def string(match: re.Match[bytes]) -> bytes:
+        text = match.group()
+        return _ESCAPE.sub(escape, text) if b"\\u" in text else text
+
+    return _STRING.sub(string, data)
+
+
 class Renderer:
     """Frames to records for one set of output options.
 
-    ``render`` is the general path. ``plain`` is set when a record is just the encoded frame (no
-    jq, no timestamps), so the caller can call ``encode`` directly; ``line_record`` is set when it is
-    the frame's line (``--format line`` without jq): ``line_record(frame, received_at)``.
+    ``records`` is the general path (``render`` collects them). ``plain`` is set when a record is
+    just the encoded frame (no jq, no timestamps), so the caller can call ``encode`` directly;
+    ``line_record`` is set when it is the frame's line (``--format line`` without jq):
+    ``line_record(frame, received_at)``.
     """
 
     def __init__(self, options: OutputOptions) -> None:
@@ -153,11 +227,18 @@ class Renderer:
         if self.format.verbatim and (options.filters or options.timestamps):
             raise UsageError(f"--format {options.format} writes frames byte for byte: "
                              "it cannot be combined with --jq or --timestamps")
-        self.program = compile_filters(options.filters, options.args) if options.filters else None
+        program = compile_filters(options.filters, options.args) if options.filters else None
+        self.program = JqProcess(program, options.args) if program is not None else None
+        if self.program is not None:
+            weakref.finalize(self, self.program.close)
         # Common filters are evaluated in Python on the decoded frame (jqfast): jq would parse the
         # text again and convert every result back. A frame the shortcut cannot answer exactly
         # goes to jq.
-        self.fast = compile_fast(program_text(options.filters), options.args) if options.filters else None
+        self.fast = compile_fast(program, options.args) if program is not None else None
+        # While jq computes: fds to watch and what to do when one is readable (the stream's signals).
+        self._watch: Sequence[int] = ()
+        self._woken: Callable[[int], None] | None = None
+        self._idle: Callable[[], None] | None = None
         self.line: Callable[[Any, float], str] | None = None
         if options.format == "pretty":
             self.encode: Callable[[Any], bytes] = (make_colourer(options.style, options.truecolor)
@@ -171,42 +252,84 @@ class Renderer:
             lines = RelayLines if options.relayed else LineFormatter
             self.line = lines(width=options.width, color=options.color, show_cw=options.show_cw,
                               timestamps=options.timestamps, context=options.note_context).format
+        self.ndjson = self.encode is jsoncodec.dumps_line and self.line is None
         self.plain = (self.program is None and not options.timestamps and not self.format.verbatim
                       and self.line is None)
         self.line_record = self._line if self.line is not None and self.program is None else None
+
+    def watch_while_computing(self, fds: Sequence[int], woken: Callable[[int], None], idle: Callable[[], None]) -> None:
+        """Before jq computes, ``idle`` is called (write what is held); while it does, a readable fd
+        of ``fds`` is handed to ``woken`` (which may raise to end the run)."""
+        self._watch = fds
+        self._woken = woken
+        self._idle = idle
+
+    def close(self) -> None:
+        """Stop jq's worker process, if one runs."""
+        if self.program is not None:
+            self.program.close()
 
     def verbatim(self, data: bytes) -> list[bytes]:
         """Records for a frame as received, decoded or not: the frame itself in a verbatim format."""
         return [data + b"\n"] if self.format.verbatim else []
 
     def render(self, frame: Any, received_at: float, data: bytes = b"", clean: bool = True) -> list[bytes]:
+        """Every record of one decoded frame (``records``, collected)."""
+        return list(self.records(frame, received_at, data, clean))
+
+    def records(self, frame: Any, received_at: float, data: bytes = b"", clean: bool = True) -> Iterable[bytes]:
         """Records for one decoded frame; ``data`` is its text as received, when at hand.
 
-        ``clean`` is False when the text holds lone surrogates, which jq cannot read.
+        ``clean`` is False when the text holds what orjson refuses (a lone surrogate, a number
+        beyond a double or 64 bits). jq's records come lazily: stop iterating to stop jq. A jq
+        error raises JqRuntimeError after the records jq made before it.
         """
         if self.format.verbatim:
             return self.verbatim(data)
-        if self.options.timestamps and self.format.ts_key:
-            frame = {"ts": rfc3339(received_at), **frame}
-            data = b""
+        if not data and clean and self.program is not None:
+            data = jsoncodec.dumps(frame)  # a frame built here, not received: both paths read this text
+        stamp = rfc3339(received_at) if self.options.timestamps and self.format.ts_key else None
+        if stamp is not None:
+            frame = {"ts": stamp, **frame}
         if self.program is None:
+            if not clean:
+                if self.ndjson and data:
+                    return [as_sent(with_ts(data, stamp) if stamp is not None else data)]
+                frame = finite(frame)
             return [self._line(frame, received_at) if self.line is not None else self.encode(frame)]
-        if self.fast is not None and clean:
+        if self.fast is not None and clean and frame_is_exact(data):
             try:
                 values = [check_output(v) for v in self.fast(frame)]
-            except Fallback:
+            except Exception:  # noqa: BLE001 - Fallback, or anything the shortcut did not foresee: jq answers
                 pass
             else:
                 return [self._encode_result(v, received_at) for v in values]
+        if data:
+            text = data if clean else without_lone_surrogates(data)
+            if stamp is not None:
+                text = with_ts(text, stamp)
+        else:  # a loose frame without its text
+            text = without_surrogates(jsoncodec.dumps_text(finite(frame))).encode("utf-8")
+        return self._from_jq(text, received_at)
+
+    def _from_jq(self, text: bytes, received_at: float) -> Iterator[bytes]:
+        assert self.program is not None
+        results = self.program.results(text, self._watch, self._woken, self._idle)
         try:
-            if clean:
-                text = data.decode("utf-8") if data else jsoncodec.dumps(frame).decode("utf-8")
-            else:
-                text = without_surrogates(jsoncodec.dumps_text(frame))
-            values = self.program.input_text(text).all()
-        except ValueError as exc:
+            for record in results:
+                yield self._encode_jq(record, received_at)
+        except JqError as exc:
             raise JqRuntimeError(str(exc).splitlines()[0] if str(exc) else "jq error") from None
-        return [self._encode_result(v, received_at) for v in values]
+        finally:
+            results.close()
+
+    def _encode_jq(self, record: bytes, received_at: float) -> bytes:
+        """A record as jq printed it: written as it is in ndjson, else decoded for the format."""
+        if self.options.raw_output and record[:1] == b'"':
+            return self._encode_result(jsoncodec.loads(record)[0], received_at)
+        if self.ndjson:
+            return record + b"\n"
+        return self._encode_result(parse_jq_text(record), received_at)
 
     def _encode_result(self, value: Any, received_at: float) -> bytes:
         if self.options.raw_output and type(value) is str:
@@ -215,6 +338,8 @@ class Renderer:
             return without_surrogates(value).encode("utf-8") + b"\n"
         if self.line is not None:
             return self._line(value, received_at)
+        if self.ndjson:
+            return encode_like_jq(value)
         return self.encode(value)
 
     def _line(self, value: Any, received_at: float) -> bytes:

@@ -118,6 +118,14 @@ class Writer:
             self.records_queued += records
         self._queue.put((data, records, mark))
 
+    def wait_for_room(self, backlog: int, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until no more than ``backlog`` bytes are queued; whether they are.
+
+        A failed write counts as room: the next ``write`` raises its error.
+        """
+        with self._changed:
+            return self._changed.wait_for(lambda: self.backlog <= backlog or self.error is not None, timeout)
+
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._drain, name="mkstream-writer", daemon=True)
         self._thread.start()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -47,6 +48,8 @@ from misskey_cli.run.live_notes import LiveNotes
 from misskey_cli.run.settings import Limits
 
 BAD_FRAMES_SHOWN = 5
+# A frame jq makes many records of is written in batches of this many, each waiting for room.
+RECORDS_PER_WRITE = 4096
 JQ_ERRORS_SHOWN = 5
 # Distinct frame types counted by name; a server that invents more is counted as "(other)".
 FRAME_TYPES_COUNTED = 64
@@ -126,6 +129,9 @@ class Stream:
         self._last_frame = 0.0
         self._resuming: list[Target] = []  # what --state says to fetch once the first connection is up
         self._moves = -1  # the backfill's cursor moves last marked in a write (--state)
+        # While jq computes a frame's records, the run still hears its signals and a failed write.
+        renderer.watch_while_computing([writer.failed_fd, *self.extra_watch], self._woken, self._write_pending)
+        self._pending: list[bytes] = []  # the records of the batch being rendered, not yet written
 
     def run(self) -> ExitCode:
         """Stream until a limit is reached; raises on errors, signals and a closed pipe."""
@@ -224,10 +230,17 @@ class Stream:
             if not self._read_stdin():
                 watch.remove(fd)
         else:
-            with contextlib.suppress(BlockingIOError):
-                os.read(fd, 512)  # a wake-up byte: a signal was noted
-            if self.on_wake is not None:
-                self.on_wake()
+            self._woken(fd)
+
+    def _woken(self, fd: int) -> None:
+        """A signal's wake-up fd (or the writer's failure fd) is readable: act on it (may raise)."""
+        if fd == self.writer.failed_fd:
+            self.writer.raise_error()
+            return
+        with contextlib.suppress(BlockingIOError):
+            os.read(fd, 512)  # a wake-up byte: a signal was noted
+        if self.on_wake is not None:
+            self.on_wake()
 
     def _reconnected(self, event: Reconnected) -> None:
         what = f"reconnected after {_seconds(event.down_for)}"
@@ -379,7 +392,7 @@ class Stream:
                 elif line_record is not None:
                     out.append(line_record(decoded.value, at))
                 else:
-                    out.extend(self._render(decoded, at, data))
+                    out = self._render(decoded, at, out, limit)
             if limit is not None and self.records + len(out) >= limit:
                 del out[limit - self.records:]
                 done = True
@@ -387,6 +400,44 @@ class Stream:
         # A backfill cut by -n moved its cursors past what is written: rather repeat than skip those.
         cut = done and not live and received is not batch[-1]
         mark = self._mark() if self.gaps is not None and not cut else None
+        self._write(out, mark)
+        return done
+
+    def _render(self, decoded: protocol.Frame, at: float, out: list[bytes], limit: int | None) -> list[bytes]:
+        """Add one frame's records to ``out`` (records written meanwhile leave it); returns it.
+
+        jq may make any number of records of one frame: they are taken one at a time, no more
+        than ``-n`` asks for, and written in batches that wait for the writer to make room. If a
+        signal ends the run meanwhile, the records made so far are written first.
+        """
+        records = self.renderer.records(decoded.value, at, decoded.data, decoded.clean)
+        self._pending = out
+        try:
+            for record in records:
+                out.append(record)
+                if limit is not None and self.records + len(out) >= limit:
+                    break
+                if len(out) >= RECORDS_PER_WRITE:
+                    self._write_pending()
+                    self._wait_for_room()
+        except JqRuntimeError as exc:
+            self._jq_error(exc)
+        except BaseException:
+            self._write(out)
+            raise
+        finally:
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()  # stops jq mid-frame (-n reached)
+        return out
+
+    def _write_pending(self) -> None:
+        """jq is about to compute for a while: what is rendered so far goes out now, as jq would print it."""
+        self._write(self._pending)
+        self._pending.clear()
+
+    def _write(self, out: list[bytes], mark: Any = None) -> None:
+        """Queue records with one write; ``mark`` is what they bring the --state cursors to."""
         if out:
             self.records += len(out)
             data = out[0] if len(out) == 1 else b"".join(out)
@@ -396,15 +447,14 @@ class Stream:
                 self.status.progress.bytes += len(data)
         elif mark is not None:
             self.writer.write(b"", 0, mark)  # nothing to write (a filter), but the cursor moved
-        return done
 
-    def _render(self, frame: protocol.Frame, at: float, data: bytes) -> list[bytes]:
-        """The records of a frame by the general path (jq, pretty, timestamps); none after a jq error."""
-        try:
-            return self.renderer.render(frame.value, at, data, frame.clean)
-        except JqRuntimeError as exc:
-            self._jq_error(exc)
-            return []
+    def _wait_for_room(self) -> None:
+        """Block while more than --max-backlog waits for the writer, still acting on signals."""
+        writer = self.writer
+        while not writer.wait_for_room(self.max_backlog, 0.1):
+            ready, _, _ = select.select([writer.failed_fd, *self.extra_watch], [], [], 0)
+            for fd in ready:
+                self._woken(fd)
 
     def _watch_frame(self, value: object, kind: str) -> None:
         """Before a frame is written: capture the notes it delivers (--capture-seen) and tell the line
