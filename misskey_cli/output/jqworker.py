@@ -101,6 +101,10 @@ class JqProcess:
             if not finished:
                 self.close()
 
+    def start(self) -> None:
+        """Start the worker now rather than at the first frame (python and libjq take a moment)."""
+        self._start()
+
     def close(self) -> None:
         proc, self._proc = self._proc, None
         self._buffer.clear()

@@ -10,6 +10,7 @@ server sent it, a filter's result as jq prints it. Writing the records is ``writ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
@@ -235,6 +236,9 @@ class Renderer:
         # text again and convert every result back. A frame the shortcut cannot answer exactly
         # goes to jq.
         self.fast = compile_fast(program, options.args) if program is not None else None
+        if self.program is not None and self.fast is None:
+            with contextlib.suppress(JqError):  # (the first frame tries again, and says why)
+                self.program.start()  # every frame goes to jq: the first need not wait for the worker
         # While jq computes: fds to watch and what to do when one is readable (the stream's signals).
         self._watch: Sequence[int] = ()
         self._woken: Callable[[int], None] | None = None
