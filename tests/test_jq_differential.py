@@ -24,7 +24,7 @@ from misskey_cli.core.jsoncodec import loads
 from misskey_cli.output.jqfast import Fallback, check_output, compile_fast, frame_is_exact
 from misskey_cli.output.render import encode_like_jq
 
-EXAMPLES = int(os.environ.get("MKSTREAM_JQ_DIFF_EXAMPLES", "400"))
+EXAMPLES = int(os.environ.get("MKSTREAM_JQ_DIFF_EXAMPLES", "200"))
 
 IDENT_KEYS = ["a", "b", "and", "or", "not", "if", "then", "end", "null", "true", "type", "length", "__loc__", "ENV"]
 KEYS = [*IDENT_KEYS, "é", "日本", "a b", "", "$x", "\u007f", "\n"]
