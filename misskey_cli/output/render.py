@@ -108,7 +108,8 @@ def compile_filters(filters: tuple[str, ...], args: dict[str, Any]) -> str:
             raise UsageError("empty --jq filter: use '.' for the whole frame")
         _check(f, args)
     program = program_text(filters)
-    _check(program, args)
+    if len(filters) > 1:
+        _check(program, args)
     return program
 
 
