@@ -35,7 +35,7 @@ def written(err):
 
 
 def test_connection_lost_without_retries_writes_every_record(sim):
-    """The issue's scenario: exit 6 after 300 records, with a reader that is not reading."""
+    """Exit 6 after 300 records, with a reader that is not reading: every record is written."""
     proc = spawn("connect", "localTimeline", *host(sim), "--jq", ".body.body.text", "-r", "--no-reconnect",
                  "--ping-timeout", "1", "--stats", *SAFETY)
     sim.wait_for_subscription("localTimeline")

@@ -1,4 +1,4 @@
-"""Survive real networks: reconnect with resubscription, liveness, faults, output errors (issue 3)."""
+"""Survive real networks: reconnect with resubscription, liveness, faults, output errors."""
 
 from __future__ import annotations
 
