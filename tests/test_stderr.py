@@ -21,7 +21,9 @@ def writes_stderr(call: ast.Call) -> bool:
     err = any(k.arg == "err" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
               for k in call.keywords)
     to_file = any(k.arg == "file" and "stderr" in ast.unparse(k.value) for k in call.keywords)
-    return err or to_file or ast.unparse(call.func).endswith("stderr.write")
+    func = call.func
+    write = isinstance(func, ast.Attribute) and func.attr == "write" and "stderr" in ast.unparse(func.value)
+    return err or to_file or write
 
 
 def direct_stderr_writes(tree: ast.AST) -> list[int]:
