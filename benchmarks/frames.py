@@ -1,7 +1,7 @@
 """Benchmark traffic: realistic note frames, pre-encoded as WebSocket wire bytes.
 
 The templates in ``notes.jsonl`` are real note frames copied from a Misskey server's recording
-(``shared/fixtures/misskey/frames.jsonl``): plain, long Japanese with emoji, files, reply, quote,
+(``tests/fixtures/frames.jsonl``): plain, long Japanese with emoji, files, reply, quote,
 pure renote, poll, CW, MFM, mentions and hashtags. Each generated frame takes one template and
 gets a fresh note id, ``createdAt`` and mostly Japanese text sized so that a frame averages
 about 1.5 KB, like a busy local timeline. Everything here is pure and deterministic (seeded).

@@ -1,4 +1,4 @@
-"""Exit statuses (SPEC.md section 4) and the exceptions library code raises.
+"""Exit statuses (docs/cli.md §6) and the exceptions library code raises.
 
 Library code raises these; the entry points turn them into one line on stderr and the exit
 status: ``app.py`` for the streaming commands, ``cli.py`` (and the login/doctor entry points it

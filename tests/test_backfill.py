@@ -15,7 +15,7 @@ from helpers import SAFETY, in_background, join_ok, records, run_cli
 
 from misskey_cli.errors import ExitCode
 
-FAST = ("--reconnect-delay", "0.05")
+FAST = ("--reconnect-delay", "0.01")
 
 
 def host(sim):

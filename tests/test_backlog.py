@@ -22,8 +22,9 @@ def test_a_paused_reader_past_the_backlog_bound_loses_no_note_and_keeps_the_sock
     with Simulator(ping_interval=0.05, ping_timeout=1.0) as sim:
         read_end, write_end = os.pipe()
         proc = subprocess.Popen([sys.executable, "-m", "misskey_cli", "connect", "localTimeline",
-                                 "--host", f"http://{sim.host_port}", "--max-backlog", "1M", "--idle-timeout", "3",
-                                 *SAFETY], stdout=write_end, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                                 "--host", f"http://{sim.host_port}", "--max-backlog", "1M",
+                                 # Ends when the last note is written (no idle wait); every drop fits the backfill.
+                                 "-n", "1200", "--backfill-max", "2000", *SAFETY], stdout=write_end, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
         os.close(write_end)
         sim.wait_for_subscription("localTimeline")
         posted = [sim.post_note(text=f"{n} " + "あ" * 1500)["id"] for n in range(1200)]  # ~6 MB: past the bound

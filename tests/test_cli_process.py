@@ -92,7 +92,7 @@ def test_stdin_commands_change_the_stream_live(sim):
 
 
 def test_demo_pipeline_prints_three_texts():
-    env = dict(os.environ)
+    env = {**os.environ, "MKSTREAM_DEMO_RATE": "100"}
     proc = subprocess.run(
         f"{sys.executable} -m misskey_cli connect localTimeline --demo -n 3 --ndjson"
         f" | {sys.executable} -c \"import sys, json; [print(json.loads(l)['body']['body']['text']) for l in sys.stdin]\"",

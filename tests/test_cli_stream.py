@@ -338,7 +338,8 @@ def test_quiet_silences_notices(sim):
 
 
 def test_demo_prints_note_texts():
-    result = run_cli("connect", "localTimeline", "--demo", "-n", "3", "--ndjson", *SAFETY)
+    result = run_cli("connect", "localTimeline", "--demo", "-n", "3", "--ndjson", *SAFETY,
+                     env={"MKSTREAM_DEMO_RATE": "100"})
     assert result.exit_code == 0, result.stderr
     texts = [r["body"]["body"]["text"] for r in records(result)]
     assert len(texts) == 3 and all(isinstance(t, str) and t for t in texts)

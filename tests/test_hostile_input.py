@@ -1,4 +1,4 @@
-"""Nothing a server sends and nothing a user types crashes mkstream, spins, or leaks (issue 9).
+"""Nothing a server sends and nothing a user types crashes mkstream, spins, or leaks.
 
 Each case goes through the real CLI: server data against the simulator over loopback, arguments
 through click. None may end in exit 1 or a traceback.

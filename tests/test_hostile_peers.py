@@ -22,7 +22,7 @@ from misskey_cli.errors import ExitCode
 from misskey_cli.simulator import Simulator
 
 # These raw peers speak no HTTP API: no backfill after their reconnects.
-FAST = ("--reconnect-delay", "0.05", "--no-backfill")
+FAST = ("--reconnect-delay", "0.01", "--no-backfill")
 TOKEN = "tok-hostile-0123456789"
 PING = frame(b"p" * 125, OP_PING)
 

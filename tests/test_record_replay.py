@@ -240,11 +240,12 @@ def test_the_token_is_in_no_recording(sim, tmp_path, name):
     assert b'"event":"reconnected"' in data
 
 
-def test_the_done_when_of_the_issue(tmp_path):
+def test_a_recorded_demo_run_replays_the_texts_it_wrote_live_as_jq_reads_them(tmp_path):
     """mkstream connect localTimeline --demo -n 50 --record s.ndjson >/dev/null &&
     mkstream replay s.ndjson --jq .body.body.text -r  prints the 50 texts."""
     recording = tmp_path / "s.ndjson"
-    live = run_cli("connect", "localTimeline", "--demo", "-n", "50", "--record", str(recording), "--ndjson", *SAFETY)
+    live = run_cli("connect", "localTimeline", "--demo", "-n", "50", "--record", str(recording), "--ndjson", *SAFETY,
+                   env={"MKSTREAM_DEMO_RATE": "500"})
     assert live.exit_code == 0, live.stderr
     replayed = run_cli("replay", str(recording), "--jq", ".body.body.text", "-r")
     assert replayed.exit_code == 0, replayed.stderr

@@ -390,6 +390,12 @@ def test_fail_next_server_errors(sim, status, json_body):
     assert post(sim, "meta").status == 200
 
 
+def test_fail_next_with_count_0_drops_the_faults_still_queued(sim):
+    sim.fail_next("i", 503, count=5)
+    assert post(sim, "i", {}, "tok-alice").status == 503
+    sim.fail_next("i", 503, count=0)
+    assert post(sim, "i", {}, "tok-alice").status == 200
+
 def test_every_answer_has_a_date_that_a_clock_offset_skews():
     from email.utils import parsedate_to_datetime
 

@@ -1,6 +1,6 @@
 """The simulator against a real WebSocket client (websocket-client) over loopback sockets.
 
-Every expectation about the server's behaviour comes from PROTOCOL.md and the real-server
+Every expectation about the server's behaviour comes from docs/protocol.md and the real-server
 recording in tests/fixtures/frames.jsonl. Absence of a frame is shown by ordering, not by
 waiting: the server handles one socket's frames in order, so when the ack of a later ``connect``
 (a "barrier") arrives, anything an earlier frame would have caused has arrived before it.

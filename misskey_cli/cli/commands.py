@@ -234,6 +234,7 @@ def profiles(config_path):
     Keys: {keys}.
     Keep a file that holds a token private (chmod 600): mkstream warns when others can read it.
     """
+    from misskey_cli.output.notices import stderr_notices
     from misskey_cli.profiles.config_file import (
         choose_profile,
         default_config_path,
@@ -245,12 +246,13 @@ def profiles(config_path):
         config, _ = choose_profile(config_path, None, os.environ)
     except UsageError as exc:
         fail(exc.message, exc.exit_code)
+    notices = stderr_notices()
     if config is None:
-        click.echo(f"mkstream: no config file at {default_config_path(os.environ)}; "
-                   "'mkstream profiles --help' shows the format", err=True)
+        notices.info(f"no config file at {default_config_path(os.environ)}; "
+                     "'mkstream profiles --help' shows the format")
         return
     for warning in permission_warnings(config):
-        click.echo(f"mkstream: warning: {warning}", err=True)
+        notices.warn(warning)
     click.echo(profile_table(config))
 
 
@@ -349,6 +351,7 @@ Examples:
 def serve(bind_host, port, rate, tokens, suspended, replay_path, speed, loop, drop_every, close_every,
           freeze_after, refuse, inject_path):
     """Run the built-in Misskey-compatible streaming simulator (and its HTTP API)."""
+    from misskey_cli.output.notices import stderr_notices
     from misskey_cli.simulator import DEFAULT_SUSPENDED_TOKENS, DEFAULT_TOKENS
     from misskey_cli.simulator import serve as run_server
     from misskey_cli.simulator.knobs import Faults
@@ -371,17 +374,16 @@ def serve(bind_host, port, rate, tokens, suspended, replay_path, speed, loop, dr
     faults = Faults(drop_every, close_every[0] if close_every else None, close_every[1] if close_every else 1001,
                     freeze_after, refuse or 0, inject_path)
 
+    notices = stderr_notices()
+
     def ready(sim: Any) -> None:
         for line in serve_banner(sim, yours, refused, replay, faults):
-            click.echo(f"mkstream: {line}", err=True)
-
-    def warn(message: str) -> None:
-        click.echo(f"mkstream: warning: {message}", err=True)
+            notices.info(line)
 
     try:
-        run_server(bind_host, port, rate, table, refused, ready, replay=replay, faults=faults, warn=warn)
+        run_server(bind_host, port, rate, table, refused, ready, replay=replay, faults=faults, warn=notices.warn)
     except OSError as exc:
-        click.echo(f"mkstream: error: cannot listen on {bind_host}:{port}: {exc.strerror or exc}", err=True)
+        notices.error(f"cannot listen on {bind_host}:{port}: {exc.strerror or exc}")
         sys.exit(ExitCode.CONNECT_FAILED)
     except KeyboardInterrupt:
         sys.exit(ExitCode.SIGINT)
@@ -491,13 +493,15 @@ def doctor(channels, as_json, ack_timeout, connect_timeout, color, fmt, style, t
     """
     from misskey_cli.doctor.checks import DoctorSettings
     from misskey_cli.doctor.checks import run as run_doctor
+    from misskey_cli.output.notices import stderr_notices
     from misskey_cli.run.app import Environment
 
     connections, _ = build_connections(channels, (), None, logged_in(kw))
     settings = DoctorSettings(server_settings(kw), connections, ack_timeout, connect_timeout, as_json, color)
     ctx = click.get_current_context()
+    notices = stderr_notices()
     for warning in ctx.meta.get("mkstream.warnings", ()):
-        click.echo(f"mkstream: warning: {warning}", err=True)
+        notices.warn(warning)
     sys.exit(run_doctor(settings, Environment.from_process()))
 
 

@@ -240,11 +240,12 @@ def gap_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 def fail(message: str, code: int = ExitCode.USAGE, hint: str | None = None) -> NoReturn:
     """The one way a command reports an error before anything ran: a line (and a hint), an exit."""
-    from misskey_cli.output.notices import one_line
+    from misskey_cli.output.notices import stderr_notices
 
-    click.echo(f"mkstream: error: {one_line(message)}", err=True)
+    notices = stderr_notices()
+    notices.error(message)
     if hint:
-        click.echo(f"mkstream: {hint}", err=True)
+        notices.info(hint)
     sys.exit(code)
 
 
@@ -348,12 +349,13 @@ def logged_in(kw: dict[str, Any]) -> bool:
 
 def run(settings: StreamSettings, warnings: tuple[str, ...] = ()) -> None:
     """Hand the settings to the app and exit with its status."""
+    from misskey_cli.output.notices import stderr_notices
     from misskey_cli.run.app import Environment, run_stream
 
     ctx = click.get_current_context()
-    if not settings.notices.quiet:
-        for warning in (*ctx.meta.get("mkstream.warnings", ()), *warnings):
-            click.echo(f"mkstream: warning: {warning}", err=True)
+    notices = stderr_notices(quiet=settings.notices.quiet)
+    for warning in (*ctx.meta.get("mkstream.warnings", ()), *warnings):
+        notices.warn(warning)
     sys.exit(run_stream(settings, Environment.from_process()))
 
 

@@ -1,4 +1,4 @@
-"""The channel catalogue (PROTOCOL.md section 4) and everything derived from it.
+"""The channel catalogue (docs/protocol.md §4) and everything derived from it.
 
 One table drives validation of channel specs and params, ``mkstream channels``, the help text,
 shell completion and the simulator's rules, so they cannot disagree. Pure: no I/O.
@@ -325,7 +325,7 @@ def check_send(channel_name: str, message_type: str, force: bool,
 
 
 def unacked_reason(channel_name: str, others: list[str], logged_in: bool) -> str:
-    """The likely reason a server silently refused a connect (PROTOCOL.md 3.1).
+    """The likely reason a server silently refused a connect (docs/protocol.md §3.1).
 
     ``others`` are the channel names of the socket's other connections.
     """

@@ -1,4 +1,4 @@
-"""Frames of the Misskey streaming protocol (PROTOCOL.md section 3): builders, decoding, classes.
+"""Frames of the Misskey streaming protocol (docs/protocol.md §3): builders, decoding, classes.
 
 Pure functions, shared by the client and the simulator. A frame is one JSON text
 ``{"type": ..., "body": ...}``; builders return the text to send, ``decode`` turns what arrived
@@ -14,7 +14,7 @@ from typing import Any
 
 from misskey_cli.core.jsoncodec import dumps_text, loads
 
-# Aliases a server accepts for client message types (PROTOCOL.md 3.1).
+# Aliases a server accepts for client message types (docs/protocol.md §3.1).
 CLIENT_TYPE_ALIASES = {"ch": "channel", "s": "subNote", "sr": "subNote", "un": "unsubNote"}
 
 MAX_CHANNELS_PER_SOCKET = 32
@@ -43,7 +43,7 @@ def disconnect_frame(connection_id: str) -> str:
 
 
 def channel_message_frame(connection_id: str, message_type: str, body: Any) -> str:
-    # The server drops a channel message without a body: send {} for "nothing" (PROTOCOL.md 3.1).
+    # The server drops a channel message without a body: send {} for "nothing" (docs/protocol.md §3.1).
     return encode({"type": "channel", "body": {"id": connection_id, "type": message_type, "body": body}})
 
 

@@ -6,7 +6,7 @@ server's clock (its ``Date``), nodeinfo (Misskey or which fork), ``meta`` (versi
 the token (``i``: whose it is), the streaming handshake (101 or what came instead), and each
 channel's ``connect`` with ``pong: true``: acknowledged within the ack timeout or not, and why.
 A failure that makes the rest meaningless stops the run there; the exit status is that of the
-first failure's kind (SPEC.md 4: 3 connect, 4 token, 5 forbidden, 7 not acknowledged), warnings
+first failure's kind (docs/cli.md §6: 3 connect, 4 token, 5 forbidden, 7 not acknowledged), warnings
 leave it 0.
 
 The network walk below the stream (DNS, TCP, the CONNECT tunnel, TLS, one HTTP request) is done

@@ -19,7 +19,7 @@ class Software:
     detailed: bool = True  # False: a fork whose channels mkstream does not know in detail
 
 
-# PROTOCOL.md 9. Forks listed without details are recognised, but their channels are not known.
+# docs/protocol.md §9. Forks listed without details are recognised, but their channels are not known.
 SOFTWARE: dict[str, Software] = {
     "misskey": Software("Misskey", False),
     "sharkey": Software("Sharkey", True, adds=("bubbleTimeline",)),

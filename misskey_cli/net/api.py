@@ -1,4 +1,4 @@
-"""The Misskey HTTP API client (PROTOCOL.md 9), for backfill, login and diagnosis.
+"""The Misskey HTTP API client (docs/protocol.md §9), for backfill, login and diagnosis.
 
 Owns one request at a time to ``POST {base}/api/{endpoint}`` (JSON body, the token as ``i`` in
 it) or a ``GET`` of a JSON document (nodeinfo), and the turning of every failure into the

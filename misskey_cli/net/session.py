@@ -254,7 +254,7 @@ class Session:
     def add_connection(self, channel: str, connection_id: str | None, params: dict[str, Any]) -> Connection:
         cid = connection_id or self.new_connection_id(channel)
         if cid in self.connections:
-            # Reusing an id makes 2025.x servers deliver everything twice (PROTOCOL.md 3.1).
+            # Reusing an id makes 2025.x servers deliver everything twice (docs/protocol.md §3.1).
             raise UsageError(f"connection id {cid} is already in use on this socket: pick another with {channel}:ID")
         conn = Connection(channel, cid, params)
         self.connections[cid] = conn

@@ -24,6 +24,13 @@ def one_line(text: str) -> str:
     return escape_controls(text)
 
 
+def stderr_notices(quiet: bool = False) -> Notices:
+    """Notices on the process's stderr, for the command line's own lines before (or without) a run."""
+    import sys
+
+    return Notices(sys.stderr, quiet=quiet)
+
+
 class Notices:
     def __init__(self, stream: TextIO | None, redact: Redactor | None = None, quiet: bool = False,
                  verbose: bool = False, timestamps: bool = False) -> None:

@@ -1,4 +1,4 @@
-"""``mkstream login`` and ``mkstream logout``: a token through MiAuth (PROTOCOL.md 9), kept in a profile.
+"""``mkstream login`` and ``mkstream logout``: a token through MiAuth (docs/protocol.md §9), kept in a profile.
 
 Login asks the server for a token the way a command-line app can: it picks a random session,
 sends the user to the server's approval page, and polls ``miauth/{session}/check`` until the

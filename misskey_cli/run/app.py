@@ -13,6 +13,7 @@ every path but a second Ctrl-C, so nothing received is lost, and any crash is on
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -38,6 +39,39 @@ if TYPE_CHECKING:
 DRAIN_TIMEOUT = 5.0
 # Seconds a lookup of the line view (users/show, notes/show) may take in all; it holds the stream loop.
 LOOKUP_TIMEOUT = 3.0
+# Notes per second of the --demo simulator.
+DEMO_RATE = 4.0
+
+
+@dataclass(frozen=True)
+class SuiteKnobs:
+    """Environment variables that let the test suite wait for events instead of wall time (docs/cli.md §7).
+
+    Not part of the interface: ``MKSTREAM_DEMO_RATE`` (the --demo simulator's notes per second) and
+    ``MKSTREAM_DRAIN_TIMEOUT`` (the bound on the writer's drain when leaving). Read here, when a run
+    starts, and nowhere else; a value that is not a number in range is a usage error.
+    """
+
+    demo_rate: float = DEMO_RATE
+    drain_timeout: float = DRAIN_TIMEOUT
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> SuiteKnobs:
+        return cls(_knob(environ, "MKSTREAM_DEMO_RATE", DEMO_RATE, 1000.0),
+                   _knob(environ, "MKSTREAM_DRAIN_TIMEOUT", DRAIN_TIMEOUT, 60.0))
+
+
+def _knob(environ: Mapping[str, str], name: str, default: float, most: float) -> float:
+    text = environ.get(name)
+    if text is None:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= most:  # NaN fails too
+        raise UsageError(f"{name}={text!r}: give a number above 0 and at most {most:g}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -234,13 +268,14 @@ def guarded(notices: Notices, run: Callable[[ExitStack], int]) -> int:
         return ExitCode.RUNTIME_ERROR
 
 
-def _target(settings: StreamSettings, env: Environment, notices: Notices, stack: ExitStack) -> Target:
+def _target(settings: StreamSettings, env: Environment, notices: Notices, stack: ExitStack,
+            knobs: SuiteKnobs = SuiteKnobs()) -> Target:
     server = settings.server
     if server.demo:
         from misskey_cli.net.endpoint import Endpoint
         from misskey_cli.simulator import DEMO_TOKEN, Simulator
 
-        sim = stack.enter_context(Simulator(rate=4.0, ticks=True))
+        sim = stack.enter_context(Simulator(rate=knobs.demo_rate, ticks=True))
         notices.debug(f"demo simulator listening on {sim.url}")
         return Target(Endpoint("ws", sim.host_port, "/streaming"), DEMO_TOKEN,
                       connect_timeout=settings.liveness.connect_timeout)
@@ -306,9 +341,10 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
         raise UsageError("--stdin: standard input is closed (or not a file)")
     if request.stdin_commands and settings.server.token.file == "-":
         raise UsageError("--token-file - and --stdin both want standard input: put the token in a file")
+    knobs = SuiteKnobs.from_environ(env.environ)
     context: NoteContext | None = NoteContext()
     renderer, to_terminal = make_renderer(out, env, context)
-    target = _target(settings, env, notices, stack)
+    target = _target(settings, env, notices, stack, knobs)
     if renderer.line is None:
         context = None  # only the line view names the note and the user of a noteUpdated
     if context is not None or request.show_captured:
@@ -340,7 +376,7 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
                     live=LiveNotes(request.capture_seen, request.captures) if request.capture_seen else None)
     notices.debug(f"streaming from {target.display_url()}")
     code = _until_end(stream, session, request.sends, notices)
-    return _drain_and_report(stream, writer, notices, settings.notices.stats, code)
+    return _drain_and_report(stream, writer, notices, settings.notices.stats, code, knobs.drain_timeout)
 
 
 def _api_client(target: Target, timeout: float, retries: int = 2) -> ApiClient:
@@ -440,7 +476,7 @@ def _until_end(stream: Any, session: Any, sends: Any, notices: Notices) -> ExitC
 
 
 def _drain_and_report(stream: Any, writer: Any, notices: Notices, stats: bool,
-                      outcome: ExitCode | MkstreamError) -> int:
+                      outcome: ExitCode | MkstreamError, drain_timeout: float = DRAIN_TIMEOUT) -> int:
     """Write every queued record (bounded), then say how the run went."""
     from misskey_cli.output.writer import ReaderGone
 
@@ -448,7 +484,7 @@ def _drain_and_report(stream: Any, writer: Any, notices: Notices, stats: bool,
     code = outcome.exit_code if isinstance(outcome, MkstreamError) else outcome
     with leaving():
         try:
-            unwritten = writer.finish(DRAIN_TIMEOUT)
+            unwritten = writer.finish(drain_timeout)
         except ReaderGone:
             unwritten = 0
         except MkstreamError as exc:
@@ -461,7 +497,7 @@ def _drain_and_report(stream: Any, writer: Any, notices: Notices, stats: bool,
     _clear_status(notices)
     stream.finish_notices()
     if unwritten:
-        notices.warn(f"{unwritten} record(s) could not be written within {DRAIN_TIMEOUT:g}s "
+        notices.warn(f"{unwritten} record(s) could not be written within {drain_timeout:g}s "
                      f"({writer.label} is not reading) and were dropped")
     if stats:
         notices.report(stream.stats_line())

@@ -1,6 +1,6 @@
 """No hole in the log: what a reconnect (or the time between two runs) missed, fetched over HTTP.
 
-For every channel connection with a timeline endpoint (PROTOCOL.md 9) the stream loop tells a
+For every channel connection with a timeline endpoint (docs/protocol.md §9) the stream loop tells a
 ``Backfill`` the newest note id it wrote (``observe``). After a reconnect (``start``) a worker
 thread pages the endpoint from that id with the connection's own params, sorts by id, and hands
 back each note in exactly the frame shape the channel sends; the loop writes them, oldest first,

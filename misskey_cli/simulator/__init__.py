@@ -1,5 +1,5 @@
-"""The built-in Misskey-compatible server (SPEC.md section 5, PROTOCOL.md): the streaming API and,
-on the same host and port, the HTTP API beside it (PROTOCOL.md 9).
+"""The built-in Misskey-compatible server (docs/cli.md §7, docs/protocol.md): the streaming API and,
+on the same host and port, the HTTP API beside it (docs/protocol.md §9).
 
 A package of small modules, each owning one job:
 

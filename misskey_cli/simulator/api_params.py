@@ -1,4 +1,4 @@
-"""The HTTP API's vocabulary: Misskey's error objects and its parameter checks (PROTOCOL.md 9).
+"""The HTTP API's vocabulary: Misskey's error objects and its parameter checks (docs/protocol.md §9).
 
 Pure: ``ApiFailure`` is an error answer (status and ``{"error": ...}`` object, as a real server
 writes it), and the param readers raise the ``INVALID_PARAM`` a real server gives for a wrong type

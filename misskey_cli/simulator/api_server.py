@@ -1,4 +1,4 @@
-"""The Misskey HTTP API beside the stream (PROTOCOL.md 9), answered from the simulator's state.
+"""The Misskey HTTP API beside the stream (docs/protocol.md §9), answered from the simulator's state.
 
 Owns the endpoints and the exact shapes of their answers and errors, copied from a real server
 (tests/fixtures/rest.jsonl): ``meta``, ``i``, the timelines that mirror the streaming channels

@@ -567,7 +567,7 @@ class Engine:
     }
 
     def _read_notification(self, sock: Socket) -> None:
-        # The side effect PROTOCOL.md 3.1 warns about: the user's main channels hear readAllNotifications.
+        # The side effect docs/protocol.md §3.1 warns about: the user's main channels hear readAllNotifications.
         if sock.user is None:
             return
         self._main_event(sock.user.id, "readAllNotifications", None)
@@ -671,7 +671,7 @@ class Engine:
     # -- keepalive and the ways a socket ends --------------------------------------------------
 
     async def _keepalive(self) -> None:
-        """Ping every interval; abort (no close frame) sockets whose last pong is too old (PROTOCOL.md 2)."""
+        """Ping every interval; abort (no close frame) sockets whose last pong is too old (docs/protocol.md §2)."""
         assert self._wake_pinger is not None
         loop = asyncio.get_running_loop()
         while True:

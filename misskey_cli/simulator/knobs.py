@@ -126,9 +126,12 @@ class Simulator(Activity):
     def fail_next(self, endpoint: str, status: int, count: int = 1, retry_after: float | None = None) -> None:
         """Answer the next ``count`` calls of ``endpoint`` (``"i"``, ``"notes/timeline"``; ``"*"``: any)
         with ``status``: 429 is Misskey's RATE_LIMIT_EXCEEDED with ``Retry-After`` (default 1 s),
-        500 its INTERNAL_ERROR, 502-504 a reverse proxy's HTML page."""
+        500 its INTERNAL_ERROR, 502-504 a reverse proxy's HTML page. ``count=0``: the next calls of
+        ``endpoint`` are answered normally again (the faults still queued for it are dropped)."""
         def run() -> None:
             queue = self.api.faults.setdefault(endpoint, deque())
+            if count == 0:
+                queue.clear()
             queue.extend(Fault(status, retry_after) for _ in range(count))
 
         self._call(run)

@@ -5,8 +5,8 @@ rules are table-tested without sockets (tests/test_sim_rules.py): the handshake 
 token, app token without read:account, anonymous), the ``connect`` admission (32-connection cap,
 credentials, shareable channels, moderator-only and inert connections, the ``pong`` ack), the
 timelines' note filters (visibility, locality, channel notes, renotes, files, reply rules, hashtag
-matching), the ``main`` events a note causes, ``requestLog`` answers, and the few places where the HTTP API's
-timelines differ from the stream's (PROTOCOL.md 9, tests/fixtures/rest.jsonl).
+matching), the ``main`` events a note causes, ``requestLog`` answers, and the few places where the
+HTTP API's timelines differ from the stream's (docs/protocol.md §9, tests/fixtures/rest.jsonl).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def token_from(headers: Mapping[str, str], query: Mapping[str, str]) -> str | No
 def admit_handshake(headers: Mapping[str, str], query: Mapping[str, str], tokens: Mapping[str, str],
                     suspended: Iterable[str],
                     app_permissions: Mapping[str, frozenset[str]] | None = None) -> HandshakeDecision:
-    """What Misskey answers a request on /streaming (PROTOCOL.md 1, fixtures result:handshake_*)."""
+    """What Misskey answers a request on /streaming (docs/protocol.md §1, fixtures result:handshake_*)."""
     if headers.get("upgrade", "").lower() != "websocket":
         return HandshakeDecision(503)  # what Misskey answers a plain GET on /streaming
     token = token_from(headers, query)
@@ -100,7 +100,7 @@ def admit_handshake(headers: Mapping[str, str], query: Mapping[str, str], tokens
         return HandshakeDecision(401)
     granted = (app_permissions or {}).get(token)
     if granted is not None and "read:account" not in granted:
-        return HandshakeDecision(401)  # an app token the stream may not read with (PROTOCOL.md 1)
+        return HandshakeDecision(401)  # an app token the stream may not read with (docs/protocol.md §1)
     return HandshakeDecision(None, username)
 
 
