@@ -545,3 +545,46 @@ def test_relayed_lines_fit_the_width():
         view = RelayLines(width=width, color=False)
         for record in records:
             assert display_width(view.format(record, 1795807722.0)) <= width
+
+
+# ----- records never hold up the traffic --------------------------------------------------------
+
+
+def test_traffic_keeps_flowing_while_jq_computes_and_sigterm_ends_the_proxy_at_once(sim, start_proxy):
+    # Each frame takes jq for ever: the relay must not wait for its records, and a signal must stop jq.
+    proxy = start_proxy(sim.http_url, "--ndjson", "--jq", "last(range(1e12))")
+    ws = websocket.create_connection(proxy.ws_url, timeout=20)
+    for n in range(5):
+        ws.send(connect_frame("localTimeline", f"c{n}"))
+        assert json.loads(ws.recv())["body"]["id"] == f"c{n}"
+    status, answer = post(proxy.http_url + "/api/meta", {})
+    assert status == 200 and "version" in answer
+    proxy.proc.send_signal(signal.SIGTERM)
+    code, out, err = finish(proxy.proc, timeout=15)  # jq alone would take hours
+    assert code == 143, err
+    assert out == ""
+    assert "frame(s) were not shown: the proxy stopped before their records" in err
+    assert "Traceback" not in err, err
+    ws.close()
+
+
+def test_a_filter_that_never_ends_is_cut_at_n_records(sim, start_proxy):
+    proxy = start_proxy(sim.http_url, "--ndjson", "--jq", "repeat(1)", "-n", "3")
+    ws = websocket.create_connection(proxy.ws_url, timeout=20)
+    ws.send(connect_frame("localTimeline", "a"))
+    code, out, err = finish(proxy.proc, timeout=30)
+    assert code == 0, err
+    assert out == "1\n1\n1\n"
+    ws.close()
+
+
+def test_records_jq_makes_after_a_slow_start_are_written_and_a_jq_error_is_a_notice(sim, start_proxy):
+    # A filter that makes records of some frames and fails on others: the relay goes on either way.
+    proxy = start_proxy(sim.http_url, "--ndjson", "--jq", 'if .from == "client" then .frame.body.id else error("no") end')
+    ws = websocket.create_connection(proxy.ws_url, timeout=20)
+    ws.send(connect_frame("localTimeline", "first"))
+    ws.recv()
+    proxy.wait_for_notice("jq: no; record skipped")
+    code, out, err = proxy.stop(signal.SIGTERM)
+    assert code == 143, err
+    assert out == '"first"\n'

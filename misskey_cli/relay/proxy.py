@@ -14,8 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import os
+import select
 import signal
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -95,25 +100,200 @@ def frame_value(opcode: int, payload: bytes) -> tuple[str, Any, bytes]:
     return "binary", encoded, jsoncodec.dumps(encoded)
 
 
+class _Interrupted(Exception):
+    """The run ends now: the records thread leaves the frame it renders (jq stops with it)."""
+
+
+# A frame jq makes many records of is written in batches of this many, each waiting for room.
+RECORDS_PER_WRITE = 4096
+# At a normal end (--duration), the frames already queued get this long to be rendered.
+DRAIN_GRACE = 2.0
+
+
+class RecordThread:
+    """Frames to records on a thread of their own, so the relay never waits for them.
+
+    The relay hands each frame over with ``put`` (never blocking): past --max-backlog bytes queued
+    here and in the writer, frames are dropped and counted, never the traffic. The thread takes a
+    frame's records lazily from the renderer, so jq computing (or making records without end)
+    holds up only the records, stops at ``-n``, and is interrupted when the run ends: while jq
+    computes, the thread watches a stop pipe and the writer's failure fd. Notices it has to give
+    are passed to the relay's thread (``say``), which owns stderr.
+    """
+
+    def __init__(self, settings: ProxySettings, renderer: Renderer, writer: Writer, notices: Notices,
+                 context: NoteContext | None) -> None:
+        self.count = settings.count
+        self.max_backlog = settings.output.max_backlog
+        self.renderer = renderer
+        self.writer = writer
+        self.notices = notices
+        self.context = context  # the line view's memory of notes, fed in the order frames are shown
+        self._stop: Callable[[ExitCode | MkstreamError], None] = lambda why: None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.records = 0
+        self.dropped = 0
+        self._queue: deque[tuple[dict[str, Any], float, bytes]] = deque()
+        self._queued = 0  # bytes of the frames queued
+        self._changed = threading.Condition()
+        self._closing = False
+        self._done = False  # -n reached, or the writer failed: frames are no longer taken
+        self._said: list[str] = []
+        self._pending: list[bytes] = []
+        self._stop_read, self._stop_write = os.pipe()
+        renderer.watch_while_computing([self._stop_read, writer.failed_fd], self._woken, self._write_pending)
+        self._thread = threading.Thread(target=self._run, name="mkstream-records", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop_with(self, loop: asyncio.AbstractEventLoop, stop: Callable[[ExitCode | MkstreamError], None]) -> None:
+        """How the thread ends the run (``-n`` reached, the writer failed): ``stop`` on the relay's loop."""
+        self._loop, self._stop = loop, stop
+
+    def put(self, record: dict[str, Any], at: float, verbatim: bytes) -> None:
+        """A frame or API call to show (the relay's thread; never waits)."""
+        size = len(verbatim)
+        with self._changed:
+            if self._done or self._closing:
+                return
+            if self._queued + self.writer.backlog > self.max_backlog:
+                # The relay never waits for the reader of the records: past the limit they are dropped.
+                if not self.dropped:
+                    self._said.append(f"{self.writer.label} is not reading: records are dropped (--max-backlog) "
+                                      "until it catches up; the traffic is still relayed")
+                self.dropped += 1
+                return
+            self._queue.append((record, at, verbatim))
+            self._queued += size
+            self._changed.notify()
+
+    def say(self) -> None:
+        """Give the notices the thread has for stderr, and move the status line (the relay's thread)."""
+        with self._changed:
+            said, self._said = self._said, []
+        for message in said:
+            self.notices.warn(message)
+        if self.notices.status is not None:
+            self.notices.status.progress.records = self.records
+            self.notices.status.tick()
+
+    def finish(self, drain: bool) -> None:
+        """End the thread: with ``drain``, the frames queued get DRAIN_GRACE seconds to be shown;
+        else (a signal, a failed writer) the frame being rendered is left at once."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify()
+        if drain:
+            self._thread.join(DRAIN_GRACE)
+        os.write(self._stop_write, b"x")
+        self._thread.join()
+        with self._changed:
+            if self._queue:
+                self.dropped += len(self._queue)
+                self._said.append(f"{len(self._queue)} frame(s) were not shown: the proxy stopped before their records")
+                self._queue.clear()
+        self.say()
+        for fd in (self._stop_read, self._stop_write):
+            os.close(fd)
+
+    # ----- the thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        from misskey_cli.output.writer import ReaderGone
+
+        while True:
+            with self._changed:
+                while not self._queue and not self._closing:
+                    self._changed.wait()
+                if not self._queue:
+                    return
+                record, at, verbatim = self._queue.popleft()
+                self._queued -= len(verbatim)
+            try:
+                self._show(record, at, verbatim)
+            except _Interrupted:
+                return
+            except ReaderGone:
+                self._end(ExitCode.OK)
+                return
+            except MkstreamError as exc:
+                self._end(exc)
+                return
+            if self.count is not None and self.records >= self.count:
+                self._end(ExitCode.OK)
+                return
+
+    def _end(self, why: ExitCode | MkstreamError) -> None:
+        with self._changed:
+            self._done = True
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # (the loop has closed: the run is ending anyway)
+                self._loop.call_soon_threadsafe(self._stop, why)
+
+    def _show(self, record: dict[str, Any], at: float, verbatim: bytes) -> None:
+        from misskey_cli.output.render import JqRuntimeError
+
+        renderer = self.renderer
+        if self.context is not None and record.get("from") == "server" and "frame" in record:
+            for note in notes_in(record["frame"]):
+                self.context.saw(note)
+        records = renderer.verbatim(verbatim) if renderer.format.verbatim else renderer.records(record, at)
+        out = self._pending
+        try:
+            for one in records:
+                out.append(one)
+                if self.count is not None and self.records + len(out) >= self.count:
+                    break
+                if len(out) >= RECORDS_PER_WRITE:
+                    self._write_pending()
+                    self._wait_for_room()
+        except JqRuntimeError as exc:
+            with self._changed:
+                self._said.append(f"jq: {exc}; record skipped")
+        finally:
+            close = getattr(records, "close", None)
+            if close is not None:
+                close()  # stops jq mid-frame (-n reached, or the run ends)
+            self._write_pending()
+
+    def _write_pending(self) -> None:
+        """Write the records made so far (also before jq computes for a while)."""
+        out = self._pending
+        if out:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self.records += len(out)
+            count = len(out)
+            out.clear()
+            self.writer.write(data, count)
+
+    def _wait_for_room(self) -> None:
+        while not self.writer.wait_for_room(self.max_backlog, 0.1):
+            ready, _, _ = select.select([self._stop_read, self.writer.failed_fd], [], [], 0)
+            for fd in ready:
+                self._woken(fd)
+
+    def _woken(self, fd: int) -> None:
+        if fd == self._stop_read:
+            raise _Interrupted
+        self.writer.raise_error()
+
+
 class Tap:
     """The relay's observer: records, warnings, the recording; see the module docstring."""
 
-    def __init__(self, settings: ProxySettings, renderer: Renderer, writer: Writer, recorder: Recorder | None,
-                 notices: Notices, tokens: Tokens, stop: Callable[[ExitCode | MkstreamError], None],
-                 context: NoteContext | None = None) -> None:
+    def __init__(self, settings: ProxySettings, output: RecordThread, writer: Writer, recorder: Recorder | None,
+                 notices: Notices, tokens: Tokens, stop: Callable[[ExitCode | MkstreamError], None]) -> None:
         self.settings = settings
-        self.context = context  # the line view's memory of notes, for the noteUpdated lines
-        self.renderer = renderer
+        self.output = output
         self.writer = writer
         self.recorder = recorder
         self.notices = notices
         self.tokens = tokens
         self.stop = stop
         self.sockets: dict[int, SocketWatch] = {}
-        self.records = 0
         self.frames = 0
         self.calls = 0
-        self.dropped = 0
         self.connections: set[int] = set()
         self._subscriptions: Subscriptions | None = None
 
@@ -137,9 +317,6 @@ class Tap:
                 watch.client_pong()
             elif side == "server" and key == "frame":
                 watch.server_frame(value)
-                if self.context is not None:
-                    for note in notes_in(value):
-                        self.context.saw(note)
             elif side == "server" and opcode == OP_PING:
                 warnings = watch.server_ping(at)
         if self.recorder is not None:
@@ -180,51 +357,13 @@ class Tap:
         for conn, watch in list(self.sockets.items()):
             for warning in watch.tick(now):
                 self.notices.warn(f"#{conn}: {warning}")
+        self.output.say()
         self.check_writer()
 
     # ----- records ----------------------------------------------------------------------------
 
     def _emit(self, record: dict[str, Any], at: float, verbatim: bytes) -> None:
-        from misskey_cli.output.render import JqRuntimeError
-
-        if self.settings.count is not None and self.records >= self.settings.count:
-            return
-        try:
-            renderer = self.renderer
-            out = renderer.verbatim(verbatim) if renderer.format.verbatim else renderer.render(record, at)
-        except JqRuntimeError as exc:
-            self.notices.warn(f"jq: {exc}; record skipped")
-            return
-        if self.settings.count is not None:
-            out = out[:self.settings.count - self.records]
-        if not out:
-            return
-        if self.writer.backlog > self.settings.output.max_backlog:
-            # The relay never waits for the reader of the records: past the limit they are dropped.
-            if not self.dropped:
-                self.notices.warn(f"{self.writer.label} is not reading: records are dropped (--max-backlog) "
-                                  "until it catches up; the traffic is still relayed")
-            self.dropped += len(out)
-            return
-        self.records += len(out)
-        data = b"".join(out)
-        self._write(data, len(out))
-        if self.notices.status is not None:
-            self.notices.status.progress.records += len(out)
-            self.notices.status.progress.bytes += len(data)
-            self.notices.status.tick()
-        if self.settings.count is not None and self.records >= self.settings.count:
-            self.stop(ExitCode.OK)
-
-    def _write(self, data: bytes, records: int) -> None:
-        from misskey_cli.output.writer import ReaderGone
-
-        try:
-            self.writer.write(data, records)
-        except ReaderGone:
-            self.stop(ExitCode.OK)
-        except MkstreamError as exc:
-            self.stop(exc)
+        self.output.put(record, at, verbatim)
 
     def check_writer(self) -> None:
         from misskey_cli.output.writer import ReaderGone
@@ -276,7 +415,7 @@ class Tap:
 
     def stats_line(self) -> str:
         return (f"{self.frames} frames and {self.calls} API calls relayed on {len(self.connections)} connections, "
-                f"{self.writer.records_written} records written, {self.dropped} dropped")
+                f"{self.writer.records_written} records written, {self.output.dropped} dropped")
 
 
 # ----- the command ----------------------------------------------------------------------------
@@ -322,7 +461,8 @@ def _proxy(settings: ProxySettings, env: Environment, notices: Notices, stack: E
             outcome.append(why)
             done.set()
 
-    tap = Tap(settings, renderer, writer, recorder, notices, tokens, stop, context)
+    output = RecordThread(settings, renderer, writer, notices, context)
+    tap = Tap(settings, output, writer, recorder, notices, tokens, stop)
     done: asyncio.Event
     if recorder is not None:
         recorder.header(settings.endpoint.netloc, Subscriptions())
@@ -331,6 +471,7 @@ def _proxy(settings: ProxySettings, env: Environment, notices: Notices, stack: E
         nonlocal done
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
+        output.stop_with(loop, stop)
         relay = Relay(upstream, tap, keep_bodies=settings.bodies)
         try:
             server = await relay.start(settings.listen_host, settings.listen_port)
@@ -362,6 +503,13 @@ def _proxy(settings: ProxySettings, env: Environment, notices: Notices, stack: E
                 task.cancel()
             await asyncio.gather(ticking, *relay.tasks, return_exceptions=True)
 
-    asyncio.run(main())
-    code = outcome[0] if outcome else ExitCode.OK
+    output.start()
+    try:
+        asyncio.run(main())
+    finally:
+        code = outcome[0] if outcome else ExitCode.OK
+        # Frames already queued are shown at a normal end (--duration); a signal or a failed
+        # writer ends the records at once, jq or not.
+        output.finish(drain=code is ExitCode.OK)
+        renderer.close()
     return _drain_and_report(tap, writer, notices, settings.notices.stats, code)

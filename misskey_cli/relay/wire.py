@@ -197,6 +197,8 @@ class Relay:
             await self._serve(conn, reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, OSError):
             pass  # the client went away: nothing to relay any more
+        except asyncio.CancelledError:
+            pass  # the proxy is ending with the client still connected (asyncio's own callback would log a traceback)
         finally:
             writer.close()
             if task is not None:
