@@ -15,6 +15,7 @@ import select
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -588,3 +589,37 @@ def test_records_jq_makes_after_a_slow_start_are_written_and_a_jq_error_is_a_not
     code, out, err = proxy.stop(signal.SIGTERM)
     assert code == 143, err
     assert out == '"first"\n'
+
+
+# ----- only a replay knows relayed records ------------------------------------------------------
+
+
+def test_a_live_frame_shaped_like_a_relayed_record_is_a_bad_frame_and_a_replay_shows_every_record(sim, start_proxy,
+                                                                                                   tmp_path):
+    def feed() -> None:
+        sim.wait_for_subscription("localTimeline")
+        sim.inject({"conn": 1, "from": "server"})
+        sim.inject({"type": "forkSpecialEvent", "body": {"x": 1}})
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    result = run_cli("connect", "localTimeline", "--host", sim.http_url, "-n", "1", "--ndjson", "--stats", *SAFETY)
+    feeder.join(30)
+    assert result.exit_code == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == [{"type": "forkSpecialEvent", "body": {"x": 1}}]
+    assert "(bad shape) 1" in result.stderr, result.stderr
+    assert "bad frames 1" in result.stderr, result.stderr
+
+    recording = tmp_path / "rec.ndjson"
+    proxy = start_proxy(sim.http_url, "--ndjson", "--record", str(recording))
+    ws = websocket.create_connection(proxy.ws_url, timeout=20)
+    ws.send(connect_frame("localTimeline", "a"))
+    ws.recv()
+    ws.send('{"conn":1,"from":"server"}')  # a client frame of that shape is still a record like any other
+    ws.close()
+    code, out, err = proxy.stop()
+    assert code == 130, err
+    shown = run_cli("replay", str(recording), "--ndjson", "--stats")
+    assert shown.exit_code == 0, shown.stderr
+    assert [json.loads(line) for line in shown.stdout.splitlines()] == lines_of(out)
+    assert "bad frames 0" in shown.stderr and f"(relayed) {len(lines_of(out))}" in shown.stderr, shown.stderr

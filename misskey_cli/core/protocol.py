@@ -19,11 +19,6 @@ CLIENT_TYPE_ALIASES = {"ch": "channel", "s": "subNote", "sr": "subNote", "un": "
 
 MAX_CHANNELS_PER_SOCKET = 32
 
-# The kind of a record ``mkstream proxy`` wrote ({"conn": N, "from": "client"|"server", ...}) when it
-# is read back: it has no "type" of its own, the frame inside it has.
-RELAYED = "(relayed)"
-
-
 def encode(frame: dict[str, Any]) -> str:
     """Compact JSON, non-ASCII left as is (what Misskey itself sends)."""
     return dumps_text(frame)
@@ -162,8 +157,6 @@ def decode(data: bytes, binary: bool = False) -> Frame | Bad:
         return Bad(str(exc), "(not JSON)", data)
     kind = value.get("type") if type(value) is dict else None
     if type(kind) is not str:
-        if type(value) is dict and "conn" in value and value.get("from") in ("client", "server"):
-            return Frame(value, RELAYED, data, clean)  # a record of mkstream proxy's, replayed
         return Bad(describe_shape_problem(value) or "unexpected shape", "(bad shape)", data)
     return Frame(value, kind, data, clean)
 

@@ -19,10 +19,28 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO, NamedTuple
 
-from misskey_cli.core import jsoncodec
+from misskey_cli.core import jsoncodec, protocol
 from misskey_cli.core.timefmt import parse_rfc3339
 from misskey_cli.errors import UsageError
 from misskey_cli.recording.format import FORMAT_NAME, VERSION, Subscriptions, is_time
+
+# The kind of a record ``mkstream proxy`` wrote ({"conn": N, "from": "client"|"server", ...}) when a
+# replay reads it back: it has no "type" of its own, the frame inside it has.
+RELAYED = "(relayed)"
+
+
+def decode_relayed(data: bytes, binary: bool = False) -> protocol.Frame | protocol.Bad:
+    """``protocol.decode`` for a replay that may hold mkstream proxy's records (``Reader(relayed=True)``).
+
+    A live server's frame of that shape stays a bad frame: only a replay knows what its lines are.
+    """
+    decoded = protocol.decode(data, binary)
+    if type(decoded) is protocol.Bad and decoded.label == "(bad shape)":
+        value, clean = jsoncodec.loads(data)
+        if type(value) is dict and "conn" in value and value.get("from") in ("client", "server"):
+            return protocol.Frame(value, RELAYED, data, clean)
+    return decoded
+
 
 CHUNK = 1 << 20  # bytes read at a time: about 700 typical frames
 BAD_LINES_SHOWN = 5  # per file; then only counted

@@ -20,7 +20,7 @@ from misskey_cli.core.events import DEADLINE, Connection, Counters, Event, Frame
 from misskey_cli.core.timefmt import TimeBound
 from misskey_cli.errors import SourceEnded
 from misskey_cli.output.notices import Notices
-from misskey_cli.recording.reader import Batch, Reader, Section, close_inputs, open_inputs
+from misskey_cli.recording.reader import Batch, Reader, Section, close_inputs, decode_relayed, open_inputs
 from misskey_cli.recording.tee import RecordingSource
 from misskey_cli.recording.writer import Recorder
 from misskey_cli.run.app import (
@@ -238,6 +238,6 @@ def _replay(settings: ReplaySettings, env: Environment, notices: Notices, stack:
                                  one_by_one=settings.limits.count is not None)
     signals = stack.enter_context(signal_handling())
     stream = Stream(source, renderer, writer, settings.limits, notices, watch=[signals.fd], status=status,
-                    on_wake=signals.check)
+                    on_wake=signals.check, decode=decode_relayed)
     code = _until_end(stream, source, (), notices)
     return _drain_and_report(stream, writer, notices, settings.notices.stats, code)

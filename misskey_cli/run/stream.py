@@ -99,8 +99,10 @@ class Stream:
                  logged_in: bool = False, stdin_fd: int | None = None, watch: Sequence[int] = (),
                  status: StatusLine | None = None, gaps: Gaps | None = None,
                  max_backlog: int = 256 * 1024 * 1024, on_wake: Callable[[], None] | None = None,
-                 live: LiveNotes | None = None, context: NoteContext | None = None) -> None:
+                 live: LiveNotes | None = None, context: NoteContext | None = None,
+                 decode: Callable[[bytes, bool], protocol.Frame | protocol.Bad] = protocol.decode) -> None:
         self.source = source
+        self.decode = decode  # a server's frames; a replay of mkstream proxy's recording knows its records too
         self.renderer = renderer
         self.writer = writer
         self.limits = limits
@@ -370,12 +372,13 @@ class Stream:
         limit = self.limits.count
         gaps = self.gaps if live else None
         watch = self._watch
+        decode = self.decode
         done = False
         if self.writer.backlog > self.max_backlog or self.dropping:
             return self._drop(batch)
         for received in batch:
             data, binary, at = received
-            decoded = protocol.decode(data, binary)
+            decoded = decode(data, binary)
             if type(decoded) is protocol.Bad:
                 self.stats.count(decoded.label)
                 self._bad(decoded)
@@ -498,7 +501,7 @@ class Stream:
                               f"dropping new frames until it catches up{recovered}")
         self.dropped += len(batch)
         for data, binary, _ in batch:
-            decoded = protocol.decode(data, binary)
+            decoded = self.decode(data, binary)
             self.stats.count(decoded.kind if isinstance(decoded, protocol.Frame) else decoded.label)
         return False
 
