@@ -623,3 +623,55 @@ def test_a_live_frame_shaped_like_a_relayed_record_is_a_bad_frame_and_a_replay_s
     assert shown.exit_code == 0, shown.stderr
     assert [json.loads(line) for line in shown.stdout.splitlines()] == lines_of(out)
     assert "bad frames 0" in shown.stderr and f"(relayed) {len(lines_of(out))}" in shown.stderr, shown.stderr
+
+
+# ----- chunked request bodies -------------------------------------------------------------------
+
+
+def raw_request(port: int, data: bytes) -> bytes:
+    """Send ``data`` as is and read the whole answer (the proxy closes every HTTP connection)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(data)
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_a_chunked_request_body_is_forwarded_whole_and_recorded(sim, start_proxy):
+    import http.client
+
+    proxy = start_proxy(sim.http_url, "--ndjson", "--bodies", "-n", "2")
+    parts = [b'{"i":', b' "tok-alice",', b' "detail": true', b"}"]
+    conn = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=20)
+    conn.request("POST", "/api/i", body=iter(parts), headers={"Content-Type": "application/json"},
+                 encode_chunked=True)
+    answer = conn.getresponse()
+    assert answer.status == 200
+    assert json.loads(answer.read())["username"] == "alice"
+    conn.close()
+    # Chunk extensions and trailer fields are read and left; a zero-length body is a body too.
+    raw = (b"POST /api/meta HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"1;ext=1\r\n{\r\n1\r\n}\r\n0\r\nX-Trailer: yes\r\n\r\n")
+    assert raw_request(proxy.port, raw).startswith(b"HTTP/1.1 200")
+    code, out, err = finish(proxy.proc)
+    assert code == 0, err
+    first, second = lines_of(out)
+    assert first["api"]["endpoint"] == "i" and first["api"]["status"] == 200 and first["api"]["request"] == {"detail": True}
+    assert second["api"]["endpoint"] == "meta" and second["api"]["request"] == {}
+    assert "tok-alice" not in out + err
+
+
+@pytest.mark.parametrize(("body", "status"), [
+    (b"zz\r\n{}\r\n0\r\n\r\n", b"400"),  # not a chunk size
+    (b"2\r\n{}XX0\r\n\r\n", b"400"),  # a chunk without its CRLF
+    (b"%x\r\n" % (16 * 1024 * 1024 + 1), b"413"),  # past the body limit: refused before it is read
+])
+def test_a_broken_or_too_large_chunked_body_is_refused_and_the_proxy_goes_on(sim, start_proxy, body, status):
+    proxy = start_proxy(sim.http_url, "--ndjson")
+    head = b"POST /api/meta HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert raw_request(proxy.port, head + body).startswith(b"HTTP/1.1 " + status)
+    assert post(proxy.http_url + "/api/meta", {})[0] == 200
+    code, out, err = proxy.stop()
+    assert code == 130, err
+    assert [r["api"]["endpoint"] for r in lines_of(out)] == ["meta"]

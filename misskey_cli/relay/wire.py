@@ -169,6 +169,44 @@ def dechunk(data: bytes) -> bytes:
     return bytes(out)
 
 
+class BodyTooLarge(ValueError):
+    """A request body past MAX_BODY."""
+
+
+async def read_chunked(reader: asyncio.StreamReader, limit: int) -> bytes:
+    """A chunked request body (RFC 9112 7.1), de-chunked; its trailer fields are read and left.
+
+    Raises ValueError when the framing is broken, BodyTooLarge past ``limit`` bytes.
+    """
+    try:
+        return await _read_chunks(reader, limit)
+    except asyncio.LimitOverrunError:
+        raise ValueError("a chunk line is too long") from None
+
+
+async def _read_chunks(reader: asyncio.StreamReader, limit: int) -> bytes:
+    body = bytearray()
+    while True:
+        line = await reader.readuntil(b"\r\n")
+        size_text = line[:-2].split(b";", 1)[0].strip()
+        if not size_text or len(size_text) > 16 or not all(c in b"0123456789abcdefABCDEF" for c in size_text):
+            raise ValueError("bad chunk size")
+        size = int(size_text, 16)
+        if size == 0:
+            break
+        if len(body) + size > limit:
+            raise BodyTooLarge(f"the body is over {limit} bytes")
+        body += await reader.readexactly(size)
+        if await reader.readexactly(2) != b"\r\n":
+            raise ValueError("a chunk does not end with CRLF")
+    trailer = 0
+    while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
+        trailer += len(line)  # a trailer field: metadata of this hop's message, not forwarded
+        if trailer > MAX_HEAD:
+            raise ValueError("the trailer fields are too long")
+    return bytes(body)
+
+
 class Relay:
     """Accepts clients and relays each of them; every connection gets the next number, from 1."""
 
@@ -251,18 +289,28 @@ class Relay:
 
     async def _http(self, conn: int, request: Request, reader: asyncio.StreamReader,
                     writer: asyncio.StreamWriter) -> None:
-        if "chunked" in (request.header("transfer-encoding") or "").lower():
-            writer.write(_bare(411, "Length Required"))
-            return
+        chunked = "chunked" in (request.header("transfer-encoding") or "").lower()
         length_text = (request.header("content-length") or "0").strip()
         length = int(length_text) if length_text.isascii() and length_text.isdigit() else -1
-        if not 0 <= length <= MAX_BODY:
+        if not chunked and not 0 <= length <= MAX_BODY:
             writer.write(_bare(400, "Bad Request"))
             return
-        if length and "100-continue" in (request.header("expect") or "").lower():
+        if (length or chunked) and "100-continue" in (request.header("expect") or "").lower():
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the body is read here, before the server sees the head
             request.headers = [(k, v) for k, v in request.headers if k.lower() != "expect"]
-        body = await reader.readexactly(length) if length else b""
+        if chunked:
+            # Read whole (bounded like any body) and sent on with its length: the server and the
+            # records see one body, whatever chunks the client cut it in.
+            try:
+                body = await read_chunked(reader, MAX_BODY)
+            except ValueError as exc:
+                writer.write(_bare(413, "Content Too Large") if isinstance(exc, BodyTooLarge)
+                             else _bare(400, "Bad Request"))
+                return
+            request.headers = [(k, v) for k, v in request.headers if k.lower() != "content-length"]
+            request.headers.append(("Content-Length", str(len(body))))
+        else:
+            body = await reader.readexactly(length) if length else b""
         started = time.monotonic()
         path = urlsplit(request.target).path
         dialed = await self._dial_or_502(conn, f"{request.method} {path}", writer)
