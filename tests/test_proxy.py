@@ -364,6 +364,22 @@ def test_bad_options_are_one_line_and_exit_2(args, message):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("host", ["https://misskey.example/prefix", "http://localhost:3000/misskey/streaming",
+                                  "https://misskey.example/streaming/"])
+def test_a_path_in_the_host_is_refused_in_one_line_with_exit_2(host):
+    result = run_cli("proxy", "--host", host, "--listen", "127.0.0.1:0")
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert "not a URL with a path" in line and "relays the paths the client asks for" in line
+
+
+def test_a_host_with_the_default_streaming_path_is_its_origin(sim, start_proxy):
+    proxy = start_proxy(sim.http_url + "/streaming", "--ndjson", "-n", "1")
+    assert post(proxy.http_url + "/api/meta", {})[0] == 200
+    code, out, err = finish(proxy.proc)
+    assert code == 0, err
+
+
 def test_without_a_host_it_says_so():
     result = run_cli("proxy")
     assert result.exit_code == 2 and "--host" in result.stderr

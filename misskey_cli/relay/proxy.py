@@ -29,7 +29,7 @@ from urllib.parse import quote
 
 from misskey_cli.core import jsoncodec
 from misskey_cli.core.notes import notes_in
-from misskey_cli.errors import ConnectFailed, ExitCode, MkstreamError
+from misskey_cli.errors import ConnectFailed, ExitCode, MkstreamError, UsageError
 from misskey_cli.net.endpoint import Endpoint, Proxy, Redactor
 from misskey_cli.net.transport import effective_proxy
 from misskey_cli.net.wsframes import OP_BINARY, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT, close_status
@@ -443,7 +443,21 @@ def _upstream(settings: ProxySettings, env: Environment, notices: Notices) -> Up
     return Upstream(settings.endpoint, tls, settings.connect_timeout, proxy)
 
 
+def check_origin(endpoint: Endpoint) -> None:
+    """Refuse a path in --host: the proxy relays the paths its client asks for.
+
+    Elsewhere in mkstream a path in --host names the streaming endpoint only (API calls go to the
+    origin's /api/), so it cannot also be a prefix for everything relayed; and rewriting only the
+    client's /streaming would relay something other than what the client sent. Misskey serves
+    from the root of its origin, and that is what the proxy stands in for.
+    """
+    if endpoint.path != "/streaming":
+        raise UsageError(f"--host for proxy is a server's origin ({endpoint.http_base}), not a URL with a path "
+                         f"({endpoint.path}): the proxy relays the paths the client asks for")
+
+
 def _proxy(settings: ProxySettings, env: Environment, notices: Notices, stack: ExitStack) -> int:
+    check_origin(settings.endpoint)
     tokens = Tokens(None)
     notices.redact = tokens
     out = settings.output
