@@ -378,6 +378,7 @@ def test_a_host_with_the_default_streaming_path_is_its_origin(sim, start_proxy):
     assert post(proxy.http_url + "/api/meta", {})[0] == 200
     code, out, err = finish(proxy.proc)
     assert code == 0, err
+    assert lines_of(out)[0]["api"]["status"] == 200
 
 
 def test_without_a_host_it_says_so():
@@ -682,10 +683,12 @@ def test_a_chunked_request_body_is_forwarded_whole_and_recorded(sim, start_proxy
     (b"zz\r\n{}\r\n0\r\n\r\n", b"400"),  # not a chunk size
     (b"2\r\n{}XX0\r\n\r\n", b"400"),  # a chunk without its CRLF
     (b"%x\r\n" % (16 * 1024 * 1024 + 1), b"413"),  # past the body limit: refused before it is read
+    (b"", b"413"),  # the same limit said in a Content-Length
 ])
 def test_a_broken_or_too_large_chunked_body_is_refused_and_the_proxy_goes_on(sim, start_proxy, body, status):
     proxy = start_proxy(sim.http_url, "--ndjson")
-    head = b"POST /api/meta HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    framing = b"Transfer-Encoding: chunked" if body else b"Content-Length: %d" % (16 * 1024 * 1024 + 1)
+    head = b"POST /api/meta HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n"
     assert raw_request(proxy.port, head + body).startswith(b"HTTP/1.1 " + status)
     assert post(proxy.http_url + "/api/meta", {})[0] == 200
     code, out, err = proxy.stop()

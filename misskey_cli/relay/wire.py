@@ -293,7 +293,7 @@ class Relay:
         length_text = (request.header("content-length") or "0").strip()
         length = int(length_text) if length_text.isascii() and length_text.isdigit() else -1
         if not chunked and not 0 <= length <= MAX_BODY:
-            writer.write(_bare(400, "Bad Request"))
+            writer.write(_bare(413, "Content Too Large") if length > MAX_BODY else _bare(400, "Bad Request"))
             return
         if (length or chunked) and "100-continue" in (request.header("expect") or "").lower():
             writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # the body is read here, before the server sees the head
