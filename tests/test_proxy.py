@@ -694,3 +694,28 @@ def test_a_broken_or_too_large_chunked_body_is_refused_and_the_proxy_goes_on(sim
     code, out, err = proxy.stop()
     assert code == 130, err
     assert [r["api"]["endpoint"] for r in lines_of(out)] == ["meta"]
+
+
+def test_a_reader_that_does_not_read_loses_records_past_max_backlog_never_the_traffic(sim, start_proxy):
+    # stdout is a pipe nobody reads: once it is full the records wait, then are dropped; the client is unaffected.
+    proxy = start_proxy(sim.http_url, "--ndjson", "--max-backlog", "1M", "--stats")
+    ws = websocket.create_connection(proxy.ws_url, timeout=20)
+    ws.send(connect_frame("localTimeline", "a"))
+    ws.recv()
+    filler = "x" * 65536
+    n = 0
+    while b"records are dropped (--max-backlog)" not in proxy.stderr:
+        n += 1
+        assert n < 500, proxy.stderr.decode()
+        ws.send(json.dumps({"type": "ch", "body": {"id": "a", "type": "filler", "body": {"x": filler, "n": n}}}))
+        ws.ping(str(n))
+        assert ws.recv_data_frame(True)[1].data == str(n).encode()  # the pong: the traffic flows
+        ready, _, _ = select.select([proxy.proc.stderr], [], [], 0)
+        if ready:
+            proxy.stderr += os.read(proxy.proc.stderr.fileno(), 65536)
+    ws.close()
+    code, out, err = proxy.stop(signal.SIGTERM)
+    assert code == 143, err
+    written = len(lines_of(out))
+    dropped = int(re.search(r"records written, (\d+) dropped", err).group(1))
+    assert dropped > 0 and written < 2 * n + 2
