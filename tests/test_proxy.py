@@ -716,6 +716,8 @@ def test_a_reader_that_does_not_read_loses_records_past_max_backlog_never_the_tr
     ws.close()
     code, out, err = proxy.stop(signal.SIGTERM)
     assert code == 143, err
-    written = len(lines_of(out))
-    dropped = int(re.search(r"records written, (\d+) dropped", err).group(1))
-    assert dropped > 0 and written < 2 * n + 2
+    stats = re.search(r"(\d+) frames and 0 API calls relayed on 1 connections, (\d+) records written, (\d+) dropped", err)
+    assert stats is not None, err
+    frames, written, dropped = map(int, stats.groups())
+    assert dropped > 0 and written == len(lines_of(out))
+    assert written + dropped == frames  # one record a frame: each one written or counted
