@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -40,6 +41,9 @@ class Channel:
     side_effects: tuple[str, ...] = ()
     moderator_only: bool = False
     example: str = ""
+    # The permission an app (MiAuth) token must carry for the server to accept a connect (Misskey's
+    # channel ``kind``); None: any token may connect. A native token has every permission.
+    permission: str | None = None
 
     def param(self, name: str) -> Param | None:
         for p in self.params:
@@ -61,6 +65,8 @@ def _with_replies() -> Param:
 
 
 _NOTE = ("note",)
+# The permissions channels need (Misskey's ``kind``): every channel that needs a login needs one.
+ACCOUNT, CHAT, ADMIN_STREAM = "read:account", "read:chat", "read:admin:stream"
 
 CHANNELS: tuple[Channel, ...] = (
     Channel(
@@ -70,11 +76,12 @@ CHANNELS: tuple[Channel, ...] = (
          "notificationFlushed", "newChatMessage", "readAllAnnouncements", "myTokenRegenerated",
          "signin", "registryUpdated", "driveFileCreated", "receiveFollowRequest",
          "announcementCreated"),
-        shareable=True, example="mkstream connect main --token-file ~/.misskey-token",
+        shareable=True, permission=ACCOUNT, example="mkstream connect main --token-file ~/.misskey-token",
     ),
     Channel(
         "homeTimeline", "notes from the accounts you follow", True, _NOTE,
-        (_with_renotes(), _with_files()), example="mkstream connect homeTimeline -p withRenotes=false",
+        (_with_renotes(), _with_files()), permission=ACCOUNT,
+        example="mkstream connect homeTimeline -p withRenotes=false",
     ),
     Channel(
         "localTimeline", "public notes from this server's users", False, _NOTE,
@@ -84,7 +91,7 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(
         "hybridTimeline", "home and local timelines together (social timeline)", True, _NOTE,
         (_with_renotes(), _with_replies(), _with_files()),
-        example="mkstream connect hybridTimeline -p withReplies=true",
+        permission=ACCOUNT, example="mkstream connect hybridTimeline -p withReplies=true",
     ),
     Channel(
         "globalTimeline", "public notes from every known server", False, _NOTE,
@@ -94,7 +101,7 @@ CHANNELS: tuple[Channel, ...] = (
         "userList", "notes from the members of one of your lists", True,
         ("note", "userAdded", "userRemoved"),
         (Param("listId", STRING, "the list's id", required=True), _with_renotes(), _with_files()),
-        example="mkstream connect 'userList?listId=9abcdef012345678'",
+        permission=ACCOUNT, example="mkstream connect 'userList?listId=9abcdef012345678'",
     ),
     Channel(
         "hashtag", "notes carrying hashtags", False, _NOTE,
@@ -110,7 +117,7 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(
         "antenna", "notes caught by one of your antennas", True, _NOTE,
         (Param("antennaId", STRING, "the antenna's id", required=True),),
-        example="mkstream connect antenna -p antennaId=9abcdef012345678",
+        permission=ACCOUNT, example="mkstream connect antenna -p antennaId=9abcdef012345678",
     ),
     Channel(
         "channel", "notes posted in a Misskey channel", False, _NOTE,
@@ -120,7 +127,7 @@ CHANNELS: tuple[Channel, ...] = (
     Channel(
         "drive", "your drive: files and folders created, updated, deleted", True,
         ("fileCreated", "fileUpdated", "fileDeleted", "folderCreated", "folderUpdated", "folderDeleted"),
-        shareable=True, example="mkstream connect drive",
+        shareable=True, permission=ACCOUNT, example="mkstream connect drive",
     ),
     Channel(
         "serverStats", "server CPU, memory and network every 2 s (if the server enables it)", False,
@@ -134,23 +141,23 @@ CHANNELS: tuple[Channel, ...] = (
     ),
     Channel(
         "admin", "moderation events (moderators only)", True, ("newAbuseUserReport",),
-        shareable=True, moderator_only=True, example="mkstream connect admin",
+        shareable=True, moderator_only=True, permission=ADMIN_STREAM, example="mkstream connect admin",
     ),
     Channel(
         "chatUser", "a direct chat with one user", True, ("message", "deleted", "react", "unreact"),
         (Param("otherId", STRING, "the other user's id", required=True),),
         accepts=("read",), side_effects=("read",),
-        example="mkstream connect chatUser -p otherId=9abcdef012345678",
+        permission=CHAT, example="mkstream connect chatUser -p otherId=9abcdef012345678",
     ),
     Channel(
         "chatRoom", "a chat room you are in", True, ("message", "deleted", "react", "unreact"),
         (Param("roomId", STRING, "the room's id", required=True),),
         accepts=("read",), side_effects=("read",),
-        example="mkstream connect chatRoom -p roomId=9abcdef012345678",
+        permission=CHAT, example="mkstream connect chatRoom -p roomId=9abcdef012345678",
     ),
     Channel(
         "reversi", "reversi invitations and matches", True, ("matched", "invited"),
-        shareable=True, example="mkstream connect reversi",
+        shareable=True, permission=ACCOUNT, example="mkstream connect reversi",
     ),
     Channel(
         "reversiGame", "one reversi game", False,
@@ -340,7 +347,23 @@ def unacked_reason(channel_name: str, others: list[str], logged_in: bool) -> str
         return "it needs a token (none was given)"
     if channel.moderator_only:
         return "it needs a moderator's token"
-    return "the token may lack the permission, or the list/antenna/room is not yours"
+    need = f" {channel.permission}" if channel.permission else ""
+    return f"the token may lack the permission{need}, or the list/antenna/room is not yours"
+
+
+def channel_permission(channel_name: str) -> str | None:
+    """The permission an app token needs to connect ``channel_name`` (None: none, or not in the catalogue)."""
+    channel = CATALOGUE.get(channel_name)
+    return channel.permission if channel else None
+
+
+def app_token_may_connect(channel_name: str, granted: Collection[str]) -> bool:
+    """Whether the server accepts a connect from an app token granted ``granted`` (docs/protocol.md §3.1).
+
+    Misskey refuses it in silence when the channel declares a permission the token lacks.
+    """
+    permission = channel_permission(channel_name)
+    return permission is None or permission in granted
 
 
 def check_param_json(channel_name: str, key: str, value: Any) -> Any:

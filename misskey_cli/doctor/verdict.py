@@ -10,10 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from misskey_cli.core.channels import CATALOGUE, unacked_reason
+from misskey_cli.core.channels import CATALOGUE, channel_permission, unacked_reason
 from misskey_cli.doctor.forks import ServerKind
 from misskey_cli.errors import ExitCode
-from misskey_cli.profiles.login import channel_permission
 from misskey_cli.run.settings import ConnectionRequest
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
@@ -104,9 +103,11 @@ def _unacked_fix(channel: str, reason: str, ctx: ChannelContext) -> str | None:
     if "needs a token" in reason:
         return f"log in: mkstream login {ctx.host} (or give --token-file FILE)"
     if "moderator" in reason:
-        return "use a moderator's token (with read:admin:stream)"
+        return f"use a moderator's token (with {channel_permission(channel)})"
     if "may lack the permission" in reason:
         permission = channel_permission(channel)
+        if permission is None:
+            return "check that the list/antenna/room id is yours"
         return (f"the token needs {permission}: mkstream login {ctx.host} --permission {permission} --force; "
                 "or check that the list/antenna/room id is yours")
     if "already is" in reason:

@@ -28,7 +28,8 @@ def channel_detail(c: Channel) -> str:
     lines = [f"{c.name}: {c.summary}", ""]
     login = "a moderator's token" if c.moderator_only else ("a token (logged-in user)" if c.needs_login
                                                           else "nothing (works anonymously)")
-    lines.append(f"needs:     {login}")
+    grant = f"; an app token needs the permission {c.permission}" if c.permission else ""
+    lines.append(f"needs:     {login}{grant}")
     if c.shareable:
         lines.append("shareable: connected at most once per socket (a second connect is ignored)")
     lines.append("params:" + ("    none" if not c.params else ""))

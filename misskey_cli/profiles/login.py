@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TextIO
 from urllib.parse import quote
 
+from misskey_cli.core.channels import ACCOUNT, CHAT
 from misskey_cli.errors import ConnectFailed, ExitCode, Forbidden, MkstreamError, TokenRejected, UsageError
 from misskey_cli.net.api import ApiClient, ApiError
 from misskey_cli.net.endpoint import Endpoint, Proxy, Redactor, parse_host
@@ -42,13 +43,11 @@ from misskey_cli.profiles.config_edit import (
 from misskey_cli.profiles.config_file import default_config_path, load_config, parse_config
 
 APP_NAME = "mkstream"
-DEFAULT_PERMISSIONS = ("read:account", "read:notifications", "read:chat")
+# What every channel but admin needs (the catalogue's permissions), and the main backfill's
+# i/notifications.
+DEFAULT_PERMISSIONS = (ACCOUNT, "read:notifications", CHAT)
 POLL_INTERVAL = 2.0
 DEFAULT_TIMEOUT = 300.0
-
-# The permission a channel's connect needs from an app token (Misskey's channel classes, `kind`);
-# any other channel that needs a login needs read:account.
-CHANNEL_PERMISSIONS = {"admin": "read:admin:stream", "chatUser": "read:chat", "chatRoom": "read:chat"}
 
 _PERMISSION = re.compile(r"^(read|write):[a-z0-9][a-z0-9:-]*$")
 _SPINNER = "|/-\\"
@@ -59,10 +58,6 @@ SERVER_KEYS = ("host", "token", "token_file", "ca_file", "proxy")
 
 class LoginFailed(ConnectFailed):
     """The server cannot or did not give a token (no MiAuth, not approved in time): exit 3."""
-
-
-def channel_permission(channel: str) -> str:
-    return CHANNEL_PERMISSIONS.get(channel, "read:account")
 
 
 def choose_permissions(extra: Iterable[str], defaults: bool = True) -> tuple[str, ...]:

@@ -73,6 +73,7 @@ class Socket:
     open: bool = True  # until the socket has ended and every frame the client sent before is recorded
     server_closed: bool = False  # the server sent a close frame
     closing: bool = False  # the client's close frame arrived (frames queued before it may be unrecorded)
+    permissions: frozenset[str] | None = None  # the app token's grant; None: a native token, or anonymous
     close_info: tuple[int, str] | None = None
     handler_started: bool = False
     drained: bool = False  # the handler has recorded every message and ended
@@ -87,6 +88,7 @@ class Socket:
 class _Pending:
     record: dict[str, Any]
     user: User | None
+    permissions: frozenset[str] | None = None  # an app token's grant; None: a native token (or none)
 
 
 def _quiet_logger() -> logging.Logger:
@@ -370,6 +372,7 @@ class Engine:
             return _bare_response(decision.status, decision.headers)
         if decision.username is not None:
             pending.user = self.traffic.account(decision.username)
+            pending.permissions = decision.permissions
         return None
 
     def _process_response(self, conn: ServerConnection, request: Request, response: Response) -> None:
@@ -379,19 +382,19 @@ class Engine:
             # Misskey's 101 carries only Upgrade, Connection and Sec-WebSocket-Accept.
             if "Date" in response.headers:
                 del response.headers["Date"]
-            self._register(conn, pending.user)
+            self._register(conn, pending.user, pending.permissions)
         with self._cond:
             self._handshakes.append(pending.record)
             self._cond.notify_all()
 
-    def _register(self, conn: ServerConnection, user: User | None) -> None:
+    def _register(self, conn: ServerConnection, user: User | None, permissions: frozenset[str] | None) -> None:
         """Record a socket before its 101 goes out, so a client that saw the 101 finds it here."""
         from websockets.frames import Opcode
 
         loop = asyncio.get_running_loop()
         with self._cond:
             sock = Socket(len(self._sockets), conn, user, user is not None and user.username in self.moderators,
-                          loop.time())
+                          loop.time(), permissions=permissions)
             self._sockets.append(sock)
             self._by_conn[conn] = sock
             self._cond.notify_all()
@@ -509,7 +512,7 @@ class Engine:
 
     def _connect(self, sock: Socket, body: dict[str, Any]) -> None:
         existing = [(c.channel, c.id) for c in sock.connections.values()]
-        admission = rules.admit_connect(body, existing, sock.user is not None, sock.moderator)
+        admission = rules.admit_connect(body, existing, sock.user is not None, sock.moderator, sock.permissions)
         if admission is None:
             return
         with self._cond:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from misskey_cli.core.channels import CATALOGUE, STRING
+from misskey_cli.core.channels import CATALOGUE, STRING, app_token_may_connect
 from misskey_cli.core.notes import is_pure_renote
 from misskey_cli.core.protocol import MAX_CHANNELS_PER_SOCKET
 from misskey_cli.simulator.corpus import normalize_tag, strip_pair_cache
@@ -70,6 +70,7 @@ class HandshakeDecision:
 
     status: int | None = None
     username: str | None = None
+    permissions: frozenset[str] | None = None  # an app token's grant; None: a native token (or none)
 
     @property
     def headers(self) -> list[tuple[str, str]]:
@@ -101,7 +102,7 @@ def admit_handshake(headers: Mapping[str, str], query: Mapping[str, str], tokens
     granted = (app_permissions or {}).get(token)
     if granted is not None and "read:account" not in granted:
         return HandshakeDecision(401)  # an app token the stream may not read with (docs/protocol.md §1)
-    return HandshakeDecision(None, username)
+    return HandshakeDecision(None, username, granted)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,10 +137,11 @@ def _missing_required(channel: str, params: Mapping[str, Any]) -> bool:
 
 
 def admit_connect(body: Mapping[str, Any], existing: Sequence[tuple[str, str]], logged_in: bool,
-                  moderator: bool) -> Admission | None:
+                  moderator: bool, permissions: frozenset[str] | None = None) -> Admission | None:
     """The server's answer to a ``connect`` body, given the socket's (channel, id) connections.
 
-    None means silence: the connect is dropped without a word, as Misskey does.
+    ``permissions`` are an app token's (None: a native token, which has every permission, or
+    none). None means silence: the connect is dropped without a word, as Misskey does.
     """
     fields = _connect_fields(body)
     if fields is None:
@@ -155,6 +157,8 @@ def admit_connect(body: Mapping[str, Any], existing: Sequence[tuple[str, str]], 
         if channel != "userList":  # userList does not require credentials server-side: acked, silent
             return None
         inert = True
+    if permissions is not None and not app_token_may_connect(channel, permissions):
+        return None  # checked before sharing, as Misskey does
     if spec.shareable and channel in others:
         return None
     if spec.moderator_only and not moderator:
