@@ -141,6 +141,57 @@ def test_require_ack_makes_it_fatal(sim):
     assert "was not acknowledged" in result.stderr
 
 
+def app_token(sim, session: str, *permissions: str) -> str:
+    """A MiAuth token for alice granted ``permissions`` (an app token, not a native one)."""
+    return sim.approve_miauth(session, "alice", list(permissions))
+
+
+CHAT_WITH_BOB = ("chatUser", "-p", "otherId=9bob00000000000")
+
+
+def test_an_app_token_without_the_channels_permission_is_not_acknowledged_exit_7_naming_it(sim):
+    token = app_token(sim, "no-chat", "read:account", "read:notifications")
+    result = run_cli("connect", *CHAT_WITH_BOB, *host(sim), "--token", token, "--ack-timeout", "0.3",
+                     "--require-ack", *SAFETY)
+    assert result.exit_code == ExitCode.NOT_ACKNOWLEDGED, result.stderr
+    assert re.search(r"channel chatUser \(id chatUser\) was not acknowledged within 0.3s: "
+                     r"the token may lack the permission read:chat", result.stderr)
+    assert sim.wait_for_client_frame(lambda f: f.get("type") == "connect")["body"]["pong"] is True
+    assert token not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(("granted", "channel"), [
+    (("read:account", "read:chat"), CHAT_WITH_BOB),
+    (("read:account",), ("main",)),  # main needs read:account alone (read:notifications is the backfill's)
+], ids=["chatUser-with-read:chat", "main-with-read:account"])
+def test_an_app_token_with_the_channels_permission_is_acknowledged(sim, granted, channel):
+    token = app_token(sim, f"grant-{channel[0]}", *granted)
+
+    def feed():
+        sim.wait_for_subscription(channel[0])
+        sim.channel_event(channel[0], "probe", {"n": 1})
+
+    feeder = in_background(feed)
+    result = run_cli("connect", *channel, *host(sim), "--token", token, "--require-ack", "--no-backfill",
+                     "-n", "1", "--ndjson", *SAFETY)
+    join_ok(feeder)
+    assert result.exit_code == 0, result.stderr
+    assert records(result)[0]["body"]["type"] == "probe"
+    assert "not acknowledged" not in result.stderr
+
+
+def test_a_native_token_has_every_permission(sim):
+    def feed():
+        sim.wait_for_subscription("chatUser")
+        sim.channel_event("chatUser", "probe", {"n": 1})
+
+    feeder = in_background(feed)
+    result = run_cli("connect", *CHAT_WITH_BOB, *host(sim), "--token", "tok-alice", "--require-ack",
+                     "-n", "1", "--ndjson", *SAFETY)
+    join_ok(feeder)
+    assert result.exit_code == 0, result.stderr
+
+
 def test_shareable_channel_twice_is_explained(sim):
     result = run_cli("connect", "queueStats", "queueStats", *host(sim), "--ack-timeout", "0.3",
                      "--idle-timeout", "1", *SAFETY)

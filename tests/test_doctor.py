@@ -215,6 +215,21 @@ def test_admin_for_a_non_moderator_is_acknowledged_but_inert(sim):
     assert lines(ok)["channel admin"].startswith("ok")
 
 
+def test_an_app_token_without_read_chat_is_told_to_log_in_asking_for_it(sim):
+    token = sim.approve_miauth("doctor-no-chat", "alice", ["read:account", "read:notifications"])
+    result = doctor(*host(sim), "--token", token, "chatUser?otherId=9bob00000000000", "main")
+    assert result.exit_code == ExitCode.NOT_ACKNOWLEDGED
+    found = lines(result)
+    assert found["channel main"].startswith("ok")  # main needs read:account only
+    chat = found["channel chatUser"]
+    assert chat.startswith("FAIL") and "may lack the permission read:chat" in chat
+    assert f"mkstream login {sim.host_port} --permission read:chat --force" in result.stdout
+    assert token not in result.stdout + result.stderr
+    granted = sim.approve_miauth("doctor-chat", "alice", ["read:account", "read:chat"])
+    assert lines(doctor(*host(sim), "--token", granted, "chatUser?otherId=9bob00000000000"))[
+        "channel chatUser"].startswith("ok")
+
+
 def test_a_fork_without_the_channel_is_told_apart():
     with Simulator(software_name="iceshrimp", software_version="2024.1.0") as sim:
         result = doctor(*host(sim), "hashtag?q=misskey")
@@ -337,6 +352,9 @@ def judged(channel, acked, others=(), **ctx):
     ("hashtag", True, (), {"server": ICESHRIMP}, WARN, "not known to have hashtag"),
     ("chatUser", False, (), {"server": ServerKind("misskey", "2025.3.1")}, FAIL, "older than 2025.4"),
     ("chatUser", False, (), {}, FAIL, "read:chat"),
+    ("chatRoom", False, (), {}, FAIL, "--permission read:chat --force"),
+    ("admin", False, (), {"moderator": True}, FAIL, "read:admin:stream"),
+    ("channel", False, (), {}, FAIL, "the list/antenna/room id is yours"),  # needs no permission
     ("bubbleTimeline", True, (), {"server": SHARKEY}, OK, "a channel of this fork"),
     ("bubbleTimeline", False, (), {"server": SHARKEY}, FAIL, "Sharkey 2025.4.2 is known to have it"),
     ("noSuchChannel", False, (), {}, FAIL, "does not know this channel"),

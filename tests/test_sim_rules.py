@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from misskey_cli.core.channels import CATALOGUE, TAGS
 from misskey_cli.simulator.history import NoteHistory, Page, paginate
 from misskey_cli.simulator.rules import (
     ANONYMOUS,
@@ -52,6 +53,12 @@ def test_an_app_token_needs_read_account_to_stream(granted, status):
     assert decision.status == status and bool(decision.headers) == (status == 401)
 
 
+def test_the_handshake_carries_an_app_tokens_grant_to_the_socket():
+    granted = frozenset({"read:account"})
+    assert admit_handshake(UPGRADE, {"i": "tok-alice"}, TOKENS, (), {"tok-alice": granted}).permissions == granted
+    assert admit_handshake(UPGRADE, {"i": "tok-alice"}, TOKENS, ()).permissions is None  # native: everything
+
+
 def test_token_from_prefers_the_bearer_header():
     assert token_from({"authorization": "Bearer a"}, {"i": "b"}) == "a"
     assert token_from({"authorization": "Basic a"}, {"i": "b"}) == "b"
@@ -93,6 +100,33 @@ def test_connect_admission(body, existing, logged_in, moderator, expected):
     admission = admit_connect(body, existing, logged_in, moderator)
     got = None if admission is None else (admission.channel, admission.inert, admission.ack)
     assert got == expected
+
+
+READ = frozenset({"read:account", "read:notifications"})
+
+
+@pytest.mark.parametrize(("body", "moderator", "permissions", "expected"), [
+    (conn("chatUser", params={"otherId": "u"}, pong=True), False, READ, None),  # no read:chat: silence
+    (conn("chatUser", params={"otherId": "u"}, pong=True), False, READ | {"read:chat"}, ("chatUser", False, True)),
+    (conn("chatUser", params={"otherId": "u"}, pong=True), False, None, ("chatUser", False, True)),  # native
+    (conn("chatRoom", params={"roomId": "r"}), False, READ, None),
+    (conn("admin", pong=True), True, READ, None),  # a moderator's app token without read:admin:stream
+    (conn("admin", pong=True), True, READ | {"read:admin:stream"}, ("admin", False, True)),
+    (conn("admin", pong=True), False, READ | {"read:admin:stream"}, ("admin", True, True)),  # not a moderator
+    (conn("main", pong=True), False, frozenset({"read:account"}), ("main", False, True)),
+    (conn("localTimeline", pong=True), False, frozenset({"read:account"}), ("localTimeline", False, True)),
+])
+def test_an_app_token_connects_only_channels_it_has_the_permission_for(body, moderator, permissions, expected):
+    admission = admit_connect(body, [], True, moderator, permissions)
+    got = None if admission is None else (admission.channel, admission.inert, admission.ack)
+    assert got == expected
+
+
+@pytest.mark.parametrize("channel", sorted(CATALOGUE))
+def test_an_app_token_granted_nothing_connects_only_the_channels_that_need_no_permission(channel):
+    params = {p.name: ([["a"]] if p.type == TAGS else "x") for p in CATALOGUE[channel].params if p.required}
+    admitted = admit_connect(conn(channel, params=params), [], True, True, frozenset()) is not None
+    assert admitted is (CATALOGUE[channel].permission is None)
 
 
 @pytest.mark.parametrize(("request_body", "expected"), [
