@@ -128,18 +128,25 @@ class Redactor:
         return text
 
 
+# A token is a few dozen characters; a file (or stdin) far larger is no token file (/dev/zero, a log)
+# and is not read to its end.
+MAX_TOKEN_FILE = 64 * 1024
+
+
 def read_token_file(path: str, stdin_text: str | None = None) -> str:
     """Read a token from a file (``-`` = stdin), trailing newline stripped."""
     if path == "-":
-        text = stdin_text if stdin_text is not None else sys.stdin.read()
+        text = stdin_text if stdin_text is not None else sys.stdin.read(MAX_TOKEN_FILE + 1)
     else:
         try:
             with open(os.path.expanduser(path), encoding="utf-8") as handle:
-                text = handle.read()
+                text = handle.read(MAX_TOKEN_FILE + 1)
         except OSError as exc:
             raise UsageError(f"cannot read token file {path}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise UsageError(f"token file {path} is not UTF-8 text") from None
+    if len(text) > MAX_TOKEN_FILE:
+        raise UsageError(f"token file {path} is larger than {MAX_TOKEN_FILE // 1024} KB: it should hold only the token")
     token = text.strip()
     if not token:
         raise UsageError(f"token file {path} is empty")

@@ -103,15 +103,25 @@ def permission_warnings(config: Config) -> list[str]:
     return []
 
 
+# A config is a few profiles: one far larger is not a config (/dev/zero, a log) and is not read to its end.
+MAX_CONFIG = 1 << 20
+
+
+def too_large(path: str) -> str:
+    return f"config file {path} is larger than {MAX_CONFIG >> 20} MB: it is not an mkstream config"
+
+
 def load_config(path: str) -> Config:
     """Read and check a config file; raises UsageError naming the file (and line) for any fault."""
     import tomllib
 
     try:
         with open(os.path.expanduser(path), "rb") as handle:
-            raw = handle.read()
+            raw = handle.read(MAX_CONFIG + 1)
     except OSError as exc:
         raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG:
+        raise UsageError(too_large(path))
     try:
         text = raw.decode("utf-8")
         data = tomllib.loads(text)

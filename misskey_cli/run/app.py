@@ -24,7 +24,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from misskey_cli.errors import ExitCode, MkstreamError, SourceEnded, UsageError
-from misskey_cli.net.endpoint import Redactor, Target, loose_permissions, read_token_file
+from misskey_cli.net.endpoint import MAX_TOKEN_FILE, Redactor, Target, loose_permissions, read_token_file
 from misskey_cli.net.transport import effective_proxy
 from misskey_cli.output.notices import Notices, StatusLine
 from misskey_cli.run.settings import NoticeSettings, OutputSettings, Request, ServerSettings, StreamSettings
@@ -156,7 +156,7 @@ def resolve_token(server: ServerSettings, env: Environment, notices: Notices) ->
             text = ""
         return read_token_file("-", text.splitlines()[0] if text else "")
     try:
-        text = env.stdin.readline()
+        text = env.stdin.readline(MAX_TOKEN_FILE + 1)
     except (OSError, ValueError) as exc:
         raise UsageError(f"--token-file -: cannot read standard input: {exc}") from None
     return read_token_file("-", text)

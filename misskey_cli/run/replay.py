@@ -229,14 +229,14 @@ def _replay(settings: ReplaySettings, env: Environment, notices: Notices, stack:
     stack.callback(close_inputs, inputs)
     recorder = stack.enter_context(Recorder.open(out.record)) if out.record else None
     writer, status = open_writer(out, settings.notices, env, notices, stack, to_terminal)
-    reader = Reader(inputs, notices.warn, make=Received, relayed=True)
+    signals = stack.enter_context(signal_handling())
+    reader = Reader(inputs, notices.warn, make=Received, relayed=True, wake=(signals.fd, signals.check))
     replay = ReplaySource(reader.batches(), settings.speed,
                           Selection(settings.connection_ids, settings.since, settings.until), notices.warn)
     source: Any = replay
     if recorder is not None:
         source = RecordingSource(replay, recorder, host=lambda: replay.host, clock=lambda: replay.recorded_now,
                                  one_by_one=settings.limits.count is not None)
-    signals = stack.enter_context(signal_handling())
     stream = Stream(source, renderer, writer, settings.limits, notices, watch=[signals.fd], status=status,
                     on_wake=signals.check, decode=decode_relayed)
     code = _until_end(stream, source, (), notices)

@@ -554,6 +554,8 @@ class Stream:
 
     # ----- stdin commands -----------------------------------------------------------------------
 
+    MAX_COMMAND_LINE = 64 * 1024
+
     def _read_stdin(self) -> bool:
         """Apply whole lines from stdin; False at end of input (the stream goes on)."""
         assert self.stdin_fd is not None
@@ -572,6 +574,11 @@ class Stream:
         *lines, self._stdin_buffer = self._stdin_buffer.split(b"\n")
         for line in lines:
             self._apply_line(line.decode("utf-8", "replace"))
+        if len(self._stdin_buffer) > self.MAX_COMMAND_LINE:  # not commands (/dev/zero, a binary file)
+            self._stdin_buffer = b""
+            self.notices.warn(f"stdin: a line longer than {self.MAX_COMMAND_LINE // 1024} KB is no command; "
+                              "no more live commands")
+            return False
         return True
 
     def _apply_line(self, line: str) -> None:

@@ -1,0 +1,85 @@
+"""What a hostile new user still broke (issue 23): each case through the real CLI.
+
+Unbounded input, arguments and files that crashed, a full device, the terminal, and wording.
+None may end in a traceback, exit 1, a spin or memory without bound.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+import pytest
+from helpers import SAFETY, finish, spawn
+
+from misskey_cli.errors import ExitCode
+
+FRAME = '{"type":"channel","body":{"id":"x","type":"note","body":{"id":"n1","text":"hello"}}}'
+
+
+def host(sim):
+    return ("--host", f"http://{sim.host_port}")
+
+
+def no_traceback(err: str) -> None:
+    assert "Traceback" not in err and "unexpected" not in err, err
+
+
+# ----- item 6: unbounded input ----------------------------------------------------------------
+
+
+def test_replay_of_input_without_newlines_is_refused_with_exit_2():
+    code, _, err = finish(spawn("replay", "/dev/zero"), timeout=60)
+    assert code == ExitCode.USAGE, err
+    assert "/dev/zero: line 1 is longer than 256 MB: not a recording or NDJSON frames" in err
+    no_traceback(err)
+
+
+def test_replay_from_a_silent_pipe_ends_on_sigterm():
+    proc = spawn("replay", "-", "--format", "raw", stdin=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(FRAME.encode() + b"\n" + b'{"type":"chan')  # then half a line, and silence
+    proc.stdin.flush()
+    assert proc.stdout.readline().decode().strip() == FRAME  # the run is in its loop: the handlers are set
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)  # stdin still open: the pipe stays silent, no end of input
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    code, _, err = finish(proc, timeout=20)
+    assert code == ExitCode.SIGTERM, err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("connect", "localTimeline", "--host", "h.example", "--token-file", "/dev/zero"),
+     "token file /dev/zero is larger than 64 KB: it should hold only the token"),
+    (("connect", "localTimeline", "--config", "/dev/zero"),
+     "config file /dev/zero is larger than 1 MB: it is not an mkstream config"),
+    (("profiles", "--config", "/dev/zero"), "config file /dev/zero is larger than 1 MB"),
+    (("logout", "--config", "/dev/zero", "--profile", "x"), "config file /dev/zero is larger than 1 MB"),
+])
+def test_endless_token_and_config_files_are_refused_with_exit_2(args, message):
+    code, _, err = finish(spawn(*args), timeout=30)
+    assert code == ExitCode.USAGE, err
+    assert message in err
+    no_traceback(err)
+
+
+def test_an_endless_token_on_stdin_is_refused_with_exit_2():
+    with open("/dev/zero", "rb") as zero:
+        code, _, err = finish(spawn("connect", "localTimeline", "--host", "h.example", "--token-file", "-",
+                                    stdin=zero.fileno()), timeout=30)
+    assert code == ExitCode.USAGE, err
+    assert "token file - is larger than 64 KB" in err
+
+
+def test_stdin_commands_without_newlines_stop_the_commands_not_the_stream(sim):
+    with open("/dev/zero", "rb") as zero:
+        proc = spawn("connect", "localTimeline", *host(sim), "--stdin", "--jq", ".body.body.text", "-r", "-n", "1",
+                     *SAFETY, stdin=zero.fileno())
+    sim.wait_for_subscription("localTimeline")
+    sim.post_note(text="still streaming")
+    code, out, err = finish(proc, timeout=60)
+    assert code == 0, err
+    assert out == "still streaming\n"
+    assert "stdin: a line longer than 64 KB is no command; no more live commands" in err
