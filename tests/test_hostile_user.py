@@ -83,3 +83,77 @@ def test_stdin_commands_without_newlines_stop_the_commands_not_the_stream(sim):
     assert code == 0, err
     assert out == "still streaming\n"
     assert "stdin: a line longer than 64 KB is no command; no more live commands" in err
+
+
+# ----- item 7: a host that is no URL ----------------------------------------------------------
+
+UNCLOSED = "http://[::1"
+BRACKETS = "bad host 'http://[::1': an IPv6 address goes in brackets, like http://[::1]:3000"
+
+
+def config_with_host(tmp_path, value):
+    path = tmp_path / "config.toml"
+    path.write_text(f'[profiles.p]\nhost = "{value}"\n', encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("where", ["option", "environment", "config", "doctor", "login", "proxy"])
+def test_an_unclosed_ipv6_bracket_is_a_usage_error_everywhere(tmp_path, where):
+    env = {}
+    message = BRACKETS
+    if where == "option":
+        args = ("connect", "localTimeline", "--host", UNCLOSED)
+    elif where == "environment":
+        args, env = ("connect", "localTimeline"), {"MISSKEY_HOST": UNCLOSED}
+    elif where == "config":
+        args = ("connect", "localTimeline", "--config", config_with_host(tmp_path, UNCLOSED), "--profile", "p")
+    elif where == "doctor":
+        args = ("doctor", "--host", UNCLOSED)
+    elif where == "login":
+        args = ("login", UNCLOSED, "--config", str(tmp_path / "new.toml"))
+    else:
+        args = ("connect", "localTimeline", "--host", "h.example", "--proxy", "http://u:SECRET@[::1")
+        message = "bad proxy 'http://u:***@[::1': an IPv6 address goes in brackets"
+    code, _, err = finish(spawn(*args, env=env), timeout=30)
+    assert code == ExitCode.USAGE, err
+    assert message in err
+    assert "SECRET" not in err
+    no_traceback(err)
+
+
+HOSTILE_LOCATIONS = ["http://[\x1b]52;c;aGk=\x07", "http://evil.example\x1b[2J/", "http://[::1"]
+
+
+@pytest.mark.parametrize("location", HOSTILE_LOCATIONS)
+def test_a_redirect_to_no_url_is_reported_escaped(location):
+    from hostile import RawServer
+
+    def redirect(conn, index):
+        server.read_head(conn)
+        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: " + location.encode("latin-1") + b"\r\nContent-Length: 0\r\n\r\n")
+        server.hold(conn)
+
+    with RawServer(redirect) as server:
+        code, _, err = finish(spawn("connect", "localTimeline", "--host", f"http://{server.host_port}", *SAFETY))
+    assert code == ExitCode.CONNECT_FAILED, err
+    assert "\x1b" not in err and "\x07" not in err
+    assert "Invalid IPv6 URL" not in err
+    assert "(a redirect) to a Location that is no URL: http://" in err
+    no_traceback(err)
+
+
+@pytest.mark.parametrize("location", HOSTILE_LOCATIONS)
+def test_doctor_reports_a_redirect_to_no_url_escaped(location):
+    from hostile import RawServer
+
+    def redirect(conn, index):
+        server.read_head(conn)
+        conn.sendall(b"HTTP/1.1 302 Found\r\nLocation: " + location.encode("latin-1") + b"\r\nContent-Length: 0\r\n\r\n")
+        server.hold(conn, read=False)
+
+    with RawServer(redirect) as server:
+        code, out, err = finish(spawn("doctor", "--host", f"http://{server.host_port}"))
+    assert code == ExitCode.CONNECT_FAILED, err
+    assert "\x1b" not in out + err and "\x07" not in out + err
+    assert "redirected to" in out + err
+    no_traceback(err)

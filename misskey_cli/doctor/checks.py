@@ -355,9 +355,12 @@ class Doctor:
         where = f"GET {scheme}://{self.endpoint.netloc}{path}"
         details = {"status": status, "ms": round(took, 1)}
         if 300 <= status < 400:
-            target = urlsplit(headers.get("location", ""))
-            goes = f"{target.scheme}://{target.netloc}" if target.netloc else "another page of the same server"
-            fix = f"use --host {escape_controls(goes)}" if target.netloc else "check the host's scheme and path"
+            try:
+                target = urlsplit(headers.get("location", ""))
+                goes = f"{target.scheme}://{target.netloc}" if target.netloc else "another page of the same server"
+                fix = f"use --host {escape_controls(goes)}" if target.netloc else "check the host's scheme and path"
+            except ValueError:  # an unclosed "["
+                goes, fix = "a Location that is no URL", "check the host's scheme and path"
             raise self.fail("http", title, f"{where}: HTTP {status}, redirected to {escape_controls(goes)}", fix,
                             ExitCode.CONNECT_FAILED, **details)
         if status >= 500:

@@ -52,7 +52,11 @@ def parse_host(text: str) -> Endpoint:
         raise UsageError("no host given: use --host misskey.example (or set MISSKEY_HOST), or --demo")
     if "://" not in raw:
         raw = "wss://" + raw
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError:  # an unclosed "[": urlsplit's "Invalid IPv6 URL"
+        raise UsageError(f"bad host {_without_password(text)!r}: an IPv6 address goes in brackets, "
+                         "like http://[::1]:3000") from None
     scheme = {"https": "wss", "wss": "wss", "http": "ws", "ws": "ws"}.get(parts.scheme.lower())
     if scheme is None:
         raise UsageError(f"bad host {text!r}: the scheme must be https, wss, http or ws")
@@ -186,11 +190,14 @@ def _without_password(url: str) -> str:
 
 def parse_proxy(url: str) -> Proxy:
     """``http://[user:pw@]host:port`` (or socks5://...); errors never echo the password."""
-    parts = urlsplit(url if "://" in url else "http://" + url)
+    shown = _without_password(url)
+    try:
+        parts = urlsplit(url if "://" in url else "http://" + url)
+    except ValueError:  # an unclosed "["
+        raise UsageError(f"bad proxy {shown!r}: an IPv6 address goes in brackets, like http://[::1]:8080") from None
     kinds = {"http": "http", "https": "http", "socks4": "socks4", "socks4a": "socks4a",
              "socks5": "socks5", "socks5h": "socks5h"}
     kind = kinds.get(parts.scheme.lower())
-    shown = _without_password(url)
     try:
         hostname = parts.hostname
         port = parts.port

@@ -65,6 +65,7 @@ from misskey_cli.core.events import (
     Received,
     Reconnected,
 )
+from misskey_cli.core.safetext import escape_controls
 from misskey_cli.errors import (
     ConnectFailed,
     ConnectionLost,
@@ -575,7 +576,11 @@ class Session:
             location = head.headers.get("location")
             if not location:
                 raise Failed(f"the server answered HTTP {head.status} (a redirect) without a Location", permanent=True)
-            where = wsframes.redirect_target(location, self.target.endpoint.url)
+            try:
+                where = wsframes.redirect_target(location, self.target.endpoint.url)
+            except ValueError:
+                raise Failed(f"the server answered HTTP {head.status} (a redirect) to a Location that is no URL: "
+                             f"{escape_controls(location[:200])}", permanent=True) from None
             raise Failed(f"the server redirects to {where}: use --host {where} if you trust it", permanent=True)
         raise Refused(head.status)
 
