@@ -157,3 +157,18 @@ def test_doctor_reports_a_redirect_to_no_url_escaped(location):
     assert "\x1b" not in out + err and "\x07" not in out + err
     assert "redirected to" in out + err
     no_traceback(err)
+
+
+# ----- item 8: a config nested without end ----------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["[" * 1000 + "]" * 1000, "{a=" * 1000 + "1" + "}" * 1000])
+@pytest.mark.parametrize("command", [("connect", "localTimeline"), ("profiles",), ("logout", "--profile", "p")])
+def test_a_config_nested_a_thousand_deep_is_a_config_error(tmp_path, value, command):
+    path = tmp_path / "config.toml"
+    path.write_text(f'[profiles.p]\nhost = "h.example"\nx = {value}\n', encoding="utf-8")
+    code, _, err = finish(spawn(*command, "--config", str(path)), timeout=30)
+    assert code == ExitCode.USAGE, err
+    assert f"config file {path}: values nested too deeply" in err
+    assert path.read_text(encoding="utf-8").endswith(value + "\n")  # left as it was
+    no_traceback(err)

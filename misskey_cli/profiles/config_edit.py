@@ -28,7 +28,7 @@ from tomlkit.items import Comment, Table, Trivia, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
 from misskey_cli.errors import UsageError
-from misskey_cli.profiles.config_file import MAX_CONFIG, too_large
+from misskey_cli.profiles.config_file import MAX_CONFIG, too_deep, too_large
 
 NEW_FILE_HEADER = (
     "mkstream config: pick a profile with --profile NAME (or MKSTREAM_PROFILE);",
@@ -65,6 +65,8 @@ class ConfigEdit:
             return cls(path, tomlkit.parse(text), existed=True)
         except ParseError as exc:
             raise UsageError(f"config file {path}, line {exc.line}: bad TOML (column {exc.col})") from None
+        except RecursionError:  # tomlkit parses nested arrays and tables by recursion
+            raise UsageError(too_deep(path)) from None
 
     # -- reading ----------------------------------------------------------------------------
 

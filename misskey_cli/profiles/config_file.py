@@ -111,6 +111,10 @@ def too_large(path: str) -> str:
     return f"config file {path} is larger than {MAX_CONFIG >> 20} MB: it is not an mkstream config"
 
 
+def too_deep(path: str) -> str:
+    return f"config file {path}: values nested too deeply (an mkstream config nests two tables deep)"
+
+
 def load_config(path: str) -> Config:
     """Read and check a config file; raises UsageError naming the file (and line) for any fault."""
     import tomllib
@@ -129,6 +133,8 @@ def load_config(path: str) -> Config:
         raise UsageError(f"config file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(_toml_error(path, str(exc), len(text.splitlines()) or 1)) from None
+    except RecursionError:  # tomllib parses nested arrays and tables by recursion
+        raise UsageError(too_deep(path)) from None
     return parse_config(path, data, text)
 
 
