@@ -172,3 +172,35 @@ def test_a_config_nested_a_thousand_deep_is_a_config_error(tmp_path, value, comm
     assert f"config file {path}: values nested too deeply" in err
     assert path.read_text(encoding="utf-8").endswith(value + "\n")  # left as it was
     no_traceback(err)
+
+
+# ----- item 9: a pace that overflows ----------------------------------------------------------
+
+
+def far_apart_recording(tmp_path):
+    path = tmp_path / "far.ndjson"
+    path.write_text('{"t":1,"frame":{"type":"a"}}\n{"t":99999999999,"frame":{"type":"b"}}\n', encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("speed", ["1e-300", "0", "-1", "nan", "1e-7"])
+@pytest.mark.parametrize("command", ["replay", "serve"])
+def test_a_speed_too_slow_is_refused_when_parsed(tmp_path, speed, command):
+    path = far_apart_recording(tmp_path)
+    args = ("replay", path) if command == "replay" else ("serve", "--replay", path, "--port", "0")
+    code, out, err = finish(spawn(*args, "--speed", speed), timeout=30)
+    assert code == ExitCode.USAGE, err
+    assert "is out of range: give a factor from 1e-06 to 1e+06" in err
+    assert out == ""
+
+
+@pytest.mark.parametrize("speed", ["1e-6", "1"])
+def test_a_gap_of_centuries_waits_instead_of_overflowing(tmp_path, speed):
+    proc = spawn("replay", far_apart_recording(tmp_path), "--speed", speed, "--format", "raw")
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b'{"type":"a"}\n'  # then a wait of 3,000 years (or 3 billion)
+    proc.send_signal(signal.SIGTERM)
+    code, out, err = finish(proc, timeout=30)
+    assert code == ExitCode.SIGTERM, err
+    assert out == ""
+    no_traceback(err)

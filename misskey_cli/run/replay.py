@@ -200,7 +200,9 @@ class ReplaySource:
         due = anchor_mono + (items[pos][2] - anchor_t) / speed
         if due > now:
             wake = due if deadline is None else min(due, deadline)
-            ready, _, _ = select.select(watch, [], [], max(0.0, wake - now))
+            # At most an hour at a time: select refuses a timeout past a few centuries, and a slow
+            # --speed over a recording's times (up to 1e11 s apart) asks for more.
+            ready, _, _ = select.select(watch, [], [], min(max(0.0, wake - now), 3600.0))
             return Readable(ready[0]) if ready else None
         end = pos + 1
         limit = anchor_t + (now - anchor_mono) * speed  # every frame recorded by then is due
