@@ -204,3 +204,20 @@ def test_a_gap_of_centuries_waits_instead_of_overflowing(tmp_path, speed):
     assert code == ExitCode.SIGTERM, err
     assert out == ""
     no_traceback(err)
+
+
+# ----- item 10: stdout on a full device -------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [
+    ("--help",), ("--version",), ("connect", "--help"), ("channels",), ("channels", "localTimeline"),
+    ("completion", "bash"), ("doctor", "--host", "http://127.0.0.1:9"), ("profiles", "--config", "CONFIG"),
+])
+def test_stdout_on_a_full_device_is_one_error_line(tmp_path, args):
+    config = tmp_path / "config.toml"
+    config.write_text('[profiles.p]\nhost = "h.example"\n', encoding="utf-8")
+    args = tuple(str(config) if arg == "CONFIG" else arg for arg in args)
+    with open("/dev/full", "wb") as full:
+        code, _, err = finish(spawn(*args, stdout=full.fileno()), timeout=30)
+    assert code == ExitCode.RUNTIME_ERROR, err
+    assert err == "mkstream: error: cannot write to stdout: No space left on device\n"
