@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 
 import pytest
 from helpers import SAFETY, finish, spawn
@@ -221,3 +222,41 @@ def test_stdout_on_a_full_device_is_one_error_line(tmp_path, args):
         code, _, err = finish(spawn(*args, stdout=full.fileno()), timeout=30)
     assert code == ExitCode.RUNTIME_ERROR, err
     assert err == "mkstream: error: cannot write to stdout: No space left on device\n"
+
+
+# ----- item 11: stderr on a full device -------------------------------------------------------
+
+
+def loose_config(tmp_path):
+    path = tmp_path / "config.toml"
+    path.write_text('[profiles.p]\nhost = "h.example"\ntoken = "abc"\n', encoding="utf-8")
+    path.chmod(0o644)  # a warning before the run: the config holds a token and others can read it
+    return str(path)
+
+
+@pytest.mark.parametrize("extra", [(), ("--stats", "-v")])
+def test_notices_that_cannot_be_written_are_dropped_and_the_records_flow(tmp_path, extra):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.Popen([sys.executable, "-m", "misskey_cli", "connect", "localTimeline", "--config",
+                                 loose_config(tmp_path), "--demo", "-n", "3", "--jq", ".type", "-r", *extra, *SAFETY],
+                                stdout=subprocess.PIPE, stderr=full, stdin=subprocess.DEVNULL)
+        code, out, _ = finish(proc, timeout=60)
+    assert code == 0
+    assert out == "channel\n" * 3
+
+
+def test_doctor_with_a_full_stderr_still_reports(tmp_path):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.Popen([sys.executable, "-m", "misskey_cli", "doctor", "--config", loose_config(tmp_path),
+                                 "--demo"], stdout=subprocess.PIPE, stderr=full, stdin=subprocess.DEVNULL)
+        code, out, _ = finish(proc, timeout=60)
+    assert code == 0
+    assert out.endswith("all checks passed\n") or "all checks passed (" in out
+
+
+def test_a_usage_error_with_a_full_stderr_keeps_its_exit_status():
+    with open("/dev/full", "w") as full:
+        proc = subprocess.Popen([sys.executable, "-m", "misskey_cli", "connect", "localTimeline", "--bogus"],
+                                stdout=subprocess.PIPE, stderr=full, stdin=subprocess.DEVNULL)
+        code, _, _ = finish(proc, timeout=60)
+    assert code == ExitCode.USAGE
