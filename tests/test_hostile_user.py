@@ -6,6 +6,7 @@ None may end in a traceback, exit 1, a spin or memory without bound.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -260,3 +261,33 @@ def test_a_usage_error_with_a_full_stderr_keeps_its_exit_status():
                                 stdout=subprocess.PIPE, stderr=full, stdin=subprocess.DEVNULL)
         code, _, _ = finish(proc, timeout=60)
     assert code == ExitCode.USAGE
+
+
+# ----- item 3: a replay that reads its own output ---------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["record", "record-hard-link", "output", "stdin-record", "stdout-append"])
+def test_a_replay_never_writes_to_the_file_it_reads(tmp_path, how):
+    source = tmp_path / "r.ndjson"
+    content = '{"t":1,"frame":{"type":"a"}}\n{"t":2,"frame":{"type":"b"}}\n'
+    source.write_text(content, encoding="utf-8")
+    link = tmp_path / "link.ndjson"
+    os.link(source, link)
+    limit = ("--duration", "2")  # before the fix this run would never end
+    stdin, stdout = None, None
+    with open(source, "rb") as reading, open(source, "ab") as appending:
+        if how == "record":
+            args, what = ("replay", str(source), "--record", str(source)), f"--record {source}"
+        elif how == "record-hard-link":
+            args, what = ("replay", str(source), "--record", str(link)), f"--record {link}"
+        elif how == "output":
+            args, what = ("replay", str(source), "-o", str(link)), f"-o {link}"
+        elif how == "stdin-record":
+            args, what, stdin = ("replay", "-", "--record", str(source)), f"--record {source}", reading.fileno()
+        else:
+            args, what, stdout = ("replay", str(link)), "standard output", appending.fileno()
+        proc = spawn(*args, *limit, stdin=stdin, stdout=stdout) if stdin or stdout else spawn(*args, *limit)
+        code, _, err = finish(proc, timeout=30)
+    assert code == ExitCode.USAGE, err
+    assert f"{what} is the same file as the input" in err and "would read its own output without end" in err
+    assert source.read_text(encoding="utf-8") == content
