@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import SAFETY, finish, spawn
+from helpers import SAFETY, finish, run_cli, spawn
 
 from misskey_cli.errors import ExitCode
 
@@ -291,3 +291,43 @@ def test_a_replay_never_writes_to_the_file_it_reads(tmp_path, how):
     assert code == ExitCode.USAGE, err
     assert f"{what} is the same file as the input" in err and "would read its own output without end" in err
     assert source.read_text(encoding="utf-8") == content
+
+
+# ----- item 4: one token file per profile -----------------------------------------------------
+
+
+def test_profiles_whose_names_clean_alike_get_their_own_token_files(sim, tmp_path):
+    import tomllib
+
+    from test_login import config_path, env_for, login
+
+    xdg = tmp_path / "xdg"
+    first, first_token = login(sim, xdg, "--profile", "a/b")
+    second, second_token = login(sim, xdg, "--profile", "a_b", username="alice")
+    assert first.exit_code == second.exit_code == 0, first.stderr + second.stderr
+    config = config_path(xdg)
+    profiles = tomllib.loads(config.read_text())["profiles"]
+    files = {name: config.parent / profiles[name]["token_file"] for name in ("a/b", "a_b")}
+    assert files["a/b"] != files["a_b"]
+    assert files["a/b"].read_text() == first_token + "\n" and files["a_b"].read_text() == second_token + "\n"
+
+    out = run_cli("logout", "--profile", "a/b", env=env_for(xdg))
+    assert out.exit_code == 0, out.stderr
+    assert not files["a/b"].exists()
+    assert files["a_b"].read_text() == second_token + "\n"  # the other profile still logs in
+
+
+def test_logout_leaves_a_token_file_another_profile_still_uses(tmp_path):
+    config = tmp_path / "config.toml"
+    token = tmp_path / "a_b.token"
+    token.write_text("shared\n", encoding="utf-8")
+    token.chmod(0o600)
+    config.write_text('[profiles."a/b"]\nhost = "h.example"\ntoken_file = "a_b.token"\n'
+                      '[profiles.a_b]\nhost = "h.example"\ntoken_file = "a_b.token"\n', encoding="utf-8")
+    config.chmod(0o600)
+    result = run_cli("logout", "--profile", "a/b", "--config", str(config))
+    assert result.exit_code == 0, result.stderr
+    assert f"token file {token} is also the token file of profile a_b: left in place" in result.stderr
+    assert token.read_text(encoding="utf-8") == "shared\n"
+    profiles = run_cli("profiles", "--config", str(config))
+    assert profiles.exit_code == 0 and "a_b" in profiles.stdout and "a/b" not in profiles.stdout
