@@ -331,3 +331,52 @@ def test_logout_leaves_a_token_file_another_profile_still_uses(tmp_path):
     assert token.read_text(encoding="utf-8") == "shared\n"
     profiles = run_cli("profiles", "--config", str(config))
     assert profiles.exit_code == 0 and "a_b" in profiles.stdout and "a/b" not in profiles.stdout
+
+
+# ----- item 5: a full disk keeps every whole record that fits ---------------------------------
+
+FILE_LIMIT = 20_000
+
+
+def replay_into(tmp_path, name, limit, *output):
+    """A replay hands the writer one buffer per 1 MB of input: 2,000 records, one write crossing the limit."""
+    import json
+    import resource
+
+    source = tmp_path / "r.ndjson"
+    if not source.exists():
+        with open(source, "w", encoding="utf-8") as out:
+            for n in range(2000):
+                frame = {"type": "channel", "body": {"id": "x", "type": "note", "body": {"n": n}}}
+                out.write(json.dumps({"t": 1 + n / 1000, "frame": frame}, separators=(",", ":")) + "\n")
+    log = tmp_path / name
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.Popen([sys.executable, "-m", "misskey_cli", "replay", str(source), "-o", str(log), "--stats",
+                             *output], stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            preexec_fn=small_disk if limit else None)
+    code, _, err = finish(proc, timeout=60)
+    assert code == (ExitCode.RUNTIME_ERROR if limit else 0), err
+    if limit:
+        assert f"cannot write to {log}: File too large" in err
+    records = int(err.split("records written ")[1].split(";")[0])
+    return log.read_bytes(), records
+
+
+@pytest.mark.parametrize("output", [(), ("--jq", ".body"), ("--format", "line"), ("--timestamps",)])
+def test_a_full_disk_keeps_every_whole_record_that_fits(tmp_path, output):
+    full, _ = replay_into(tmp_path, "all", 0, *output)
+    content, records = replay_into(tmp_path, "cut", FILE_LIMIT, *output)
+    assert len(full) > FILE_LIMIT
+    assert content == full[:full.rfind(b"\n", 0, FILE_LIMIT) + 1]  # the longest run of whole lines that fits
+    assert records == content.count(b"\n") > 0
+
+
+def test_a_full_disk_cuts_pretty_records_whole(tmp_path):
+    full, _ = replay_into(tmp_path, "all", 0, "--pretty", "--color", "never")
+    content, records = replay_into(tmp_path, "cut", FILE_LIMIT, "--pretty", "--color", "never")
+    assert full.startswith(content)
+    assert content.count(b"\n}\n") == records  # no record cut in half (several lines each: none kept here)
