@@ -380,3 +380,71 @@ def test_a_full_disk_cuts_pretty_records_whole(tmp_path):
     content, records = replay_into(tmp_path, "cut", FILE_LIMIT, "--pretty", "--color", "never")
     assert full.startswith(content)
     assert content.count(b"\n}\n") == records  # no record cut in half (several lines each: none kept here)
+
+
+# ----- item 13: raw and NDJSON to a terminal --------------------------------------------------
+
+OSC52 = "\x1b]52;c;aGk=\x07\x1b[2Jcleared"
+BIDI = "a\u202eb\u2066c\u0085d\x7f"
+
+
+def hostile_recording(tmp_path):
+    import json
+
+    path = tmp_path / "hostile.ndjson"
+    note = {"type": "channel", "body": {"id": "x", "type": "note", "body": {"id": "n1", "text": BIDI}}}
+    path.write_text(json.dumps({"t": 1, "text": OSC52}) + "\n" + json.dumps({"t": 2, "frame": note}) + "\n",
+                    encoding="utf-8")
+    return str(path)
+
+
+def on_a_terminal(*args):
+    """mkstream's stdout on a pseudo-terminal: everything it drew, as bytes."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "misskey_cli", *args], stdout=slave, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    os.close(slave)
+    seen = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 30)
+        assert ready, seen
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the child closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    return seen
+
+
+@pytest.mark.parametrize("fmt", ["raw", "ndjson"])
+def test_raw_and_ndjson_to_a_terminal_escape_control_characters(tmp_path, fmt):
+    seen = on_a_terminal("replay", hostile_recording(tmp_path), "--format", fmt)
+    for raw in ("\x1b", "\x07", "\u202e", "\u2066", "\u0085", "\x7f"):
+        assert raw.encode("utf-8") not in seen, (raw, seen)
+    if fmt == "raw":  # shown as escape_controls shows them: the frame need not be JSON
+        assert b"\\x1b]52;c;aGk=\\x07\\x1b[2Jcleared" in seen
+        assert b"a\\u202eb\\u2066c\\x85d\\x7f" in seen
+    else:  # the same JSON, with \u escapes
+        assert b"a\\u202eb\\u2066c\\u0085d\\u007f" in seen
+
+
+def test_raw_to_a_terminal_with_unsafe_raw_is_byte_for_byte(tmp_path):
+    seen = on_a_terminal("replay", hostile_recording(tmp_path), "--format", "raw", "--unsafe-raw")
+    assert OSC52.encode() in seen
+
+
+@pytest.mark.parametrize("fmt", ["raw", "ndjson"])
+def test_raw_and_ndjson_into_a_pipe_stay_as_received(tmp_path, fmt):
+    code, out, err = finish(spawn("replay", hostile_recording(tmp_path), "--format", fmt), timeout=30)
+    assert code == 0, err
+    if fmt == "raw":
+        assert out.splitlines()[0] == OSC52
+    assert BIDI in out

@@ -42,8 +42,11 @@ class OutputOptions:
     args: dict[str, Any] = field(default_factory=dict)
     raw_output: bool = False
     timestamps: bool = False
-    # -r strings to a terminal: control characters from server text are shown escaped.
+    # -r strings and --format raw frames to a terminal: control characters from server text are
+    # shown escaped (unless --unsafe-raw).
     escape_raw_strings: bool = False
+    # Records go to a terminal: NDJSON writes DEL, C1 and bidi controls as \u escapes (the same JSON).
+    terminal: bool = False
     width: int | None = None  # line format: the columns to fit (None: no cut)
     show_cw: bool = False  # line format: show the text behind a content warning
     note_context: NoteContext | None = None  # line format: the notes and users behind noteUpdated events
@@ -249,7 +252,7 @@ class Renderer:
             self.encode: Callable[[Any], bytes] = (make_colourer(options.style, options.truecolor)
                                                    if options.color else _pretty)
         else:
-            self.encode = jsoncodec.dumps_line
+            self.encode = _ndjson_for_terminal if options.terminal else jsoncodec.dumps_line
         if options.format == "line":  # every line record needs its receive time: encode is not used for it
             from misskey_cli.output.lineformat import LineFormatter
             from misskey_cli.output.relayline import RelayLines
@@ -275,8 +278,16 @@ class Renderer:
             self.program.close()
 
     def verbatim(self, data: bytes) -> list[bytes]:
-        """Records for a frame as received, decoded or not: the frame itself in a verbatim format."""
-        return [data + b"\n"] if self.format.verbatim else []
+        """Records for a frame as received, decoded or not: the frame itself in a verbatim format.
+
+        To a terminal its control characters (and bytes that are not UTF-8) are shown escaped:
+        a server's frame must not clear the screen or set the clipboard.
+        """
+        if not self.format.verbatim:
+            return []
+        if self.options.escape_raw_strings:
+            return [escape_controls(data.decode("utf-8", "backslashreplace")).encode("utf-8") + b"\n"]
+        return [data + b"\n"]
 
     def render(self, frame: Any, received_at: float, data: bytes = b"", clean: bool = True) -> list[bytes]:
         """Every record of one decoded frame (``records``, collected)."""
@@ -350,6 +361,10 @@ class Renderer:
     def _line(self, value: Any, received_at: float) -> bytes:
         assert self.line is not None
         return self.line(value, received_at).encode("utf-8", "replace") + b"\n"
+
+
+def _ndjson_for_terminal(value: Any) -> bytes:
+    return escape_json_text(jsoncodec.dumps_line(value).decode("utf-8")).encode("utf-8")
 
 
 def _pretty(value: Any) -> bytes:

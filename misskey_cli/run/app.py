@@ -308,8 +308,8 @@ def make_renderer(out: OutputSettings, env: Environment, note_context: NoteConte
     renderer = Renderer(OutputOptions(
         fmt.name, decide_color(out.color, to_terminal, env.environ), decide_truecolor(env.environ), out.style,
         out.filters, dict(out.jq_args), out.raw_output, out.timestamps,
-        escape_raw_strings=to_terminal and not out.unsafe_raw, width=width, show_cw=out.show_cw,
-        note_context=note_context, relayed=relayed))
+        escape_raw_strings=to_terminal and not out.unsafe_raw, terminal=to_terminal, width=width,
+        show_cw=out.show_cw, note_context=note_context, relayed=relayed))
     return renderer, to_terminal
 
 
