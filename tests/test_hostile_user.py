@@ -448,3 +448,86 @@ def test_raw_and_ndjson_into_a_pipe_stay_as_received(tmp_path, fmt):
     if fmt == "raw":
         assert out.splitlines()[0] == OSC52
     assert BIDI in out
+
+
+# ----- item 12: the window size follows SIGWINCH ----------------------------------------------
+
+
+def set_size(fd, columns, rows=24):
+    import fcntl
+    import struct
+    import termios
+
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+
+
+def test_the_line_format_follows_a_window_resize():
+    import json
+    import pty
+    import select
+    import termios
+    import tty
+
+    master, slave = pty.openpty()
+    tty.setraw(slave, termios.TCSANOW)  # no \r added: the lines as mkstream writes them
+    set_size(slave, 40)
+    proc = subprocess.Popen([sys.executable, "-m", "misskey_cli", "replay", "-", "--format", "line", "--color", "never"],
+                            stdin=subprocess.PIPE, stdout=slave, stderr=subprocess.PIPE)
+    os.close(slave)
+    assert proc.stdin is not None
+    seen = b""
+
+    def next_line(n):
+        nonlocal seen
+        frame = {"type": "channel", "body": {"id": "x", "type": "note",
+                                             "body": {"id": f"n{n}", "text": f"{n} " + "wide " * 60}}}
+        proc.stdin.write(json.dumps(frame).encode() + b"\n")
+        proc.stdin.flush()
+        while b"\n" not in seen:
+            assert select.select([master], [], [], 30)[0], seen
+            seen += os.read(master, 65536)
+        line, _, seen = seen.partition(b"\n")
+        return line.decode()
+
+    from misskey_cli.output.cells import display_width
+
+    assert display_width(next_line(0)) == 40
+    set_size(master, 100)
+    proc.send_signal(signal.SIGWINCH)
+    widths = [display_width(next_line(n)) for n in range(1, 20)]
+    assert widths[-1] == 100, widths
+    assert widths == sorted(widths) and set(widths) <= {40, 100}  # at once, at the loop's next safe point
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0
+    os.close(master)
+
+
+def test_the_status_line_follows_a_window_resize():
+    import pty
+    import re
+    import select
+
+    master, slave = pty.openpty()
+    set_size(slave, 40)
+    proc = subprocess.Popen([sys.executable, "-m", "misskey_cli", "replay", "-"], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    assert proc.stdin is not None
+    seen = ""
+
+    def until(pattern):
+        nonlocal seen
+        while not re.search(pattern, seen):
+            ready, _, _ = select.select([master], [], [], 30)
+            assert ready, seen
+            seen += os.read(master, 65536).decode("utf-8", "replace")
+
+    proc.stdin.write(FRAME.encode() + b"\n")
+    proc.stdin.flush()
+    until(r"\r\x1b\[Kmkstream: [^\r]{29}(?=\r|$)")  # cut to 39 columns
+    set_size(master, 120)
+    proc.send_signal(signal.SIGWINCH)
+    until(r"\r\x1b\[Kmkstream: [^\r]* \| 0 reconnects \| \d+ B")  # the whole line fits now
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0
+    os.close(master)

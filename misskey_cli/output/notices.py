@@ -115,6 +115,14 @@ class StatusLine:
         self._rate_mark = (self.started, 0)
         self.rate = 0.0
 
+    def resize(self, width: int) -> None:
+        """The terminal was resized: cleared and drawn again at the new width."""
+        self.width = max(20, width - 1)
+        if self._drawn:
+            self.clear()
+            self._last = -1e9
+            self.tick()
+
     def set_state(self, state: str) -> None:
         self.state = state
         self._last = -1e9

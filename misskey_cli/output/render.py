@@ -17,7 +17,7 @@ import sys
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from misskey_cli.core import jsoncodec
 from misskey_cli.core.choices import DEFAULT_STYLE
@@ -28,6 +28,10 @@ from misskey_cli.errors import UsageError
 from misskey_cli.output.jqfast import check_output, compile_fast, frame_is_exact
 from misskey_cli.output.jqworker import JqError, JqProcess, compile_error
 from misskey_cli.output.notecontext import NoteContext
+
+if TYPE_CHECKING:
+    from misskey_cli.output.lineformat import LineFormatter
+    from misskey_cli.output.relayline import RelayLines
 
 
 @dataclass(frozen=True)
@@ -248,6 +252,7 @@ class Renderer:
         self._woken: Callable[[int], None] | None = None
         self._idle: Callable[[], None] | None = None
         self.line: Callable[[Any, float], str] | None = None
+        self.formatter: LineFormatter | RelayLines | None = None  # the line format's, which a resize refits
         if options.format == "pretty":
             self.encode: Callable[[Any], bytes] = (make_colourer(options.style, options.truecolor)
                                                    if options.color else _pretty)
@@ -258,8 +263,9 @@ class Renderer:
             from misskey_cli.output.relayline import RelayLines
 
             lines = RelayLines if options.relayed else LineFormatter
-            self.line = lines(width=options.width, color=options.color, show_cw=options.show_cw,
-                              timestamps=options.timestamps, context=options.note_context).format
+            self.formatter = lines(width=options.width, color=options.color, show_cw=options.show_cw,
+                                   timestamps=options.timestamps, context=options.note_context)
+            self.line = self.formatter.format
         self.ndjson = self.encode is jsoncodec.dumps_line and self.line is None
         self.plain = (self.program is None and not options.timestamps and not self.format.verbatim
                       and self.line is None)

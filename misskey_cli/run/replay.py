@@ -30,6 +30,7 @@ from misskey_cli.run.app import (
     Environment,
     _drain_and_report,
     _until_end,
+    follow_window,
     guarded,
     make_notices,
     make_renderer,
@@ -259,6 +260,7 @@ def _replay(settings: ReplaySettings, env: Environment, notices: Notices, stack:
     recorder = stack.enter_context(Recorder.open(out.record)) if out.record else None
     writer, status = open_writer(out, settings.notices, env, notices, stack, to_terminal)
     signals = stack.enter_context(signal_handling())
+    follow_window(signals, renderer, status, out, env, to_terminal)
     reader = Reader(inputs, notices.warn, make=Received, relayed=True, wake=(signals.fd, signals.check))
     replay = ReplaySource(reader.batches(), settings.speed,
                           Selection(settings.connection_ids, settings.since, settings.until), notices.warn)
