@@ -531,3 +531,18 @@ def test_the_status_line_follows_a_window_resize():
     proc.stdin.close()
     assert proc.wait(timeout=30) == 0
     os.close(master)
+
+
+# ----- item 14: doctor --json keeps each check's status ----------------------------------------
+
+
+def test_doctor_json_status_is_the_checks_and_the_http_status_is_its_own_key(sim):
+    import json
+
+    result = run_cli("doctor", "--json", *host(sim))
+    assert result.exit_code == 0, result.stderr
+    checks = json.loads(result.stdout)["checks"]
+    assert {c["status"] for c in checks} <= {"ok", "warn", "skip"}  # the README's select(.status != "ok") works
+    [http] = [c for c in checks if c["check"] == "http"]
+    assert http["status"] == "ok" and http["http_status"] == 200
+

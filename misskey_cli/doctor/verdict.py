@@ -37,7 +37,7 @@ class Check:
             out["fix"] = self.fix
         if self.status == FAIL:
             out["exit_code"] = self.exit_code
-        out.update(self.details)
+        out.update((key, value) for key, value in self.details.items() if key not in out)  # "status" is the check's
         return out
 
 
