@@ -546,3 +546,32 @@ def test_doctor_json_status_is_the_checks_and_the_http_status_is_its_own_key(sim
     [http] = [c for c in checks if c["check"] == "http"]
     assert http["status"] == "ok" and http["http_status"] == 200
 
+
+
+# ----- item 15: serve --replay --loop warns once ----------------------------------------------
+
+
+def test_serve_loop_says_a_recordings_warnings_once(tmp_path):
+    import re
+
+    from test_serve import LTL, note, record
+
+    path = tmp_path / "served.ndjson"
+    record(path, [(note("localTimeline", f"n{n}"), False) for n in range(2)], (LTL,))
+    with open(path, "a", encoding="utf-8") as out:
+        out.write("this line is not JSON\n")
+    server = spawn("serve", "--replay", str(path), "--loop", "--port", "0")
+    assert server.stderr is not None
+    banner = server.stderr.readline().decode()
+    match = re.search(r"--host (http://\S+)\)", banner)
+    assert match, banner
+    try:
+        code, out, err = finish(spawn("connect", "localTimeline", "--host", match[1], "-n", "40", "--jq",
+                                      ".body.body.text", "-r", *SAFETY), timeout=60)
+        assert code == 0, err
+        assert out.split() == ["n0", "n1"] * 20  # 20 rounds of the recording
+    finally:
+        server.send_signal(signal.SIGTERM)
+        _, _, rest = finish(server, timeout=30)
+    warnings = [line for line in rest.splitlines() if "not JSON" in line]
+    assert len(warnings) == 1, rest[:2000]

@@ -69,7 +69,11 @@ class Playback:
     # -- observing (any thread) ----------------------------------------------------------------
 
     def warn(self, message: str) -> None:
+        """A warning about the recording (a bad line), said once: every round of a --loop reads
+        the same file and would say it again."""
         with self._cond:
+            if message in self.warnings:
+                return
             self.warnings.append(message)
         if self._warn is not None:
             self._warn(message)
