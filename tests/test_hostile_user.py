@@ -575,3 +575,124 @@ def test_serve_loop_says_a_recordings_warnings_once(tmp_path):
         _, _, rest = finish(server, timeout=30)
     warnings = [line for line in rest.splitlines() if "not JSON" in line]
     assert len(warnings) == 1, rest[:2000]
+
+
+# ----- item 16: wording -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["option", "environment", "config", "no-scheme", "bad-port"])
+def test_a_password_in_the_host_is_never_echoed(tmp_path, where):
+    env = {}
+    if where == "option":
+        args = ("--host", "http://user:SECRET@h.example")
+    elif where == "environment":
+        args, env = (), {"MISSKEY_HOST": "http://user:SECRET@h.example"}
+    elif where == "config":
+        args = ("--config", config_with_host(tmp_path, "http://user:SECRET@h.example"), "--profile", "p")
+    elif where == "no-scheme":
+        args = ("--host", "user:SECRET@h.example")
+    else:
+        args = ("--host", "http://user:SECRET@h.example:99999")
+    result = run_cli("connect", "localTimeline", *args, env=env)
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    assert "SECRET" not in result.stderr
+    assert "user:***@h.example" in result.stderr
+
+
+def test_an_idle_timeout_during_a_slow_handshake_names_the_idle_timeout():
+    from hostile import RawServer
+
+    def silent(conn, index):
+        server.read_head(conn)
+        server.hold(conn)
+
+    with RawServer(silent) as server:
+        result = run_cli("connect", "localTimeline", "--host", f"http://{server.host_port}", "--idle-timeout", "0.5",
+                         "--connect-timeout", "60", *SAFETY)
+    assert result.exit_code == ExitCode.CONNECT_FAILED, result.stderr
+    assert f"could not connect to ws://{server.host_port}/streaming within --idle-timeout 0.5s" in result.stderr
+    assert "time limit" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["nan", "-1", "inf"])
+def test_a_bad_duration_does_not_promise_zero(value):
+    result = run_cli("connect", "localTimeline", "--demo", "--duration", value)
+    assert result.exit_code == ExitCode.USAGE
+    assert "zero or more" not in result.stderr and "is not a duration" in result.stderr
+
+
+def test_an_anonymous_unacknowledged_local_timeline_does_not_blame_a_list():
+    from hostile import RawServer
+
+    def never_acks(conn, index):
+        server.upgrade(conn)
+        server.hold(conn)
+
+    with RawServer(never_acks) as server:
+        result = run_cli("connect", "localTimeline", "--host", f"http://{server.host_port}", "--require-ack",
+                         "--ack-timeout", "0.3", *SAFETY)
+    assert result.exit_code == ExitCode.NOT_ACKNOWLEDGED, result.stderr
+    assert "list/antenna/room" not in result.stderr and "not yours" not in result.stderr
+    assert "turned this channel off for visitors without a token" in result.stderr
+
+
+def test_an_unacknowledged_list_names_the_list():
+    from hostile import RawServer
+
+    def never_acks(conn, index):
+        server.upgrade(conn)
+        server.hold(conn)
+
+    with RawServer(never_acks) as server:
+        result = run_cli("connect", "userList?listId=nope", "--host", f"http://{server.host_port}", "--token", "t",
+                         "--require-ack", "--ack-timeout", "0.3", *SAFETY)
+    assert result.exit_code == ExitCode.NOT_ACKNOWLEDGED, result.stderr
+    assert "the list may not exist or not be open to you" in result.stderr
+
+
+def test_stdin_disconnect_is_confirmed(sim):
+    proc = spawn("connect", "localTimeline", "--stdin", *host(sim), *SAFETY, stdin=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stderr is not None
+    sim.wait_for_subscription("localTimeline")
+    proc.stdin.write(b"disconnect localTimeline\n")
+    proc.stdin.flush()
+    line = proc.stderr.readline().decode()
+    assert line == "mkstream: disconnected localTimeline (id localTimeline)\n"
+    proc.send_signal(signal.SIGTERM)
+    code, _, err = finish(proc, timeout=30)
+    assert code == ExitCode.SIGTERM, err
+
+
+def test_the_status_line_counts_reconnects_once_they_happen_and_counts_the_wait_down(sim):
+    import pty
+    import re
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "misskey_cli", "connect", "localTimeline", *host(sim),
+                             "--reconnect-delay", "3", *SAFETY], stdout=subprocess.DEVNULL, stderr=slave,
+                            stdin=subprocess.DEVNULL)
+    os.close(slave)
+    seen = ""
+
+    def until(pattern):
+        nonlocal seen
+        while not (found := re.search(pattern, seen)):
+            ready, _, _ = select.select([master], [], [], 30)
+            assert ready, seen[-2000:]
+            seen += os.read(master, 65536).decode("utf-8", "replace")
+        seen = seen[found.end():]
+        return found
+
+    until(r"mkstream: connected \|")
+    sim.drop_all()
+    first = until(r"mkstream: reconnecting in (\d+)s \|[^\r]*\| (\d+) reconnects")
+    assert first[2] == "0"  # lost, not yet reconnected
+    later = until(r"mkstream: reconnecting in (\d+)s \|")
+    while later[1] == first[1]:
+        later = until(r"mkstream: reconnecting in (\d+)s \|")
+    assert int(later[1]) < int(first[1])  # the wait counts down
+    until(r"mkstream: connected \|[^\r]*\| 1 reconnects")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == ExitCode.SIGTERM
+    os.close(master)

@@ -77,7 +77,10 @@ def profile_defaults(ctx: click.Context) -> dict[str, Any]:
         try:
             param.type.convert(value, param, ctx)
         except click.BadParameter as exc:
-            raise UsageError(f"{config.where(profile, key)}: {key} = {value!r}: {exc.message}") from None
+            from misskey_cli.net.endpoint import without_password
+
+            shown = without_password(value) if isinstance(value, str) else value  # a host's, a proxy's
+            raise UsageError(f"{config.where(profile, key)}: {key} = {shown!r}: {exc.message}") from None
         defaults[str(param.name)] = value
     return defaults
 

@@ -340,7 +340,13 @@ def unacked_reason(channel_name: str, others: list[str], logged_in: bool) -> str
         return "it needs a token (none was given)"
     if channel.moderator_only:
         return "it needs a moderator's token"
-    return "the token may lack the permission, or the list/antenna/room is not yours"
+    owned = [p.name.removesuffix("Id") for p in channel.params if p.required and p.name.endswith("Id")]
+    if owned:  # listId, antennaId, roomId, otherId, ...: a thing the token must be allowed to see
+        thing = "user" if owned[0] == "other" else owned[0]
+        return f"the {thing} may not exist or not be open to you, or the token may lack the permission"
+    if logged_in:
+        return "the token may lack the permission, or the server has turned this channel off"
+    return "the server may have turned this channel off for visitors without a token (a role policy)"
 
 
 def check_param_json(channel_name: str, key: str, value: Any) -> Any:

@@ -415,6 +415,7 @@ class Session:
         if self._down is not None:
             lost_at, epoch, cause = self._down
             self._down = None
+            self.counters.reconnects += 1  # counted once it happened, not when the socket was lost
             return Reconnected(epoch, time.monotonic() - lost_at, cause, tuple(self.captures))
         return None
 
@@ -693,7 +694,6 @@ class Session:
         if self._down is None:
             heard = time.time() - (now - self._last_heard)
             self._down = (now, heard, reason)
-        self.counters.reconnects += 1
         self._state(f"reconnecting in {delay:.1f}s")
         self._info(f"connection lost: {reason}; reconnecting in {delay:.1f}s")
 
