@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import SAFETY, finish, run_cli, spawn
+from helpers import SAFETY, finish, in_background, join_ok, run_cli, spawn
 
 from misskey_cli.errors import ExitCode
 
@@ -696,3 +696,29 @@ def test_the_status_line_counts_reconnects_once_they_happen_and_counts_the_wait_
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == ExitCode.SIGTERM
     os.close(master)
+
+
+@pytest.mark.parametrize("program", ['"bye\\n" | halt_error', "halt_error(5)", "if .type == \"x\" then halt_error end"])
+def test_halt_error_is_refused_not_ignored(sim, program):
+    result = run_cli("connect", "localTimeline", *host(sim), "--jq", program, *SAFETY)
+    assert result.exit_code == ExitCode.USAGE, result.stderr
+    assert "halt_error would end jq, which mkstream runs once per frame: use error(...)" in result.stderr
+    assert sim.sockets_opened == 0
+
+
+@pytest.mark.parametrize("program", [".halt_error", '"halt_error"', "{halt_error: 1}", "$__loc__ | .halt_error"])
+def test_a_key_named_halt_error_is_no_halt_error(sim, program):
+    sim_feeder = in_background(lambda: (sim.wait_for_subscription("localTimeline"), sim.post_note(text="x")))
+    result = run_cli("connect", "localTimeline", *host(sim), "--jq", program, "-n", "1", *SAFETY)
+    join_ok(sim_feeder)
+    assert result.exit_code == 0, result.stderr
+
+
+def test_jq_input_without_a_next_input_says_so(sim):
+    feeder = in_background(lambda: (sim.wait_for_subscription("localTimeline"), sim.post_note(text="x")))
+    result = run_cli("connect", "localTimeline", *host(sim), "--jq", "input", "--idle-timeout", "1", *SAFETY)
+    join_ok(feeder)
+    assert result.exit_code == 0, result.stderr
+    assert "jq error, frame skipped: input/inputs: there is no next input (mkstream gives jq one frame at a time)" \
+        in result.stderr
+    assert "jq error, frame skipped: break" not in result.stderr

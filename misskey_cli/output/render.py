@@ -114,10 +114,18 @@ def compile_filters(filters: tuple[str, ...], args: dict[str, Any]) -> str:
         if not f.strip():
             raise UsageError("empty --jq filter: use '.' for the whole frame")
         _check(f, args)
+        if _HALT_ERROR.search(_STRINGS.sub('""', f)):
+            # The jq library ends the frame's output on halt_error and drops its message and status.
+            raise UsageError(f"bad --jq filter {f!r}: halt_error would end jq, which mkstream runs once per frame: "
+                             "use error(...) to skip a frame with a message")
     program = program_text(filters)
     if len(filters) > 1:
         _check(program, args)
     return program
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_HALT_ERROR = re.compile(r"(?<![.$\w])halt_error\b(?!\s*:)")  # not .halt_error, $halt_error, {halt_error: 1}
 
 
 def program_text(filters: tuple[str, ...]) -> str:
@@ -341,7 +349,10 @@ class Renderer:
             for record in results:
                 yield self._encode_jq(record, received_at)
         except JqError as exc:
-            raise JqRuntimeError(str(exc).splitlines()[0] if str(exc) else "jq error") from None
+            message = str(exc).splitlines()[0] if str(exc) else "jq error"
+            if message == "break":  # what the jq library says when input/inputs find no next input
+                message = "input/inputs: there is no next input (mkstream gives jq one frame at a time)"
+            raise JqRuntimeError(message) from None
         finally:
             results.close()
 
