@@ -52,6 +52,34 @@ def test_replay_from_a_silent_pipe_ends_on_sigterm():
     assert code == ExitCode.SIGTERM, err
 
 
+def test_serve_replay_of_input_without_newlines_warns_and_serves_on():
+    import re
+
+    server = spawn("serve", "--replay", "/dev/zero", "--port", "0")
+    assert server.stderr is not None
+    try:
+        host_url = re.search(r"--host (http://\S+)\)", server.stderr.readline().decode())[1]
+        client = spawn("connect", "localTimeline", "--host", host_url, "--idle-timeout", "1", *SAFETY)
+        seen = b""
+        while b"is longer than" not in seen or not seen.endswith(b"\n"):  # a hang fails, within 30 s
+            import select
+
+            assert select.select([server.stderr], [], [], 30)[0], seen.decode()
+            chunk = os.read(server.stderr.fileno(), 65536)
+            assert chunk, "serve ended without the warning"
+            seen += chunk
+        line = next(line for line in seen.decode().splitlines(keepends=True) if "is longer than" in line)
+        assert line == ("mkstream: warning: /dev/zero: line 1 is longer than 256 MB: not a recording or NDJSON "
+                        "frames; the rest is not served\n")
+        code, _, err = finish(client, timeout=60)
+        assert code == 0, err  # the server is still up and answering
+        assert server.poll() is None
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, _, rest = finish(server, timeout=30)
+    no_traceback(rest)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("connect", "localTimeline", "--host", "h.example", "--token-file", "/dev/zero"),
      "token file /dev/zero is larger than 64 KB: it should hold only the token"),
