@@ -452,9 +452,11 @@ def on_a_terminal(*args):
     return seen
 
 
-@pytest.mark.parametrize("fmt", ["raw", "ndjson"])
+@pytest.mark.parametrize("fmt", ["raw", "ndjson", "jq", "jq-fast"])
 def test_raw_and_ndjson_to_a_terminal_escape_control_characters(tmp_path, fmt):
-    seen = on_a_terminal("replay", hostile_recording(tmp_path), "--format", fmt)
+    # jq's own answer (a filter jqfast leaves to jq) and jqfast's are both NDJSON here.
+    output = {"jq": ("--ndjson", "--jq", "[.body.body.text] | first"), "jq-fast": ("--ndjson", "--jq", ".body")}
+    seen = on_a_terminal("replay", hostile_recording(tmp_path), *output.get(fmt, ("--format", fmt)))
     for raw in ("\x1b", "\x07", "\u202e", "\u2066", "\u0085", "\x7f"):
         assert raw.encode("utf-8") not in seen, (raw, seen)
     if fmt == "raw":  # shown as escape_controls shows them: the frame need not be JSON
@@ -750,3 +752,10 @@ def test_jq_input_without_a_next_input_says_so(sim):
     assert "jq error, frame skipped: input/inputs: there is no next input (mkstream gives jq one frame at a time)" \
         in result.stderr
     assert "jq error, frame skipped: break" not in result.stderr
+
+
+def test_jq_ndjson_to_a_terminal_is_what_jq_answers_escaped(tmp_path):
+    path = tmp_path / "numbers.ndjson"
+    path.write_text('{"type":"x","body":{"n":100000000000000000001,"f":1.10,"t":"a\\u202eb"}}\n', encoding="utf-8")
+    seen = on_a_terminal("replay", str(path), "--ndjson", "--jq", "[.body.n, .body.f, 3.0, .body.t]")
+    assert b'[100000000000000000001,1.10,3.0,"a\\u202eb"]' in seen  # jq's own text, as in a pipe

@@ -274,7 +274,7 @@ class Renderer:
             self.formatter = lines(width=options.width, color=options.color, show_cw=options.show_cw,
                                    timestamps=options.timestamps, context=options.note_context)
             self.line = self.formatter.format
-        self.ndjson = self.encode is jsoncodec.dumps_line and self.line is None
+        self.ndjson = self.encode in (jsoncodec.dumps_line, _ndjson_for_terminal) and self.line is None
         self.plain = (self.program is None and not options.timestamps and not self.format.verbatim
                       and self.line is None)
         self.line_record = self._line if self.line is not None and self.program is None else None
@@ -324,7 +324,7 @@ class Renderer:
         if self.program is None:
             if not clean:
                 if self.ndjson and data:
-                    return [as_sent(with_ts(data, stamp) if stamp is not None else data)]
+                    return [self._terminal_safe(as_sent(with_ts(data, stamp) if stamp is not None else data))]
                 frame = finite(frame)
             return [self._line(frame, received_at) if self.line is not None else self.encode(frame)]
         if self.fast is not None and clean and frame_is_exact(data):
@@ -361,7 +361,7 @@ class Renderer:
         if self.options.raw_output and record[:1] == b'"':
             return self._encode_result(jsoncodec.loads(record)[0], received_at)
         if self.ndjson:
-            return record + b"\n"
+            return self._terminal_safe(record + b"\n")
         return self._encode_result(parse_jq_text(record), received_at)
 
     def _encode_result(self, value: Any, received_at: float) -> bytes:
@@ -372,8 +372,14 @@ class Renderer:
         if self.line is not None:
             return self._line(value, received_at)
         if self.ndjson:
-            return encode_like_jq(value)
+            return self._terminal_safe(encode_like_jq(value))
         return self.encode(value)
+
+    def _terminal_safe(self, record: bytes) -> bytes:
+        """NDJSON to a terminal: DEL, C1 and bidi controls as \\u escapes (the same JSON), else as it is."""
+        if not self.options.terminal:
+            return record
+        return escape_json_text(record.decode("utf-8", "backslashreplace")).encode("utf-8")
 
     def _line(self, value: Any, received_at: float) -> bytes:
         assert self.line is not None
