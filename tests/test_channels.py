@@ -156,10 +156,12 @@ def test_app_token_may_connect(name, granted, may):
 @pytest.mark.parametrize(("name", "words"), [
     ("chatUser", "may lack the permission read:chat,"),
     ("antenna", "may lack the permission read:account,"),
-    ("channel", "may lack the permission, or"),  # it needs none: only the id can be wrong
+    ("channel", "the channel may not exist or not be open to you"),  # it needs none: only the id can be wrong
 ])
 def test_the_unacked_reason_names_the_permission(name, words):
-    assert words in unacked_reason(name, [], logged_in=True)
+    reason = unacked_reason(name, [], logged_in=True)
+    assert words in reason
+    assert ("permission" in reason) is (name != "channel")  # a channel that needs none is never blamed on one
 
 
 def test_the_protocol_documents_app_token_column_is_the_catalogues():

@@ -354,7 +354,7 @@ def judged(channel, acked, others=(), **ctx):
     ("chatUser", False, (), {}, FAIL, "read:chat"),
     ("chatRoom", False, (), {}, FAIL, "--permission read:chat --force"),
     ("admin", False, (), {"moderator": True}, FAIL, "read:admin:stream"),
-    ("channel", False, (), {}, FAIL, "the list/antenna/room id is yours"),  # needs no permission
+    ("channel", False, (), {}, FAIL, "check that channelId is right and open to you"),  # needs no permission
     ("bubbleTimeline", True, (), {"server": SHARKEY}, OK, "a channel of this fork"),
     ("bubbleTimeline", False, (), {"server": SHARKEY}, FAIL, "Sharkey 2025.4.2 is known to have it"),
     ("noSuchChannel", False, (), {}, FAIL, "does not know this channel"),

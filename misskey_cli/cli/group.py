@@ -6,9 +6,12 @@ The commands (``commands.py``) are loaded when one is needed, so ``mkstream --he
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import sys
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -100,8 +103,28 @@ class MkstreamGroup(click.Group):
             fail(exc.format_message(), ExitCode.USAGE, hint)
         except click.ClickException as exc:
             fail(exc.format_message(), exc.exit_code)
+        except OSError as exc:
+            if exc.errno not in WRITE_ERRORS:
+                raise
+            stdout_failed(exc)
         sys.exit(code if isinstance(code, int) else 0)
 
+
+
+# What writing the help, a listing or a report can meet (a full disk, a quota, a dead device): the
+# commands that read files turn their errors into usage errors before this, and the streaming
+# commands report their own output errors.
+WRITE_ERRORS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def stdout_failed(exc: OSError) -> NoReturn:
+    """One line, as the streaming commands say it, and exit 1. What is still buffered for stdout is
+    dropped, so the interpreter's last flush does not fail again with a traceback."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    fail(f"cannot write to stdout: {exc.strerror or exc}", ExitCode.RUNTIME_ERROR)
 
 
 @click.group(cls=MkstreamGroup, context_settings=CONTEXT_SETTINGS, epilog="""\b

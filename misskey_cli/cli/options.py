@@ -77,7 +77,10 @@ def profile_defaults(ctx: click.Context) -> dict[str, Any]:
         try:
             param.type.convert(value, param, ctx)
         except click.BadParameter as exc:
-            raise UsageError(f"{config.where(profile, key)}: {key} = {value!r}: {exc.message}") from None
+            from misskey_cli.net.endpoint import without_password
+
+            shown = without_password(value) if isinstance(value, str) else value  # a host's, a proxy's
+            raise UsageError(f"{config.where(profile, key)}: {key} = {shown!r}: {exc.message}") from None
         defaults[str(param.name)] = value
     return defaults
 
@@ -179,7 +182,8 @@ def output_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("-r", "--raw-output", is_flag=True,
                      help="Write jq string results without quotes (to a terminal, control characters escaped)."),
         click.option("--unsafe-raw", is_flag=True,
-                     help="With -r on a terminal, write strings byte for byte, control characters and all."),
+                     help="With -r or --format raw on a terminal, write strings and frames byte for byte, "
+                          "control characters and all."),
         click.option("--timestamps/--no-timestamps", help='Add "ts" (receive time, RFC 3339 UTC) as the first key.'),
         click.option("-o", "--output", metavar="FILE", type=OutputPathType(),
                      help="Append records to FILE instead of stdout ('-' = stdout); a new file is made 0600."),

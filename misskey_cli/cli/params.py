@@ -223,18 +223,19 @@ class RecordPathType(click.Path):
 
 
 class SpeedType(click.ParamType):
-    """``--speed X``: a finite factor above 0 (1 = the recorded pace, 10 = ten times faster)."""
+    """``--speed X``: a factor from MIN to MAX (1 = the recorded pace, 10 = ten times faster)."""
 
     name = "x"
     MAX = 1e6
+    MIN = 1e-6  # a second of the recording is then 11.6 days: slower is a typo, not a pace
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
         try:
             speed = float(value)
         except (TypeError, ValueError):
             self.fail(f"{value!r} is not a number", param, ctx)
-        if not 0 < speed <= self.MAX:  # NaN fails too
-            self.fail(f"{value!r} is out of range: give a factor above 0 and at most {self.MAX:g}", param, ctx)
+        if not self.MIN <= speed <= self.MAX:  # NaN fails too
+            self.fail(f"{value!r} is out of range: give a factor from {self.MIN:g} to {self.MAX:g}", param, ctx)
         return speed
 
 

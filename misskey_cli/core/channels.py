@@ -330,7 +330,6 @@ def check_send(channel_name: str, message_type: str, force: bool,
     return []
 
 
-
 def unacked_reason(channel_name: str, others: list[str], logged_in: bool) -> str:
     """The likely reason a server silently refused a connect (docs/protocol.md §3.1).
 
@@ -347,8 +346,16 @@ def unacked_reason(channel_name: str, others: list[str], logged_in: bool) -> str
         return "it needs a token (none was given)"
     if channel.moderator_only:
         return "it needs a moderator's token"
-    need = f" {channel.permission}" if channel.permission else ""
-    return f"the token may lack the permission{need}, or the list/antenna/room is not yours"
+    lacks = f"the token may lack the permission {channel.permission}" if channel.permission else None
+    owned = [p.name.removesuffix("Id") for p in channel.params if p.required and p.name.endswith("Id")]
+    if owned:  # listId, antennaId, roomId, otherId, ...: a thing the token must be allowed to see
+        thing = "user" if owned[0] == "other" else owned[0]
+        hidden = f"the {thing} may not exist or not be open to you"
+        return f"{lacks}, or {hidden}" if lacks else hidden
+    if logged_in:
+        off = "the server has turned this channel off"
+        return f"{lacks}, or {off}" if lacks else f"{off} (a role policy)"
+    return "the server may have turned this channel off for visitors without a token (a role policy)"
 
 
 def channel_permission(channel_name: str) -> str | None:

@@ -72,7 +72,7 @@ def parse_duration(text: str) -> float:
         if pos != len(raw) or not raw:
             raise ValueError(f"{text!r} is not a duration: use e.g. 30s, 5m, 1h, 1h30m, 500ms or seconds") from None
     if math.isnan(seconds) or seconds < 0 or math.isinf(seconds):
-        raise ValueError(f"{text!r} is not a duration: it must be a finite number of seconds, zero or more")
+        raise ValueError(f"{text!r} is not a duration: it must be a finite number of seconds, not negative")
     return seconds
 
 

@@ -253,7 +253,7 @@ class Doctor:
                    else "the proxy does not let this host and port through: ask its admin, or set no_proxy")
             raise self.fail("tunnel", title, f"the proxy answered CONNECT {target} with HTTP {status} "
                             f"{escape_controls(exc.status_text)}", fix, ExitCode.CONNECT_FAILED,
-                            status=status) from None
+                            http_status=status) from None
         except (OSError, Failed) as exc:
             raise self.fail("tunnel", title, f"the proxy did not answer CONNECT {target}: "
                             f"{describe_network_error(exc)}", "is it an HTTP proxy?", ExitCode.CONNECT_FAILED) from None
@@ -353,11 +353,14 @@ class Doctor:
             with contextlib.suppress(TypeError, ValueError, IndexError, OverflowError):
                 self.date = (parsedate_to_datetime(date).timestamp(), received)
         where = f"GET {scheme}://{self.endpoint.netloc}{path}"
-        details = {"status": status, "ms": round(took, 1)}
+        details = {"http_status": status, "ms": round(took, 1)}
         if 300 <= status < 400:
-            target = urlsplit(headers.get("location", ""))
-            goes = f"{target.scheme}://{target.netloc}" if target.netloc else "another page of the same server"
-            fix = f"use --host {escape_controls(goes)}" if target.netloc else "check the host's scheme and path"
+            try:
+                target = urlsplit(headers.get("location", ""))
+                goes = f"{target.scheme}://{target.netloc}" if target.netloc else "another page of the same server"
+                fix = f"use --host {escape_controls(goes)}" if target.netloc else "check the host's scheme and path"
+            except ValueError:  # an unclosed "["
+                goes, fix = "a Location that is no URL", "check the host's scheme and path"
             raise self.fail("http", title, f"{where}: HTTP {status}, redirected to {escape_controls(goes)}", fix,
                             ExitCode.CONNECT_FAILED, **details)
         if status >= 500:
@@ -557,10 +560,10 @@ class Doctor:
             if self.username:
                 found += " although the API accepts it: it lacks read:account"
             return self.fail("stream", title, found, f"get one with read:account: {login}", ExitCode.TOKEN_REJECTED,
-                             status=401)
+                             http_status=401)
         if isinstance(exc, Forbidden):
             return self.fail("stream", title, "HTTP 403: the account is suspended", "ask the server's moderators",
-                             ExitCode.FORBIDDEN, status=403)
+                             ExitCode.FORBIDDEN, http_status=403)
         status_match = re.search(r"answered HTTP (\d{3})", exc.message)
         if status_match:
             status = int(status_match.group(1))
@@ -575,7 +578,7 @@ class Doctor:
             }.get(status, (f"the server did not switch to WebSocket (expected 101) at {target.display_url()}",
                            None))
             return self.fail("stream", title, f"HTTP {status} instead of 101: {meaning[0]}", meaning[1],
-                             ExitCode.CONNECT_FAILED, status=status)
+                             ExitCode.CONNECT_FAILED, http_status=status)
         return self.fail("stream", title, exc.message, None, exc.exit_code)
 
     def channel_checks(self, connections: tuple[ConnectionRequest, ...], ids: list[str], missing: set[str]) -> None:

@@ -36,7 +36,7 @@ class Check:
             out["fix"] = self.fix
         if self.status == FAIL:
             out["exit_code"] = self.exit_code
-        out.update(self.details)
+        out.update((key, value) for key, value in self.details.items() if key not in out)  # "status" is the check's
         return out
 
 
@@ -104,12 +104,17 @@ def _unacked_fix(channel: str, reason: str, ctx: ChannelContext) -> str | None:
         return f"log in: mkstream login {ctx.host} (or give --token-file FILE)"
     if "moderator" in reason:
         return f"use a moderator's token (with {channel_permission(channel)})"
+    known = CATALOGUE.get(channel)
+    owned = next((p.name for p in known.params if p.required and p.name.endswith("Id")), None) if known else None
+    check_id = f"check that {owned} is right and open to you" if owned else None
     if "may lack the permission" in reason:
         permission = channel_permission(channel)
-        if permission is None:
-            return "check that the list/antenna/room id is yours"
-        return (f"the token needs {permission}: mkstream login {ctx.host} --permission {permission} --force; "
-                "or check that the list/antenna/room id is yours")
+        fix = f"the token needs {permission}: mkstream login {ctx.host} --permission {permission} --force"
+        return f"{fix}; or {check_id}" if check_id else fix
+    if "not be open to you" in reason:
+        return check_id
+    if "turned this channel off" in reason:
+        return "ask the server's admin, or use another channel"
     if "already is" in reason:
         return "connect it once per socket"
     if "does not know" in reason:

@@ -29,6 +29,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from misskey_cli.core.safetext import escape_controls
 from misskey_cli.errors import ConnectFailed, ExitCode, MkstreamError, UsageError
 from misskey_cli.net.dial import Failed, host_port
 from misskey_cli.net.endpoint import Proxy, Redactor
@@ -190,8 +191,13 @@ class ApiClient:
                                summary=f"{what}: the server answered HTTP {status} with something that is not JSON"
                                ) from None
         if 300 <= status < 400:
-            where = urlsplit(headers.get("location", ""))
-            target = f"{where.scheme}://{where.netloc}" if where.netloc else "another page of the same server"
+            try:
+                where = urlsplit(headers.get("location", ""))
+                target = f"{where.scheme}://{where.netloc}" if where.netloc else "another page of the same server"
+            except ValueError:  # an unclosed "["
+                target = "a Location that is no URL"
+            if not target.isprintable():  # server text never drives the terminal
+                target = escape_controls(target)
             raise ApiError(status, None, f"redirected to {target}",
                            summary=self._redact(f"{what}: the server redirects to {target} (not followed: "
                                                 "check the host and its scheme)"))

@@ -50,19 +50,24 @@ def parse_host(text: str) -> Endpoint:
     raw = text.strip()
     if not raw:
         raise UsageError("no host given: use --host misskey.example (or set MISSKEY_HOST), or --demo")
+    shown = without_password(text)  # a password in the host is never echoed
     if "://" not in raw:
         raw = "wss://" + raw
-    parts = urlsplit(raw)
+    try:
+        parts = urlsplit(raw)
+    except ValueError:  # an unclosed "[": urlsplit's "Invalid IPv6 URL"
+        raise UsageError(f"bad host {shown!r}: an IPv6 address goes in brackets, "
+                         "like http://[::1]:3000") from None
     scheme = {"https": "wss", "wss": "wss", "http": "ws", "ws": "ws"}.get(parts.scheme.lower())
     if scheme is None:
-        raise UsageError(f"bad host {text!r}: the scheme must be https, wss, http or ws")
+        raise UsageError(f"bad host {shown!r}: the scheme must be https, wss, http or ws")
     try:
         port = parts.port
     except ValueError:
-        raise UsageError(f"bad host {text!r}: the port is not a number from 0 to 65535") from None
+        raise UsageError(f"bad host {shown!r}: the port is not a number from 0 to 65535") from None
     hostname = parts.hostname
     if not hostname or re.search(r"[\s/@]", parts.netloc) or parts.username or parts.password:
-        raise UsageError(f"bad host {text!r}: expected a host name like misskey.example or localhost:3000")
+        raise UsageError(f"bad host {shown!r}: expected a host name like misskey.example or localhost:3000")
     netloc = f"[{hostname}]" if ":" in hostname else hostname
     if port is not None:
         netloc += f":{port}"
@@ -128,18 +133,25 @@ class Redactor:
         return text
 
 
+# A token is a few dozen characters; a file (or stdin) far larger is no token file (/dev/zero, a log)
+# and is not read to its end.
+MAX_TOKEN_FILE = 64 * 1024
+
+
 def read_token_file(path: str, stdin_text: str | None = None) -> str:
     """Read a token from a file (``-`` = stdin), trailing newline stripped."""
     if path == "-":
-        text = stdin_text if stdin_text is not None else sys.stdin.read()
+        text = stdin_text if stdin_text is not None else sys.stdin.read(MAX_TOKEN_FILE + 1)
     else:
         try:
             with open(os.path.expanduser(path), encoding="utf-8") as handle:
-                text = handle.read()
+                text = handle.read(MAX_TOKEN_FILE + 1)
         except OSError as exc:
             raise UsageError(f"cannot read token file {path}: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise UsageError(f"token file {path} is not UTF-8 text") from None
+    if len(text) > MAX_TOKEN_FILE:
+        raise UsageError(f"token file {path} is larger than {MAX_TOKEN_FILE // 1024} KB: it should hold only the token")
     token = text.strip()
     if not token:
         raise UsageError(f"token file {path} is empty")
@@ -173,17 +185,21 @@ class Proxy:
         return f"{self.kind}://{user}{self.host}:{self.port}"
 
 
-def _without_password(url: str) -> str:
-    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+def without_password(url: str) -> str:
+    """``url`` with the password of its user info shown as ``***`` (``user:pw@host``, with or without a scheme)."""
+    return re.sub(r"^(\s*(?:[A-Za-z][A-Za-z0-9+.-]*://)?[^:/@\s]*):[^@/]*@", r"\1:***@", url)
 
 
 def parse_proxy(url: str) -> Proxy:
     """``http://[user:pw@]host:port`` (or socks5://...); errors never echo the password."""
-    parts = urlsplit(url if "://" in url else "http://" + url)
+    shown = without_password(url)
+    try:
+        parts = urlsplit(url if "://" in url else "http://" + url)
+    except ValueError:  # an unclosed "["
+        raise UsageError(f"bad proxy {shown!r}: an IPv6 address goes in brackets, like http://[::1]:8080") from None
     kinds = {"http": "http", "https": "http", "socks4": "socks4", "socks4a": "socks4a",
              "socks5": "socks5", "socks5h": "socks5h"}
     kind = kinds.get(parts.scheme.lower())
-    shown = _without_password(url)
     try:
         hostname = parts.hostname
         port = parts.port

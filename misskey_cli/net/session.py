@@ -65,6 +65,7 @@ from misskey_cli.core.events import (
     Received,
     Reconnected,
 )
+from misskey_cli.core.safetext import escape_controls
 from misskey_cli.errors import (
     ConnectFailed,
     ConnectionLost,
@@ -414,6 +415,7 @@ class Session:
         if self._down is not None:
             lost_at, epoch, cause = self._down
             self._down = None
+            self.counters.reconnects += 1  # counted once it happened, not when the socket was lost
             return Reconnected(epoch, time.monotonic() - lost_at, cause, tuple(self.captures))
         return None
 
@@ -575,7 +577,11 @@ class Session:
             location = head.headers.get("location")
             if not location:
                 raise Failed(f"the server answered HTTP {head.status} (a redirect) without a Location", permanent=True)
-            where = wsframes.redirect_target(location, self.target.endpoint.url)
+            try:
+                where = wsframes.redirect_target(location, self.target.endpoint.url)
+            except ValueError:
+                raise Failed(f"the server answered HTTP {head.status} (a redirect) to a Location that is no URL: "
+                             f"{escape_controls(location[:200])}", permanent=True) from None
             raise Failed(f"the server redirects to {where}: use --host {where} if you trust it", permanent=True)
         raise Refused(head.status)
 
@@ -688,7 +694,6 @@ class Session:
         if self._down is None:
             heard = time.time() - (now - self._last_heard)
             self._down = (now, heard, reason)
-        self.counters.reconnects += 1
         self._state(f"reconnecting in {delay:.1f}s")
         self._info(f"connection lost: {reason}; reconnecting in {delay:.1f}s")
 

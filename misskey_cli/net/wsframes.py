@@ -225,9 +225,13 @@ def redirect_target(location: str, request_url: str) -> str:
 
     Relative locations are resolved against the request. The query, the fragment and any user
     info are dropped (a server may echo the token there), and so is a path of ``/streaming``,
-    which ``--host`` adds by itself.
+    which ``--host`` adds by itself. Raises ValueError for a location that is no URL, or holds
+    characters no ``--host`` does (control characters among them: it is shown on a terminal).
     """
     parts = urlsplit(urljoin(request_url, location.strip()))
     netloc = parts.netloc.rpartition("@")[2]
     path = "" if parts.path in ("", "/", "/streaming") else parts.path
-    return f"{parts.scheme}://{netloc}{path}"
+    where = f"{parts.scheme}://{netloc}{path}"
+    if not where.isprintable() or " " in where:
+        raise ValueError(where)
+    return where

@@ -119,9 +119,7 @@ class LineFormatter:
     def __init__(self, *, width: int | None, color: bool, show_cw: bool = False, timestamps: bool = False,
                  tz: tzinfo | None = None, context: NoteContext | None = None) -> None:
         self._context = context or NoteContext()  # notes and users behind noteUpdated events
-        self._width = None if width is None else max(1, width)
-        # Server strings longer than this are cut before any work on them: a line never shows more.
-        self._limit = None if width is None else 4 * max(1, width) + 64
+        self.resize(width)
         self._color = color
         self._show_cw = show_cw
         self._timestamps = timestamps
@@ -131,6 +129,12 @@ class LineFormatter:
         self._connections: dict[str, tuple[str, str]] = {}
         self._stamp_from, self._stamp_until = math.inf, -math.inf  # the second of _stamp_text (without)
         self._stamp_text = ""
+
+    def resize(self, width: int | None) -> None:
+        """Fit later lines to ``width`` columns (the terminal was resized)."""
+        self._width = None if width is None else max(1, width)
+        # Server strings longer than this are cut before any work on them: a line never shows more.
+        self._limit = None if width is None else 4 * max(1, width) + 64
 
     # -- entry ------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ On a terminal, with the records going elsewhere, a ``StatusLine`` redraws itself
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,6 +95,9 @@ class Progress:
     backfilled: int = 0
 
 
+_WAIT = re.compile(r"(.+) in (\d+(?:\.\d+)?)s")  # "retrying in 15.2s": counted down on the line
+
+
 class StatusLine:
     """One self-updating stderr line: state, uptime, records, rate, reconnects, backfill, bytes.
 
@@ -109,14 +113,26 @@ class StatusLine:
         self.clock = clock
         self.started = clock()
         self.state = "connecting"
+        self._until: tuple[str, float] | None = None  # a wait's word and when it ends, to count down
         self.progress = Progress()
         self._drawn = False
         self._last = -1e9
         self._rate_mark = (self.started, 0)
         self.rate = 0.0
 
+    def resize(self, width: int) -> None:
+        """The terminal was resized: cleared and drawn again at the new width."""
+        self.width = max(20, width - 1)
+        if self._drawn:
+            self.clear()
+            self._last = -1e9
+            self.tick()
+
     def set_state(self, state: str) -> None:
+        """``connected``, or a wait such as ``reconnecting in 15.2s``, which then counts down."""
+        wait = _WAIT.fullmatch(state)
         self.state = state
+        self._until = (wait[1], self.clock() + float(wait[2])) if wait else None
         self._last = -1e9
         self.tick()
 
@@ -134,7 +150,11 @@ class StatusLine:
     def text(self) -> str:
         p = self.progress
         up = int(self.clock() - self.started)
-        parts = [self.state, f"up {up // 3600:d}:{up // 60 % 60:02d}:{up % 60:02d}", f"{p.records} records",
+        state = self.state
+        if self._until is not None:
+            what, until = self._until
+            state = f"{what} in {max(0.0, until - self.clock()):.0f}s"
+        parts = [state, f"up {up // 3600:d}:{up // 60 % 60:02d}:{up % 60:02d}", f"{p.records} records",
                  f"{self.rate:.1f}/s", f"{p.reconnects} reconnects"]
         if p.backfilled:
             parts.append(f"{p.backfilled} backfilled")

@@ -58,6 +58,12 @@ class RelayLines:
         self.channels: dict[tuple[str, str], str] = {}  # (conn, connection id) -> channel
         self.width = width
 
+    def resize(self, width: int | None) -> None:
+        """Fit later lines to ``width`` columns (a resize): the narrower inner formatters are made again."""
+        self.width = width
+        self.plain.resize(width)
+        self.narrower.clear()
+
     def format(self, value: Any, received_at: float) -> str:
         if not is_relayed(value):
             return self.plain.format(value, received_at)

@@ -17,7 +17,7 @@ import sys
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from misskey_cli.core import jsoncodec
 from misskey_cli.core.choices import DEFAULT_STYLE
@@ -28,6 +28,10 @@ from misskey_cli.errors import UsageError
 from misskey_cli.output.jqfast import check_output, compile_fast, frame_is_exact
 from misskey_cli.output.jqworker import JqError, JqProcess, compile_error
 from misskey_cli.output.notecontext import NoteContext
+
+if TYPE_CHECKING:
+    from misskey_cli.output.lineformat import LineFormatter
+    from misskey_cli.output.relayline import RelayLines
 
 
 @dataclass(frozen=True)
@@ -42,8 +46,11 @@ class OutputOptions:
     args: dict[str, Any] = field(default_factory=dict)
     raw_output: bool = False
     timestamps: bool = False
-    # -r strings to a terminal: control characters from server text are shown escaped.
+    # -r strings and --format raw frames to a terminal: control characters from server text are
+    # shown escaped (unless --unsafe-raw).
     escape_raw_strings: bool = False
+    # Records go to a terminal: NDJSON writes DEL, C1 and bidi controls as \u escapes (the same JSON).
+    terminal: bool = False
     width: int | None = None  # line format: the columns to fit (None: no cut)
     show_cw: bool = False  # line format: show the text behind a content warning
     note_context: NoteContext | None = None  # line format: the notes and users behind noteUpdated events
@@ -107,10 +114,18 @@ def compile_filters(filters: tuple[str, ...], args: dict[str, Any]) -> str:
         if not f.strip():
             raise UsageError("empty --jq filter: use '.' for the whole frame")
         _check(f, args)
+        if _HALT_ERROR.search(_STRINGS.sub('""', f)):
+            # The jq library ends the frame's output on halt_error and drops its message and status.
+            raise UsageError(f"bad --jq filter {f!r}: halt_error would end jq, which mkstream runs once per frame: "
+                             "use error(...) to skip a frame with a message")
     program = program_text(filters)
     if len(filters) > 1:
         _check(program, args)
     return program
+
+
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_HALT_ERROR = re.compile(r"(?<![.$\w])halt_error\b(?!\s*:)")  # not .halt_error, $halt_error, {halt_error: 1}
 
 
 def program_text(filters: tuple[str, ...]) -> str:
@@ -245,19 +260,21 @@ class Renderer:
         self._woken: Callable[[int], None] | None = None
         self._idle: Callable[[], None] | None = None
         self.line: Callable[[Any, float], str] | None = None
+        self.formatter: LineFormatter | RelayLines | None = None  # the line format's, which a resize refits
         if options.format == "pretty":
             self.encode: Callable[[Any], bytes] = (make_colourer(options.style, options.truecolor)
                                                    if options.color else _pretty)
         else:
-            self.encode = jsoncodec.dumps_line
+            self.encode = _ndjson_for_terminal if options.terminal else jsoncodec.dumps_line
         if options.format == "line":  # every line record needs its receive time: encode is not used for it
             from misskey_cli.output.lineformat import LineFormatter
             from misskey_cli.output.relayline import RelayLines
 
             lines = RelayLines if options.relayed else LineFormatter
-            self.line = lines(width=options.width, color=options.color, show_cw=options.show_cw,
-                              timestamps=options.timestamps, context=options.note_context).format
-        self.ndjson = self.encode is jsoncodec.dumps_line and self.line is None
+            self.formatter = lines(width=options.width, color=options.color, show_cw=options.show_cw,
+                                   timestamps=options.timestamps, context=options.note_context)
+            self.line = self.formatter.format
+        self.ndjson = self.encode in (jsoncodec.dumps_line, _ndjson_for_terminal) and self.line is None
         self.plain = (self.program is None and not options.timestamps and not self.format.verbatim
                       and self.line is None)
         self.line_record = self._line if self.line is not None and self.program is None else None
@@ -275,8 +292,16 @@ class Renderer:
             self.program.close()
 
     def verbatim(self, data: bytes) -> list[bytes]:
-        """Records for a frame as received, decoded or not: the frame itself in a verbatim format."""
-        return [data + b"\n"] if self.format.verbatim else []
+        """Records for a frame as received, decoded or not: the frame itself in a verbatim format.
+
+        To a terminal its control characters (and bytes that are not UTF-8) are shown escaped:
+        a server's frame must not clear the screen or set the clipboard.
+        """
+        if not self.format.verbatim:
+            return []
+        if self.options.escape_raw_strings:
+            return [escape_controls(data.decode("utf-8", "backslashreplace")).encode("utf-8") + b"\n"]
+        return [data + b"\n"]
 
     def render(self, frame: Any, received_at: float, data: bytes = b"", clean: bool = True) -> list[bytes]:
         """Every record of one decoded frame (``records``, collected)."""
@@ -299,7 +324,7 @@ class Renderer:
         if self.program is None:
             if not clean:
                 if self.ndjson and data:
-                    return [as_sent(with_ts(data, stamp) if stamp is not None else data)]
+                    return [self._terminal_safe(as_sent(with_ts(data, stamp) if stamp is not None else data))]
                 frame = finite(frame)
             return [self._line(frame, received_at) if self.line is not None else self.encode(frame)]
         if self.fast is not None and clean and frame_is_exact(data):
@@ -324,7 +349,10 @@ class Renderer:
             for record in results:
                 yield self._encode_jq(record, received_at)
         except JqError as exc:
-            raise JqRuntimeError(str(exc).splitlines()[0] if str(exc) else "jq error") from None
+            message = str(exc).splitlines()[0] if str(exc) else "jq error"
+            if message == "break":  # what the jq library says when input/inputs find no next input
+                message = "input/inputs: there is no next input (mkstream gives jq one frame at a time)"
+            raise JqRuntimeError(message) from None
         finally:
             results.close()
 
@@ -333,7 +361,7 @@ class Renderer:
         if self.options.raw_output and record[:1] == b'"':
             return self._encode_result(jsoncodec.loads(record)[0], received_at)
         if self.ndjson:
-            return record + b"\n"
+            return self._terminal_safe(record + b"\n")
         return self._encode_result(parse_jq_text(record), received_at)
 
     def _encode_result(self, value: Any, received_at: float) -> bytes:
@@ -344,12 +372,22 @@ class Renderer:
         if self.line is not None:
             return self._line(value, received_at)
         if self.ndjson:
-            return encode_like_jq(value)
+            return self._terminal_safe(encode_like_jq(value))
         return self.encode(value)
+
+    def _terminal_safe(self, record: bytes) -> bytes:
+        """NDJSON to a terminal: DEL, C1 and bidi controls as \\u escapes (the same JSON), else as it is."""
+        if not self.options.terminal:
+            return record
+        return escape_json_text(record.decode("utf-8", "backslashreplace")).encode("utf-8")
 
     def _line(self, value: Any, received_at: float) -> bytes:
         assert self.line is not None
         return self.line(value, received_at).encode("utf-8", "replace") + b"\n"
+
+
+def _ndjson_for_terminal(value: Any) -> bytes:
+    return escape_json_text(jsoncodec.dumps_line(value).decode("utf-8")).encode("utf-8")
 
 
 def _pretty(value: Any) -> bytes:

@@ -8,8 +8,8 @@ time) until every queued record is written, so an error exit loses nothing that 
 Write errors surface on the next ``write``, through ``failed_fd`` (readable once a write failed,
 so an event loop learns of it without waiting for a frame), or at the end. On a regular file a
 failed write (a full disk) is cut back to the last whole record, so the file never ends in half a
-line. ``reopen`` (SIGHUP, after logrotate moved the file) makes the thread open the path again
-between two writes.
+line and keeps every whole record that fit. ``reopen`` (SIGHUP, after logrotate moved the file)
+makes the thread open the path again between two writes.
 
 A ``Journal`` (``--state``) hears of every batch that moves a cursor: a ``mark`` queued with the
 records says what they bring the cursors to. On a regular file the journal is told *before* the
@@ -176,7 +176,8 @@ class Writer:
             start = os.fstat(self.fd).st_size if self._regular and self.error is None else None
             if journal is not None and start is not None:
                 journal.writing(batch[marks[-1]][2], start, start + size, self._identity())
-            written = self._write([data for data, _, _ in batch if data], start) if self.error is None else 0
+            written, kept = self._write([(data, n) for data, n, _ in batch if data], start) if self.error is None \
+                else (0, 0)
             whole = _whole_items(batch, written)
             if journal is not None:
                 done = [i for i in marks if i < whole]
@@ -185,7 +186,7 @@ class Writer:
                     journal.written(batch[done[-1]][2], end)
             with self._changed:
                 self.backlog -= size
-                self.records_written += sum(n for _, n, _ in batch[:whole])
+                self.records_written += sum(n for _, n, _ in batch[:whole]) + kept
                 self._changed.notify_all()
 
     def output_stat(self) -> os.stat_result | None:
@@ -211,9 +212,12 @@ class Writer:
             return None
         return info.st_dev, info.st_ino
 
-    def _write(self, buffers: list[bytes], start: int | None = None) -> int:
-        """Write every buffer; returns how many were written whole (all of them unless it failed)."""
-        done = 0
+    def _write(self, items: list[tuple[bytes, int]], start: int | None = None) -> tuple[int, int]:
+        """Write every buffer (with its record count); returns how many were written whole (all of them
+        unless it failed) and how many records of the one cut short were kept."""
+        buffers = [data for data, _ in items]
+        pending = list(buffers)
+        done = kept_records = 0
         whole = 0  # bytes of the buffers written whole
         if start is None:
             start = os.fstat(self.fd).st_size if self._regular else 0
@@ -221,8 +225,7 @@ class Writer:
             if self.stream is not None:
                 self.stream.write(b"".join(buffers))
                 self.stream.flush()
-                return len(buffers)
-            pending = list(buffers)
+                return len(buffers), 0
             while pending:
                 written = os.writev(self.fd, pending)
                 while pending and written >= len(pending[0]):
@@ -232,16 +235,19 @@ class Writer:
                     done += 1
                 if written:
                     pending[0] = pending[0][written:]
-            return done
+            return done, 0
         except BrokenPipeError:
             self.error = ReaderGone()
         except OSError as exc:
             self.error = OutputError(f"cannot write to {self.label}: {exc.strerror or exc}")
             if self._regular:  # whole records or nothing: cut the half-written one off
+                kept = 0
+                if pending and done < len(items):
+                    kept, kept_records = _whole_lines(items[done], len(buffers[done]) - len(pending[0]))
                 with contextlib.suppress(OSError):
-                    os.ftruncate(self.fd, start + whole)
+                    os.ftruncate(self.fd, start + whole + kept)
         os.write(self._failed_signal, b"!")
-        return done
+        return done, kept_records
 
     def _reopen(self) -> None:
         assert self.path is not None
@@ -264,6 +270,20 @@ class Writer:
         if self.owns:
             os.close(self.fd)
             self.owns = False
+
+
+def _whole_lines(item: tuple[bytes, int], written: int) -> tuple[int, int]:
+    """Of a buffer cut short after ``written`` bytes: the bytes and the records of it that are whole.
+
+    A buffer is a whole socket batch, many records; when they are one line each (as many newlines
+    as records: NDJSON, --line, jq's compact output) every line written whole is a record kept.
+    Records of several lines (--pretty) cannot be told apart here: the buffer goes whole or not at all.
+    """
+    data, records = item
+    if written <= 0 or data.count(b"\n") != records:
+        return 0, 0
+    cut = data.rfind(b"\n", 0, written) + 1
+    return cut, data.count(b"\n", 0, cut)
 
 
 def _whole_items(batch: list[Item], buffers_written: int) -> int:

@@ -28,6 +28,7 @@ from tomlkit.items import Comment, Table, Trivia, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
 from misskey_cli.errors import UsageError
+from misskey_cli.profiles.config_file import MAX_CONFIG, too_deep, too_large
 
 NEW_FILE_HEADER = (
     "mkstream config: pick a profile with --profile NAME (or MKSTREAM_PROFILE);",
@@ -48,7 +49,7 @@ class ConfigEdit:
         path = os.path.expanduser(path)
         try:
             with open(path, encoding="utf-8") as handle:
-                text = handle.read()
+                text = handle.read(MAX_CONFIG + 1)
         except FileNotFoundError:
             document = tomlkit.document()
             for line in NEW_FILE_HEADER:
@@ -58,10 +59,14 @@ class ConfigEdit:
             raise UsageError(f"config file {path} is not UTF-8 text") from None
         except OSError as exc:
             raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        if len(text) > MAX_CONFIG:
+            raise UsageError(too_large(path))
         try:
             return cls(path, tomlkit.parse(text), existed=True)
         except ParseError as exc:
             raise UsageError(f"config file {path}, line {exc.line}: bad TOML (column {exc.col})") from None
+        except RecursionError:  # tomlkit parses nested arrays and tables by recursion
+            raise UsageError(too_deep(path)) from None
 
     # -- reading ----------------------------------------------------------------------------
 

@@ -103,15 +103,29 @@ def permission_warnings(config: Config) -> list[str]:
     return []
 
 
+# A config is a few profiles: one far larger is not a config (/dev/zero, a log) and is not read to its end.
+MAX_CONFIG = 1 << 20
+
+
+def too_large(path: str) -> str:
+    return f"config file {path} is larger than {MAX_CONFIG >> 20} MB: it is not an mkstream config"
+
+
+def too_deep(path: str) -> str:
+    return f"config file {path}: values nested too deeply (an mkstream config nests two tables deep)"
+
+
 def load_config(path: str) -> Config:
     """Read and check a config file; raises UsageError naming the file (and line) for any fault."""
     import tomllib
 
     try:
         with open(os.path.expanduser(path), "rb") as handle:
-            raw = handle.read()
+            raw = handle.read(MAX_CONFIG + 1)
     except OSError as exc:
         raise UsageError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG:
+        raise UsageError(too_large(path))
     try:
         text = raw.decode("utf-8")
         data = tomllib.loads(text)
@@ -119,6 +133,8 @@ def load_config(path: str) -> Config:
         raise UsageError(f"config file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(_toml_error(path, str(exc), len(text.splitlines()) or 1)) from None
+    except RecursionError:  # tomllib parses nested arrays and tables by recursion
+        raise UsageError(too_deep(path)) from None
     return parse_config(path, data, text)
 
 

@@ -357,7 +357,7 @@ def _store(edit: ConfigEdit, config_path: str, name: str, settings: LoginSetting
     """Write the token file, then the profile (default_profile too, when the file has none)."""
     directory = os.path.dirname(os.path.abspath(config_path))
     ensure_private_dir(directory)
-    token_path = os.path.join(directory, token_file_name(name))
+    token_path = _free_token_path(edit, directory, name)
     values = {"host": host_value(settings.endpoint), "token_file": os.path.basename(token_path)}
     if settings.ca_file:
         values["ca_file"] = os.path.abspath(settings.ca_file)
@@ -374,6 +374,29 @@ def _store(edit: ConfigEdit, config_path: str, name: str, settings: LoginSetting
     write_secret(token_path, token)
     edit.save()
     return token_path, default_set
+
+
+def _free_token_path(edit: ConfigEdit, directory: str, name: str) -> str:
+    """Where the profile's token goes: ``token_file_name`` beside the config, or ``NAME-2.token`` and
+    on when that file belongs to another profile or to nobody the config knows (``a/b`` and ``a_b``
+    both make ``a_b``). The profile's own file, on a ``--force`` login, is reused."""
+    own, taken = None, set()
+    for other in edit.profile_names():
+        file = (edit.profile(other) or {}).get("token_file")
+        if isinstance(file, str):
+            path = os.path.realpath(os.path.join(directory, os.path.expanduser(file)))
+            if other == name:
+                own = path
+            else:
+                taken.add(path)
+    stem = token_file_name(name).removesuffix(".token")
+    number = 1
+    while True:
+        candidate = os.path.join(directory, f"{stem}.token" if number == 1 else f"{stem}-{number}.token")
+        real = os.path.realpath(candidate)
+        if real not in taken and (real == own or not os.path.lexists(candidate)):
+            return candidate
+        number += 1
 
 
 def _duration(seconds: float) -> str:
@@ -424,7 +447,13 @@ def logout(settings: LogoutSettings, environ: Mapping[str, str]) -> list[str]:
     edit.save()
     token_file = profile.values.get("token_file")
     if isinstance(token_file, str):
-        lines.append(_remove_token_file(token_file, config_path))
+        sharing = [other.name for other in config.profiles.values() if other.name != name
+                   and isinstance(other.values.get("token_file"), str)
+                   and os.path.realpath(str(other.values["token_file"])) == os.path.realpath(token_file)]
+        if sharing:  # two profiles on one file (older logins named a/b and a_b alike): it stays theirs
+            lines.append(f"token file {token_file} is also the token file of profile {sharing[0]}: left in place")
+        else:
+            lines.append(_remove_token_file(token_file, config_path))
     host = profile.values.get("host")
     where = "in the server's web settings"
     if isinstance(host, str):

@@ -43,9 +43,16 @@ def decode_relayed(data: bytes, binary: bool = False) -> protocol.Frame | protoc
 
 
 CHUNK = 1 << 20  # bytes read at a time: about 700 typical frames
+# The longest line read: a frame as large as the socket takes (wsframes' 256 MB) recorded as it
+# came. Input without newlines (/dev/zero, a binary file) is refused when it passes this, instead
+# of growing without end.
+MAX_LINE = 256 << 20
 BAD_LINES_SHOWN = 5  # per file; then only counted
 
 Warn = Callable[[str], None]
+# While reading: a file descriptor that turns readable when a signal arrives, and what to call then
+# (it raises to end the run): a silent pipe then does not keep a signal waiting.
+Wake = tuple[int, Callable[[], None]]
 
 
 class Section(NamedTuple):
@@ -117,8 +124,9 @@ class Reader:
     """
 
     def __init__(self, inputs: Sequence[Input], warn: Warn, make: Make = _tuple, chunk: int = CHUNK,
-                 relayed: bool = False) -> None:
+                 relayed: bool = False, wake: Wake | None = None) -> None:
         self.inputs = list(inputs)
+        self.wake = wake
         # A proxy's lines: with ``relayed``, each one (without "t") is a frame of its own, the record
         # the proxy wrote; without, only the server's frames count, as if received (serve --replay).
         self.relayed = relayed
@@ -193,7 +201,10 @@ class _InputReader:
     def _raw(self) -> Iterator[bytes]:
         fd, size, stream = self.item.fd, self.reader.chunk, self.item.stream
         read = getattr(stream, "read1", None) or getattr(stream, "read", None)
+        wait = self._waiter(fd) if fd >= 0 else None
         while True:
+            if wait is not None:
+                wait()
             try:
                 data = os.read(fd, size) if fd >= 0 or read is None else read(size)
             except OSError as exc:
@@ -202,6 +213,30 @@ class _InputReader:
             if not data:
                 return
             yield data
+
+    def _waiter(self, fd: int) -> Callable[[], None] | None:
+        """Waits until ``fd`` has data, acting on a signal that comes first (see ``Wake``)."""
+        wake = self.reader.wake
+        if wake is None:
+            return None
+        import select
+
+        wake_fd, check = wake
+        poll = select.poll()
+        poll.register(fd, select.POLLIN)
+        poll.register(wake_fd, select.POLLIN)
+
+        def wait() -> None:
+            while True:
+                ready = {ready_fd for ready_fd, _ in poll.poll()}
+                if wake_fd in ready:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_fd, 512)
+                    check()
+                if fd in ready:
+                    return
+
+        return wait
 
     def _chunks(self) -> Iterator[bytes]:
         raw = self._raw()
@@ -255,13 +290,26 @@ class _InputReader:
 
     def batches(self) -> Iterator[Batch]:
         carry = b""
+        pieces: list[bytes] = []  # a line longer than a chunk, joined once its newline comes
+        held = 0
         for chunk in self._chunks():
+            if pieces:
+                if b"\n" not in chunk:
+                    pieces.append(chunk)
+                    held += len(chunk)
+                    self._bound(held)
+                    continue
+                chunk, pieces = b"".join([*pieces, chunk]), []
             buf = carry + chunk if carry else chunk
             end = buf.rfind(b"\n") + 1
             carry = buf[end:]
             if end:
                 self._scan(buf, end)
+            elif len(carry) >= self.reader.chunk:
+                pieces, held, carry = [carry], len(carry), b""
             yield from self._flush()
+        if pieces:
+            carry = b"".join(pieces)
         partial = bool(carry) and self.cut_short is not None
         if carry:
             self._last_line(carry)
@@ -271,6 +319,11 @@ class _InputReader:
         if self.bad > BAD_LINES_SHOWN:
             self.reader.warn(f"{self.label}: {self.bad} bad lines skipped in all (the first {BAD_LINES_SHOWN} shown)")
         yield from self._flush()
+
+    def _bound(self, held: int) -> None:
+        if held > MAX_LINE:
+            raise UsageError(f"{self.label}: line {self.lineno + 1} is longer than {MAX_LINE >> 20} MB: "
+                             "not a recording or NDJSON frames")
 
     def _flush(self) -> Iterator[Batch]:
         self._cut()

@@ -24,7 +24,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 from misskey_cli.errors import ExitCode, MkstreamError, SourceEnded, UsageError
-from misskey_cli.net.endpoint import Redactor, Target, loose_permissions, read_token_file
+from misskey_cli.net.endpoint import MAX_TOKEN_FILE, Redactor, Target, loose_permissions, read_token_file
 from misskey_cli.net.transport import effective_proxy
 from misskey_cli.output.notices import Notices, StatusLine
 from misskey_cli.run.settings import NoticeSettings, OutputSettings, Request, ServerSettings, StreamSettings
@@ -156,7 +156,7 @@ def resolve_token(server: ServerSettings, env: Environment, notices: Notices) ->
             text = ""
         return read_token_file("-", text.splitlines()[0] if text else "")
     try:
-        text = env.stdin.readline()
+        text = env.stdin.readline(MAX_TOKEN_FILE + 1)
     except (OSError, ValueError) as exc:
         raise UsageError(f"--token-file -: cannot read standard input: {exc}") from None
     return read_token_file("-", text)
@@ -184,12 +184,21 @@ class Signals:
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.pending: int | None = None
+        self.resized = False  # SIGWINCH: the terminal facts that depend on its size are read again
+        self.on_resize: Callable[[], None] | None = None
 
     def note(self, signum: int, frame: FrameType | None) -> None:
         if self.pending is None:
             self.pending = signum
 
+    def note_resize(self, signum: int, frame: FrameType | None) -> None:
+        self.resized = True
+
     def check(self) -> None:
+        if self.resized:
+            self.resized = False
+            if self.on_resize is not None:
+                self.on_resize()
         signum, self.pending = self.pending, None
         if signum == signal.SIGINT:
             raise KeyboardInterrupt()
@@ -215,7 +224,8 @@ def signal_handling(reopen: Callable[[], None] | None = None) -> Iterator[Signal
         reopen()
 
     handlers: dict[int, Any] = {signal.SIGINT: signals.note, signal.SIGTERM: signals.note, signal.SIGQUIT: _quit_now,
-                                signal.SIGHUP: hangup if reopen is not None else signals.note}
+                                signal.SIGHUP: hangup if reopen is not None else signals.note,
+                                signal.SIGWINCH: signals.note_resize}
     previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
     previous_wake = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
     try:
@@ -308,8 +318,8 @@ def make_renderer(out: OutputSettings, env: Environment, note_context: NoteConte
     renderer = Renderer(OutputOptions(
         fmt.name, decide_color(out.color, to_terminal, env.environ), decide_truecolor(env.environ), out.style,
         out.filters, dict(out.jq_args), out.raw_output, out.timestamps,
-        escape_raw_strings=to_terminal and not out.unsafe_raw, width=width, show_cw=out.show_cw,
-        note_context=note_context, relayed=relayed))
+        escape_raw_strings=to_terminal and not out.unsafe_raw, terminal=to_terminal, width=width,
+        show_cw=out.show_cw, note_context=note_context, relayed=relayed))
     return renderer, to_terminal
 
 
@@ -369,6 +379,7 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
         source = RecordingSource(session, recorder, lambda: target.endpoint.netloc, notices.redact,
                                  one_by_one=settings.limits.count is not None)
     signals = stack.enter_context(signal_handling(writer.reopen if out.path else None))
+    follow_window(signals, renderer, status, out, env, to_terminal)
     stream = Stream(source, renderer, writer, settings.limits, notices, control=session,
                     require_ack=settings.liveness.require_ack, logged_in=bool(target.token),
                     stdin_fd=env.stdin_fd if request.stdin_commands else None, watch=[signals.fd], status=status,
@@ -431,6 +442,22 @@ def _gaps(settings: StreamSettings, target: Target, notices: Notices, stack: Exi
     gaps = Gaps(backfill, SeenNotes() if wanted.dedupe else None, state)
     stack.callback(gaps.close)
     return gaps
+
+
+def follow_window(signals: Signals, renderer: Renderer, status: StatusLine | None, out: OutputSettings,
+                  env: Environment, to_terminal: bool) -> None:
+    """After a resize (SIGWINCH, acted on at the loop's safe point) the line format and the status
+    line fit the new width; an explicit --width stays."""
+    def resized() -> None:
+        if to_terminal and out.width is None and renderer.formatter is not None and env.stdout_fd is not None:
+            with contextlib.suppress(OSError):
+                renderer.formatter.resize(os.get_terminal_size(env.stdout_fd).columns or None)
+        if status is not None:
+            columns = _columns(env.stderr)
+            if columns:
+                status.resize(columns)
+
+    signals.on_resize = resized
 
 
 def _clear_status(notices: Notices) -> None:

@@ -10,7 +10,10 @@ batches carrying the *recorded* receive times, so every output option behaves as
 
 from __future__ import annotations
 
+import contextlib
+import os
 import select
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
@@ -18,15 +21,16 @@ from typing import Any
 
 from misskey_cli.core.events import DEADLINE, Connection, Counters, Event, Frames, Readable, Received
 from misskey_cli.core.timefmt import TimeBound
-from misskey_cli.errors import SourceEnded
+from misskey_cli.errors import SourceEnded, UsageError
 from misskey_cli.output.notices import Notices
-from misskey_cli.recording.reader import Batch, Reader, Section, close_inputs, decode_relayed, open_inputs
+from misskey_cli.recording.reader import Batch, Input, Reader, Section, close_inputs, decode_relayed, open_inputs
 from misskey_cli.recording.tee import RecordingSource
 from misskey_cli.recording.writer import Recorder
 from misskey_cli.run.app import (
     Environment,
     _drain_and_report,
     _until_end,
+    follow_window,
     guarded,
     make_notices,
     make_renderer,
@@ -200,7 +204,9 @@ class ReplaySource:
         due = anchor_mono + (items[pos][2] - anchor_t) / speed
         if due > now:
             wake = due if deadline is None else min(due, deadline)
-            ready, _, _ = select.select(watch, [], [], max(0.0, wake - now))
+            # At most an hour at a time: select refuses a timeout past a few centuries, and a slow
+            # --speed over a recording's times (up to 1e11 s apart) asks for more.
+            ready, _, _ = select.select(watch, [], [], min(max(0.0, wake - now), 3600.0))
             return Readable(ready[0]) if ready else None
         end = pos + 1
         limit = anchor_t + (now - anchor_mono) * speed  # every frame recorded by then is due
@@ -220,6 +226,29 @@ def run_replay(settings: ReplaySettings, env: Environment) -> int:
     return guarded(notices, lambda stack: _replay(settings, env, notices, stack))
 
 
+def _refuse_own_output(inputs: Sequence[Input], record: str | None, path: str | None, stdout_fd: int | None) -> None:
+    """A replay whose output is one of its inputs (same device and inode) would read what it writes
+    without end: refused before anything is written."""
+    reads: dict[tuple[int, int], str] = {}
+    for item in inputs:
+        with contextlib.suppress(OSError):
+            info = os.fstat(item.fd) if item.fd >= 0 else None
+            if info is not None and stat.S_ISREG(info.st_mode):
+                reads[(info.st_dev, info.st_ino)] = item.label
+    outputs = [(f"--record {record}", record), (f"-o {path}", path), ("standard output", stdout_fd)]
+    for what, where in outputs:
+        if where is None:
+            continue
+        try:
+            info = os.stat(where) if isinstance(where, str) else os.fstat(where)
+        except OSError:
+            continue  # not there yet: written fresh, so it is no input
+        same = reads.get((info.st_dev, info.st_ino))
+        if same is not None:
+            raise UsageError(f"{what} is the same file as the input {same}: replay would read its own output "
+                             "without end; write to another file")
+
+
 def _replay(settings: ReplaySettings, env: Environment, notices: Notices, stack: ExitStack) -> int:
     from misskey_cli.run.stream import Stream
 
@@ -227,16 +256,18 @@ def _replay(settings: ReplaySettings, env: Environment, notices: Notices, stack:
     renderer, to_terminal = make_renderer(out, env, relayed=True)
     inputs = open_inputs(settings.files, env.stdin_fd, getattr(env.stdin, "buffer", None))
     stack.callback(close_inputs, inputs)
+    _refuse_own_output(inputs, out.record, out.path, env.stdout_fd)
     recorder = stack.enter_context(Recorder.open(out.record)) if out.record else None
     writer, status = open_writer(out, settings.notices, env, notices, stack, to_terminal)
-    reader = Reader(inputs, notices.warn, make=Received, relayed=True)
+    signals = stack.enter_context(signal_handling())
+    follow_window(signals, renderer, status, out, env, to_terminal)
+    reader = Reader(inputs, notices.warn, make=Received, relayed=True, wake=(signals.fd, signals.check))
     replay = ReplaySource(reader.batches(), settings.speed,
                           Selection(settings.connection_ids, settings.since, settings.until), notices.warn)
     source: Any = replay
     if recorder is not None:
         source = RecordingSource(replay, recorder, host=lambda: replay.host, clock=lambda: replay.recorded_now,
                                  one_by_one=settings.limits.count is not None)
-    signals = stack.enter_context(signal_handling())
     stream = Stream(source, renderer, writer, settings.limits, notices, watch=[signals.fd], status=status,
                     on_wake=signals.check, decode=decode_relayed)
     code = _until_end(stream, source, (), notices)

@@ -196,11 +196,13 @@ class Stream:
         return deadline
 
     def _limit_reached(self) -> None:
+        duration_reached = self._end is not None and time.monotonic() >= self._end
         if self.control is not None and not self.control.ever_connected:
             # A run that never got a socket did not end "as asked": a cron job must hear of it.
-            raise ConnectFailed(f"could not connect to {self.control.target.display_url()} before the run's "
-                                "time limit")
-        if self._end is not None and time.monotonic() >= self._end:
+            limit = "before the run's time limit" if duration_reached else \
+                f"within --idle-timeout {self.limits.idle_timeout:g}s"
+            raise ConnectFailed(f"could not connect to {self.control.target.display_url()} {limit}")
+        if duration_reached:
             self.notices.info(f"duration of {self.limits.duration:g}s reached")
         else:
             self.notices.info(f"no frame for {self.limits.idle_timeout:g}s (--idle-timeout)")
@@ -554,6 +556,8 @@ class Stream:
 
     # ----- stdin commands -----------------------------------------------------------------------
 
+    MAX_COMMAND_LINE = 64 * 1024
+
     def _read_stdin(self) -> bool:
         """Apply whole lines from stdin; False at end of input (the stream goes on)."""
         assert self.stdin_fd is not None
@@ -572,6 +576,11 @@ class Stream:
         *lines, self._stdin_buffer = self._stdin_buffer.split(b"\n")
         for line in lines:
             self._apply_line(line.decode("utf-8", "replace"))
+        if len(self._stdin_buffer) > self.MAX_COMMAND_LINE:  # not commands (/dev/zero, a binary file)
+            self._stdin_buffer = b""
+            self.notices.warn(f"stdin: a line longer than {self.MAX_COMMAND_LINE // 1024} KB is no command; "
+                              "no more live commands")
+            return False
         return True
 
     def _apply_line(self, line: str) -> None:
@@ -598,7 +607,8 @@ class Stream:
             conn = session.add_connection(spec.channel, spec.connection_id, spec.params)
             self.notices.info(f"connecting {conn.channel} as {conn.id}")
         elif isinstance(command, commands.Disconnect):
-            session.remove_connection(command.connection_id)
+            gone = session.remove_connection(command.connection_id)
+            self.notices.info(f"disconnected {gone.channel} (id {gone.id})")
         elif isinstance(command, commands.Sub):
             self._sub(session, command.note_id)
         elif isinstance(command, commands.Unsub):

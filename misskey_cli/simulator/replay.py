@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from misskey_cli.core import protocol
 from misskey_cli.core.channels import CATALOGUE
+from misskey_cli.errors import UsageError
 from misskey_cli.recording.reader import Reader, Section, close_inputs, open_inputs
 
 if TYPE_CHECKING:
@@ -65,11 +66,16 @@ class Playback:
         self.unroutable = 0  # channel frames of a connection id the recording does not explain
         self.rounds = 0  # times the recording was played to its end
         self.started = False
+        self.broken = False  # the recording could not be read to its end
 
     # -- observing (any thread) ----------------------------------------------------------------
 
     def warn(self, message: str) -> None:
+        """A warning about the recording (a bad line), said once: every round of a --loop reads
+        the same file and would say it again."""
         with self._cond:
+            if message in self.warnings:
+                return
             self.warnings.append(message)
         if self._warn is not None:
             self._warn(message)
@@ -89,7 +95,7 @@ class Playback:
             with self._cond:
                 self.rounds += 1
                 self._cond.notify_all()
-            if not self.options.loop or self.frames_read == 0:
+            if not self.options.loop or self.frames_read == 0 or self.broken:
                 return
 
     async def _someone_listens(self, engine: Engine) -> None:
@@ -124,6 +130,9 @@ class Playback:
                     self._deliver(engine, data, binary, section)
                     if self.frames_read % FAST_SLICE == 0:
                         await self._let_clients_catch_up(engine)
+        except UsageError as exc:  # input that is no recording (a line without end): said, and not played again
+            self.warn(f"{exc.message}; the rest is not served")
+            self.broken = True
         finally:
             close_inputs(inputs)
 
