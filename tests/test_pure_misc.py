@@ -78,3 +78,30 @@ def test_frame_builders():
 ])
 def test_shape_problems(frame, problem):
     assert protocol.describe_shape_problem(frame) == problem
+
+
+def test_a_live_line_redraws_in_place_cut_to_the_width_and_ends_quietly_when_stderr_fails():
+    import io
+
+    from misskey_cli.output.notices import LiveLine, StatusLine
+
+    out = io.StringIO()
+    line = LiveLine(out, width=30)
+    line.clear()  # nothing drawn: nothing to erase
+    assert out.getvalue() == ""
+    line.show("x" * 100)
+    assert out.getvalue() == "\r\x1b[K" + "x" * 29
+    line.clear()
+    assert out.getvalue().endswith("x\r\x1b[K") and not line.drawn
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(28, "No space left on device")
+
+    broken = LiveLine(Full())
+    broken.show("status")  # no exception: the line is a courtesy
+    assert broken.stream is None and not broken.drawn
+    status = StatusLine(Full(), width=40, clock=lambda: 0.0)
+    status.set_state("connected")
+    status.clear()
+    assert status.line.stream is None

@@ -95,6 +95,42 @@ class Progress:
     backfilled: int = 0
 
 
+class LiveLine:
+    """One line on a terminal's stderr that redraws itself in place (carriage return, erase line):
+    the one mechanism behind the stream's status line and login's countdown.
+
+    Cut to the terminal's width (``resize`` follows the window). A stream that cannot be written (a
+    terminal gone, a full device) ends the line quietly: it is a courtesy, never a reason to stop.
+    """
+
+    def __init__(self, stream: TextIO | None, width: int = 80) -> None:
+        self.stream = stream
+        self.width = max(20, width - 1)
+        self.drawn = False
+
+    def resize(self, width: int) -> None:
+        self.width = max(20, width - 1)
+
+    def show(self, text: str) -> None:
+        self._write("\r\x1b[K" + text[:self.width])
+        self.drawn = self.stream is not None
+
+    def clear(self) -> None:
+        if self.drawn:
+            self._write("\r\x1b[K")
+            self.drawn = False
+
+    def _write(self, text: str) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.stream = None
+            self.drawn = False
+
+
 _WAIT = re.compile(r"(.+) in (\d+(?:\.\d+)?)s")  # "retrying in 15.2s": counted down on the line
 
 
@@ -107,23 +143,21 @@ class StatusLine:
 
     def __init__(self, stream: TextIO, width: int = 80, every: float = 0.5,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self.stream = stream
-        self.width = max(20, width - 1)
+        self.line = LiveLine(stream, width)
         self.every = every
         self.clock = clock
         self.started = clock()
         self.state = "connecting"
         self._until: tuple[str, float] | None = None  # a wait's word and when it ends, to count down
         self.progress = Progress()
-        self._drawn = False
         self._last = -1e9
         self._rate_mark = (self.started, 0)
         self.rate = 0.0
 
     def resize(self, width: int) -> None:
         """The terminal was resized: cleared and drawn again at the new width."""
-        self.width = max(20, width - 1)
-        if self._drawn:
+        self.line.resize(width)
+        if self.line.drawn:
             self.clear()
             self._last = -1e9
             self.tick()
@@ -159,17 +193,13 @@ class StatusLine:
         if p.backfilled:
             parts.append(f"{p.backfilled} backfilled")
         parts.append(_size(p.bytes))
-        return ("mkstream: " + " | ".join(parts))[:self.width]
+        return ("mkstream: " + " | ".join(parts))[:self.line.width]
 
     def draw(self) -> None:
-        self.stream.write("\r\x1b[K" + self.text())
-        self.stream.flush()
-        self._drawn = True
+        self.line.show(self.text())
 
     def clear(self) -> None:
-        if self._drawn:
-            self.stream.write("\r\x1b[K")
-            self._drawn = False
+        self.line.clear()
 
 
 def _size(n: int) -> str:

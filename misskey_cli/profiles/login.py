@@ -32,7 +32,7 @@ from misskey_cli.errors import ConnectFailed, ExitCode, Forbidden, MkstreamError
 from misskey_cli.net.api import ApiClient, ApiError
 from misskey_cli.net.endpoint import Endpoint, Proxy, Redactor, parse_host
 from misskey_cli.net.transport import effective_proxy
-from misskey_cli.output.notices import Notices
+from misskey_cli.output.notices import LiveLine, Notices
 from misskey_cli.profiles.config_edit import (
     ConfigEdit,
     check_toml,
@@ -162,32 +162,20 @@ class Approval:
 
 
 class _Waiting:
-    """The countdown on a terminal's stderr while the user approves; nothing anywhere else."""
+    """The countdown on a terminal's stderr while the user approves (a ``LiveLine``); nothing anywhere else."""
 
     def __init__(self, stream: TextIO | None, enabled: bool) -> None:
-        self.stream = stream if enabled else None
+        self.line = LiveLine(stream if enabled else None)
         self.turn = 0
 
     def draw(self, remaining: float) -> None:
-        if self.stream is None:
-            return
         left = max(0, int(remaining + 0.999))
         self.turn += 1
-        text = (f"\r\x1b[Kmkstream: {_SPINNER[self.turn % len(_SPINNER)]} waiting for the approval, "
-                f"{left // 60}:{left % 60:02d} left (Ctrl-C to cancel)")
-        self._write(text)
+        self.line.show(f"mkstream: {_SPINNER[self.turn % len(_SPINNER)]} waiting for the approval, "
+                       f"{left // 60}:{left % 60:02d} left (Ctrl-C to cancel)")
 
     def clear(self) -> None:
-        if self.stream is not None:
-            self._write("\r\x1b[K")
-
-    def _write(self, text: str) -> None:
-        try:
-            assert self.stream is not None
-            self.stream.write(text)
-            self.stream.flush()
-        except (OSError, ValueError):
-            self.stream = None
+        self.line.clear()
 
 
 def run_login(settings: LoginSettings, terminal: LoginTerminal, *,
@@ -326,7 +314,7 @@ def _wait_for_approval(api: ApiClient, session: str, settings: LoginSettings, wa
                 break
             waiting.draw(deadline - now)
             step = min(next_poll, deadline) - now
-            sleep(min(step, 1.0) if waiting.stream is not None else step)  # a countdown ticks every second
+            sleep(min(step, 1.0) if waiting.line.stream is not None else step)  # a countdown ticks every second
 
 
 def _warn_once(notices: Notices, waiting: _Waiting, warned: bool, message: str) -> bool:

@@ -463,9 +463,7 @@ def follow_window(signals: Signals, renderer: Renderer, status: StatusLine | Non
 def _clear_status(notices: Notices) -> None:
     status, notices.status = notices.status, None
     if status is not None:
-        status.clear()
-        with contextlib.suppress(OSError, ValueError):
-            status.stream.flush()
+        status.clear()  # written and flushed, or dropped if stderr is gone
 
 
 def _until_end(stream: Any, session: Any, sends: Any, notices: Notices) -> ExitCode | MkstreamError:
