@@ -39,7 +39,7 @@ from misskey_cli.recording.format import RecordedChannel, Subscriptions
 from misskey_cli.recording.writer import Recorder
 from misskey_cli.relay.watch import SocketWatch
 from misskey_cli.relay.wire import ApiCall, Relay, Upstream
-from misskey_cli.run.app import Environment, _drain_and_report, guarded, make_notices, make_renderer, open_writer
+from misskey_cli.run.app import Environment, drain_and_report, guarded, make_notices, make_renderer, open_writer
 from misskey_cli.run.settings import NoticeSettings, OutputSettings
 
 if TYPE_CHECKING:
@@ -402,7 +402,7 @@ class Tap:
             self._subscriptions = now
             self.recorder.event("subscriptions", at, **now.to_json())
 
-    # ----- what _drain_and_report asks of a stream --------------------------------------------
+    # ----- what drain_and_report asks of a stream --------------------------------------------
 
     def save_state(self, force: bool = False) -> None:
         pass
@@ -526,4 +526,4 @@ def _proxy(settings: ProxySettings, env: Environment, notices: Notices, stack: E
         # writer ends the records at once, jq or not.
         output.finish(drain=code is ExitCode.OK)
         renderer.close()
-    return _drain_and_report(tap, writer, notices, settings.notices.stats, code)
+    return drain_and_report(tap, writer, notices, settings.notices.stats, code)

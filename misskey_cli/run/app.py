@@ -1,6 +1,6 @@
 """One run, assembled once: settings and the process's environment in, an exit status out.
 
-``cli.py`` parses and builds frozen settings; ``run_stream`` does the rest. This is the one
+``cli/`` parses and builds frozen settings; ``run_stream`` does the rest. This is the one
 module with process-wide effects besides the entry point's (``__main__``: SIGTERM before a run
 installs its own handler is exit 143), and it restores each of them when the run ends: the SIGTERM
 handler, the signal wake-up fd, the ``os._exit`` on a second Ctrl-C while leaving. It reads the
@@ -8,6 +8,10 @@ token (file, stdin or a no-echo prompt) and makes the one ``Redactor``, starts t
 simulator, picks the output format and colours from the terminal facts it is given, and turns
 every way a run can end into an exit status: the writer is drained (for a bounded time) on
 every path but a second Ctrl-C, so nothing received is lost, and any crash is one line, exit 1.
+
+The other runs (``run/replay.py``, ``mkstream proxy``) are assembled from the same public pieces:
+``make_notices``, ``make_renderer``, ``open_writer``, ``signal_handling``, ``guarded``,
+``until_end`` and ``drain_and_report`` (which asks of a run only what ``Drained`` names).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from types import FrameType
-from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TextIO
 
 from misskey_cli.errors import ExitCode, MkstreamError, SourceEnded, UsageError
 from misskey_cli.net.endpoint import MAX_TOKEN_FILE, Redactor, Target, loose_permissions, read_token_file
@@ -386,8 +390,8 @@ def _stream(settings: StreamSettings, env: Environment, notices: Notices, stack:
                     gaps=gaps, max_backlog=out.max_backlog, on_wake=signals.check, context=context,
                     live=LiveNotes(request.capture_seen, request.captures) if request.capture_seen else None)
     notices.debug(f"streaming from {target.display_url()}")
-    code = _until_end(stream, session, request.sends, notices)
-    return _drain_and_report(stream, writer, notices, settings.notices.stats, code, knobs.drain_timeout)
+    code = until_end(stream, session, request.sends, notices)
+    return drain_and_report(stream, writer, notices, settings.notices.stats, code, knobs.drain_timeout)
 
 
 def _api_client(target: Target, timeout: float, retries: int = 2) -> ApiClient:
@@ -466,7 +470,7 @@ def _clear_status(notices: Notices) -> None:
         status.clear()  # written and flushed, or dropped if stderr is gone
 
 
-def _until_end(stream: Any, session: Any, sends: Any, notices: Notices) -> ExitCode | MkstreamError:
+def until_end(stream: Any, session: Any, sends: Any, notices: Notices) -> ExitCode | MkstreamError:
     """Run the stream; every way it can end becomes an exit status, or the error to report."""
     from misskey_cli.net.session import ServerClosed
     from misskey_cli.output.writer import ReaderGone
@@ -500,8 +504,18 @@ def _until_end(stream: Any, session: Any, sends: Any, notices: Notices) -> ExitC
     return outcome
 
 
-def _drain_and_report(stream: Any, writer: Any, notices: Notices, stats: bool,
-                      outcome: ExitCode | MkstreamError, drain_timeout: float = DRAIN_TIMEOUT) -> int:
+class Drained(Protocol):
+    """What ``drain_and_report`` asks of a run (the stream loop, the proxy's records)."""
+
+    def finish_state(self) -> None: ...  # save what the writer wrote (--state), once it has drained
+
+    def finish_notices(self) -> None: ...  # the notices owed at the end (counts of bad frames, gaps)
+
+    def stats_line(self) -> str: ...  # --stats
+
+
+def drain_and_report(stream: Drained, writer: Any, notices: Notices, stats: bool,
+                     outcome: ExitCode | MkstreamError, drain_timeout: float = DRAIN_TIMEOUT) -> int:
     """Write every queued record (bounded), then say how the run went."""
     from misskey_cli.output.writer import ReaderGone
 

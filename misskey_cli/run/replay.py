@@ -28,14 +28,14 @@ from misskey_cli.recording.tee import RecordingSource
 from misskey_cli.recording.writer import Recorder
 from misskey_cli.run.app import (
     Environment,
-    _drain_and_report,
-    _until_end,
+    drain_and_report,
     follow_window,
     guarded,
     make_notices,
     make_renderer,
     open_writer,
     signal_handling,
+    until_end,
 )
 from misskey_cli.run.settings import ReplaySettings
 
@@ -270,5 +270,5 @@ def _replay(settings: ReplaySettings, env: Environment, notices: Notices, stack:
                                  one_by_one=settings.limits.count is not None)
     stream = Stream(source, renderer, writer, settings.limits, notices, watch=[signals.fd], status=status,
                     on_wake=signals.check, decode=decode_relayed)
-    code = _until_end(stream, source, (), notices)
-    return _drain_and_report(stream, writer, notices, settings.notices.stats, code)
+    code = until_end(stream, source, (), notices)
+    return drain_and_report(stream, writer, notices, settings.notices.stats, code)
