@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from misskey_cli.core import jsoncodec
 from misskey_cli.core.choices import DEFAULT_STYLE
-from misskey_cli.core.protocol import without_surrogates
+from misskey_cli.core.protocol import Frame, without_surrogates
 from misskey_cli.core.safetext import escape_controls, escape_json_text
 from misskey_cli.core.timefmt import rfc3339
 from misskey_cli.errors import UsageError
@@ -232,10 +232,11 @@ def without_lone_surrogates(data: bytes) -> bytes:
 class Renderer:
     """Frames to records for one set of output options.
 
-    ``records`` is the general path (``render`` collects them). ``plain`` is set when a record is
-    just the encoded frame (no jq, no timestamps), so the caller can call ``encode`` directly;
-    ``line_record`` is set when it is the frame's line (``--format line`` without jq):
-    ``line_record(frame, received_at)``.
+    ``records`` is the general path (``render`` collects them). Without jq every frame makes exactly
+    one record, and ``record`` is the one function that makes it, chosen here once for the options
+    (the encoded frame, its line, the frame as received, or the general path's one record), so the
+    stream loop calls it per frame without deciding anything; with jq ``record`` is None and the
+    loop takes ``records`` lazily (jq may make any number).
     """
 
     def __init__(self, options: OutputOptions) -> None:
@@ -275,9 +276,29 @@ class Renderer:
                                    timestamps=options.timestamps, context=options.note_context)
             self.line = self.formatter.format
         self.ndjson = self.encode in (jsoncodec.dumps_line, _ndjson_for_terminal) and self.line is None
-        self.plain = (self.program is None and not options.timestamps and not self.format.verbatim
-                      and self.line is None)
-        self.line_record = self._line if self.line is not None and self.program is None else None
+        self.record: Callable[[Frame, float], bytes] | None = None
+        if self.program is None:
+            self.record = self._choose_record()
+
+    def _choose_record(self) -> Callable[[Frame, float], bytes]:
+        """The one record of a frame, for options without jq."""
+        if self.format.verbatim:
+            verbatim = self.verbatim
+            return lambda frame, at: verbatim(frame.data)[0]
+        if self.line is not None:
+            line = self._line
+            return lambda frame, at: line(frame.value, at)
+        render = self.render
+        if self.options.timestamps:
+            return lambda frame, at: render(frame.value, at, frame.data, frame.clean)[0]
+        encode = self.encode
+
+        def plain(frame: Frame, at: float) -> bytes:
+            if frame.clean:
+                return encode(frame.value)
+            return render(frame.value, at, frame.data, False)[0]  # re-encoded with care (lone surrogates)
+
+        return plain
 
     def watch_while_computing(self, fds: Sequence[int], woken: Callable[[int], None], idle: Callable[[], None]) -> None:
         """Before jq computes, ``idle`` is called (write what is held); while it does, a readable fd

@@ -369,8 +369,7 @@ class Stream:
         """
         out: list[bytes] = []
         renderer = self.renderer
-        encode = renderer.encode if renderer.plain else None
-        line_record = renderer.line_record
+        record = renderer.record  # a frame's one record (None: jq, any number of them)
         limit = self.limits.count
         gaps = self.gaps if live else None
         watch = self._watch
@@ -392,10 +391,8 @@ class Stream:
                     continue
                 if watch is not None:
                     watch(decoded.value, decoded.kind)
-                if encode is not None and decoded.clean:
-                    out.append(encode(decoded.value))
-                elif line_record is not None:
-                    out.append(line_record(decoded.value, at))
+                if record is not None:
+                    out.append(record(decoded, at))
                 else:
                     out = self._render(decoded, at, out, limit)
             if limit is not None and self.records + len(out) >= limit:
