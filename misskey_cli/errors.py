@@ -1,8 +1,8 @@
 """Exit statuses (docs/cli.md §6) and the exceptions library code raises.
 
 Library code raises these; the entry points turn them into one line on stderr and the exit
-status: ``app.py`` for the streaming commands, ``cli.py`` (and the login/doctor entry points it
-calls) for the rest. No other module exits.
+status: ``run/app.py`` for the runs (stream, replay, proxy), ``cli/`` (and the login/doctor entry
+points it calls) for the rest. No other module exits.
 """
 
 from __future__ import annotations

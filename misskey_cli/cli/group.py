@@ -11,25 +11,21 @@ import errno
 import os
 import sys
 from collections.abc import MutableMapping
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from misskey_cli import __version__
-from misskey_cli.errors import ExitCode
-
-if TYPE_CHECKING:
-    pass
-
 from misskey_cli.cli.options import fail
 from misskey_cli.cli.params import CONTEXT_SETTINGS
+from misskey_cli.errors import ExitCode
 
 # ----- the group ------------------------------------------------------------------------------
 
 
 # Each command's summary (the first paragraph of its help), so that the group's --help and
 # --version need not build every command's options; tests/test_help.py checks them against the
-# commands themselves (cli_commands.py).
+# commands themselves (cli/commands.py).
 COMMANDS = {
     "capture": "Capture notes and write their noteUpdated events (reactions, votes, deletion).",
     "channels": "List the channels a Misskey server offers, or show one in detail.",

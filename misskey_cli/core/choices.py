@@ -11,7 +11,7 @@ AUTH_MODES = ("query", "header")
 DEFAULT_STYLE = "monokai"
 
 # Config profile keys: (key, TOML type, the click parameter it defaults, help). One table drives
-# profile loading (profiles.py), click's default_map (cli.py) and the `mkstream profiles` help.
+# profile loading (profiles/config_file.py), click's default_map (cli/options.py) and the `mkstream profiles` help.
 PROFILE_KEYS: tuple[tuple[str, type, str, str], ...] = (
     ("host", str, "host", "server, as --host takes it"),
     ("token", str, "token", "the access token itself"),

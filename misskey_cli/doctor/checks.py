@@ -688,36 +688,35 @@ def _duration(seconds: int) -> str:
 
 
 def run(settings: DoctorSettings, env: Environment) -> int:
-    """Run the doctor; returns the exit status. The report goes to stdout, errors to stderr."""
+    """Run the doctor; returns the exit status. The report goes to stdout, errors to stderr (one line
+    each: a crash too, through the runs' ``guarded``)."""
     from misskey_cli.output.notices import Notices
-    from misskey_cli.output.render import decide_color
+    from misskey_cli.run.app import guarded
 
     notices = Notices(env.stderr)
-    with contextlib.ExitStack() as stack:
-        try:
-            endpoint, token = _endpoint_and_token(settings, env, notices, stack)
-        except MkstreamError as exc:
-            notices.error(exc.message)
-            return exc.exit_code
-        notices.redact = redact = Redactor(token)
-        encoding = (getattr(sys.stdout, "encoding", None) or "").lower()
-        printer = Printer(stdout_writer(env), redact, as_json=settings.as_json,
-                          unicode=env.stdout_isatty and "utf" in encoding,
-                          color=not settings.as_json and decide_color(settings.color, env.stdout_isatty, env.environ))
-        doctor = Doctor(settings, endpoint, token, env.environ, printer.line)
-        shown = Target(endpoint, token, settings.server.auth).display_url()
-        printer.header(f"mkstream doctor: {shown}")
-        try:
-            checks = doctor.run()
-        except KeyboardInterrupt:
-            notices.error("interrupted")
-            return ExitCode.SIGINT
-        except UsageError as exc:  # e.g. an https_proxy in the environment that is not a proxy URL
-            notices.error(exc.message)
-            return exc.exit_code
-        code = doctor.exit_code
-        printer.summary(checks, code, shown)
-        return int(code)
+    return guarded(notices, lambda stack: _run(settings, env, notices, stack))
+
+
+def _run(settings: DoctorSettings, env: Environment, notices: Notices, stack: contextlib.ExitStack) -> int:
+    from misskey_cli.output.render import decide_color
+
+    endpoint, token = _endpoint_and_token(settings, env, notices, stack)
+    notices.redact = redact = Redactor(token)
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower()
+    printer = Printer(stdout_writer(env), redact, as_json=settings.as_json,
+                      unicode=env.stdout_isatty and "utf" in encoding,
+                      color=not settings.as_json and decide_color(settings.color, env.stdout_isatty, env.environ))
+    doctor = Doctor(settings, endpoint, token, env.environ, printer.line)
+    shown = Target(endpoint, token, settings.server.auth).display_url()
+    printer.header(f"mkstream doctor: {shown}")
+    try:
+        checks = doctor.run()
+    except KeyboardInterrupt:
+        notices.error("interrupted")
+        return ExitCode.SIGINT
+    code = doctor.exit_code
+    printer.summary(checks, code, shown)
+    return int(code)
 
 
 def _endpoint_and_token(settings: DoctorSettings, env: Environment, notices: Notices,

@@ -5,7 +5,6 @@ Every line is redacted (the token never appears) and server text has its control
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from misskey_cli.core.safetext import escape_controls, escape_json_text
 from misskey_cli.doctor.verdict import FAIL, OK, SKIP, WARN, Check
+from misskey_cli.errors import OutputError
 from misskey_cli.net.endpoint import Redactor
 
 if TYPE_CHECKING:
@@ -73,12 +73,16 @@ def stdout_writer(env: Environment) -> Callable[[str], None]:
     binary = env.stdout_stream
 
     def write(text: str) -> None:
-        with contextlib.suppress(BrokenPipeError):
+        try:
             if binary is not None:
                 binary.write(text.encode("utf-8"))
                 binary.flush()
             else:
                 sys.stdout.write(text)
                 sys.stdout.flush()
+        except BrokenPipeError:
+            pass  # the reader went away: the report is theirs to cut short
+        except OSError as exc:  # a full device: one line, as every command says it
+            raise OutputError(f"cannot write to stdout: {exc.strerror or exc}") from None
 
     return write

@@ -2,7 +2,7 @@
 
 ``mkstream login`` adds a ``[profiles.NAME]`` table and ``mkstream logout`` removes one; the
 user's file is theirs, so everything else in it stays byte for byte: other tables, comments,
-blank lines, key order. tomllib (which ``profiles.py`` reads with) cannot write, and a plain TOML
+blank lines, key order. tomllib (which ``config_file.py`` reads with) cannot write, and a plain TOML
 writer would drop every comment, hence tomlkit, behind this one module.
 
 What removing a table keeps: comment lines that follow the table's last key belong to whatever

@@ -10,18 +10,18 @@ Pure apart from reading the file. A config names servers and the defaults to use
     format = "ndjson"
 
 Every error is a ``UsageError`` naming the file and, where it can be found, the line. The values
-are only checked for shape here (known key, string or boolean); ``cli.py`` feeds them to click as
+are only checked for shape here (known key, string or boolean); ``cli/options.py`` feeds them to click as
 defaults, so a flag or an environment variable still wins over the profile.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from misskey_cli.core.channels import did_you_mean
 from misskey_cli.core.choices import AUTH_MODES
 from misskey_cli.core.choices import PROFILE_KEYS as PROFILE_KEY_TABLE
 from misskey_cli.errors import UsageError
@@ -74,7 +74,7 @@ class Config:
         if wanted not in self.profiles:
             known = ", ".join(self.profiles) or "none"
             origin = "" if name else " (its default_profile)"
-            hint = _did_you_mean(wanted, list(self.profiles))
+            hint = did_you_mean(wanted, list(self.profiles))
             raise UsageError(f"{self.where()}{origin}: no profile {wanted!r}{hint}; it has: {known}")
         return self.profiles[wanted]
 
@@ -148,7 +148,7 @@ def parse_config(path: str, data: dict[str, object], text: str = "") -> Config:
 
     for key in data:
         if key not in TOP_KEYS:
-            raise fail("", key, f'unknown key "{key}"{_did_you_mean(key, list(TOP_KEYS))}; '
+            raise fail("", key, f'unknown key "{key}"{did_you_mean(key, list(TOP_KEYS))}; '
                                 'a config holds default_profile and [profiles.NAME] tables')
     default = data.get("default_profile")
     if default is not None and not isinstance(default, str):
@@ -174,7 +174,7 @@ def _profile_value(section: str, key: str, value: object, base: str,
                    fail: Callable[[str, str, str], UsageError]) -> str | bool:
     expected = PROFILE_KEYS.get(key)
     if expected is None:
-        raise fail(section, key, f'unknown key "{key}" in [{section}]{_did_you_mean(key, list(PROFILE_KEYS))}')
+        raise fail(section, key, f'unknown key "{key}" in [{section}]{did_you_mean(key, list(PROFILE_KEYS))}')
     if not isinstance(value, expected):
         kind = "true or false" if expected is bool else "a string"
         raise fail(section, key, f"{key} in [{section}] must be {kind}, not {value!r}")
@@ -243,8 +243,3 @@ def _toml_error(path: str, message: str, last_line: int) -> str:
     if match:
         return f"config file {path}, line {last_line}: bad TOML: {message[:match.start()]} (at the end of the file)"
     return f"config file {path}: bad TOML: {message}"
-
-
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    matches = difflib.get_close_matches(word, choices, n=2, cutoff=0.6)
-    return f" (did you mean {' or '.join(matches)}?)" if matches else ""

@@ -5,7 +5,7 @@ sends the user to the server's approval page, and polls ``miauth/{session}/check
 token comes (it is handed out exactly once, so the first answer with it is kept). The token is
 checked with ``i``, written to a file of its own (0600) in the config directory, and a
 ``[profiles.NAME]`` table pointing at it is added to ``config.toml`` with the rest of the file
-left as it was (``configwrite.py``). Nothing is written before the token is verified, nor when
+left as it was (``config_edit.py``). Nothing is written before the token is verified, nor when
 the user presses Ctrl-C. Logout removes the table and the token file; only the server can revoke
 the token itself.
 
@@ -75,8 +75,8 @@ def choose_permissions(extra: Iterable[str], defaults: bool = True) -> tuple[str
                 raise UsageError(f"bad permission {name!r}: Misskey's permissions look like read:account, "
                                  "read:notifications, read:admin:stream")
             chosen[name] = None
-    if "read:account" not in chosen:
-        raise UsageError("the permissions must include read:account: the streaming API refuses a token without it")
+    if ACCOUNT not in chosen:
+        raise UsageError(f"the permissions must include {ACCOUNT}: the streaming API refuses a token without it")
     return tuple(chosen)
 
 

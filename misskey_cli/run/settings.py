@@ -1,4 +1,4 @@
-"""What one run was asked to do: frozen, typed settings built by ``cli.py`` and read by ``app.py``.
+"""What one run was asked to do: frozen, typed settings built by ``cli/`` and read by ``run/app.py``.
 
 Every string the user typed has been parsed by the time a settings object exists, so nothing
 downstream parses options again. ``Liveness`` and ``Reconnect`` are defined beside the policies that

@@ -12,9 +12,11 @@ A package of small modules, each owning one job:
 - ``httpwire`` and ``api_server``: HTTP/1.1 framing and the Misskey HTTP API endpoints;
 - ``api_params``: Misskey's error objects and parameter checks;
 - ``bot_api`` and ``world``: the endpoints a bot calls beyond the timelines, and what they change;
+- ``replay``: serving a recording (``serve --replay``) instead of generated traffic;
 - ``knobs``: the public ``Simulator`` with the knobs and observations tests use, and ``serve``.
 
-Only ``protocol.py`` and ``channels.py`` are shared with the client.
+From the client's side it uses only the pure layers below it: ``core/`` (frames, channels, notes,
+the JSON codec), ``errors`` and the recording reader.
 """
 
 from __future__ import annotations
