@@ -257,6 +257,52 @@ def test_bodies_are_recorded_only_when_asked_and_without_the_token(sim, start_pr
     assert "tok-alice" not in out + err
 
 
+def proxy_on_a_small_disk(host: str, *args: str, limit: int) -> Proxy:
+    """A proxy whose files may grow to ``limit`` bytes: a write past it fails (EFBIG), as on a full disk."""
+    import resource
+    import sys
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return Proxy(subprocess.Popen([sys.executable, "-m", "misskey_cli", "proxy", "--host", host, "--listen",
+                                   "127.0.0.1:0", *SAFETY, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, preexec_fn=small_disk))
+
+
+@pytest.mark.parametrize("path", ["stream", "api"])
+def test_a_recording_that_cannot_be_written_ends_the_proxy_with_one_error_line(sim, tmp_path, path):
+    recording = tmp_path / "rec.ndjson"
+    proxy = proxy_on_a_small_disk(sim.http_url, "--ndjson", "--record", str(recording), limit=2000)
+    try:
+        if path == "stream":
+            ws = websocket.create_connection(proxy.ws_url + "?i=tok-alice", timeout=20)
+            try:
+                for n in range(200):
+                    ws.send(json.dumps({"type": "ping", "n": n, "pad": "x" * 100}))
+            except (OSError, websocket.WebSocketException):
+                pass  # the proxy ended while we were sending
+            finally:
+                ws.close()
+        else:
+            for _ in range(40):
+                try:
+                    post(proxy.http_url + "/api/meta", {})
+                except OSError:
+                    break  # the proxy ended
+        code, _, err = finish(proxy.proc, timeout=30)
+    finally:
+        if proxy.proc.poll() is None:
+            proxy.proc.kill()
+            proxy.proc.communicate(timeout=10)
+    err = proxy.stderr.decode() + err
+    assert code == 1, err
+    assert f"mkstream: error: cannot write to recording {recording}: File too large\n" in err
+    assert "Traceback" not in err and "exception" not in err.lower(), err
+    assert len(recording.read_bytes()) <= 2000
+
+
 # ----- upstream failures ------------------------------------------------------------------------
 
 

@@ -320,7 +320,7 @@ class Tap:
             elif side == "server" and opcode == OP_PING:
                 warnings = watch.server_ping(at)
         if self.recorder is not None:
-            self.recorder.relayed(at, conn, side, key, text)
+            self._record(lambda recorder: recorder.relayed(at, conn, side, key, text))
             if key == "frame" and side == "client":
                 self._note_subscriptions(at)
         self._emit({"conn": conn, "from": side, key: value}, at, payload if opcode in (OP_TEXT, OP_BINARY) else text)
@@ -337,8 +337,7 @@ class Tap:
             api["response"] = self._body(call.response_body)
         if call.status >= 400:
             self.notices.warn(f"#{conn}: {call.method} {endpoint} answered {call.status}")
-        if self.recorder is not None:
-            self.recorder.relayed(at, conn, "client", "api", jsoncodec.dumps(api))
+        self._record(lambda recorder: recorder.relayed(at, conn, "client", "api", jsoncodec.dumps(api)))
         self._emit({"conn": conn, "from": "client", "api": api}, at, jsoncodec.dumps(api))
 
     def closed(self, conn: int) -> None:
@@ -392,15 +391,29 @@ class Tap:
                 value["token"] = "***"
         return value
 
+    def _record(self, write: Callable[[Recorder], None]) -> None:
+        """Write to the recording; a failed write (a full disk) ends the run with its error.
+
+        The observer is called from the relay's tasks, where an exception would end one client's
+        stream silently (or reach asyncio's handler): the run stops instead, and the recording is
+        not written again.
+        """
+        if self.recorder is None:
+            return
+        try:
+            write(self.recorder)
+        except MkstreamError as exc:
+            self.recorder = None
+            self.stop(exc)
+
     def _note_subscriptions(self, at: float) -> None:
         """A ``subscriptions`` line when what the clients have connected changes (for ``serve --replay``)."""
-        assert self.recorder is not None
         channels = {cid: channel for watch in self.sockets.values() for cid, channel in watch.connections.items()}
         captures = sorted({note for watch in self.sockets.values() for note in watch.captures})
         now = Subscriptions(tuple(RecordedChannel(cid, channel) for cid, channel in channels.items()), tuple(captures))
         if now != self._subscriptions:
             self._subscriptions = now
-            self.recorder.event("subscriptions", at, **now.to_json())
+            self._record(lambda recorder: recorder.event("subscriptions", at, **now.to_json()))
 
     # ----- what drain_and_report asks of a stream --------------------------------------------
 
