@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -301,6 +302,76 @@ def test_a_recording_that_cannot_be_written_ends_the_proxy_with_one_error_line(s
     assert f"mkstream: error: cannot write to recording {recording}: File too large\n" in err
     assert "Traceback" not in err and "exception" not in err.lower(), err
     assert len(recording.read_bytes()) <= 2000
+
+
+class TokenServer:
+    """A real HTTP server standing in for Misskey's answers that carry a token (auth/session/userkey)."""
+
+    def __init__(self, answer_token: str) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = json.dumps({"accessToken": answer_token, "user": {"id": "u1", "note": f"?i={answer_token}"}})
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_bodies_never_hold_a_token_sent_in_json_a_form_a_header_or_answered(start_proxy, tmp_path):
+    secrets = {"json": "Json-Secret-1234", "form": "Form+Secret/5678", "multipart": "Multipart-Secret-9",
+               "header": "Header-Secret-42", "answer": "Answer-Secret-77"}
+    server = TokenServer(secrets["answer"])
+    recording = tmp_path / "rec.ndjson"
+    try:
+        proxy = start_proxy(server.url, "--ndjson", "--bodies", "-n", "5", "--record", str(recording), "-v")
+
+        def send(path: str, data: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:
+            request = urllib.request.Request(proxy.http_url + path, data=data,
+                                             headers={"Content-Type": content_type, **(headers or {})})
+            with urllib.request.urlopen(request, timeout=20) as answer:
+                answer.read()
+
+        send("/api/i", json.dumps({"i": secrets["json"], "deep": [{"token": secrets["json"]}],
+                                   "text": f"mine is {secrets['json']}"}).encode(), "application/json")
+        send("/api/i", f"i={urllib.parse.quote_plus(secrets['form'])}&x=1".encode(),
+             "application/x-www-form-urlencoded")
+        boundary = "b0undary"
+        multipart = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"i\"\r\n\r\n{secrets['multipart']}\r\n"
+                     f"--{boundary}--\r\n").encode()
+        send("/api/drive/files/create", multipart, f"multipart/form-data; boundary={boundary}")
+        send("/api/notes/create", json.dumps({"text": f"token {secrets['header']}"}).encode(), "application/json",
+             {"Authorization": f"Bearer {secrets['header']}"})
+        send("/api/auth/session/userkey", json.dumps({"appSecret": "s", "token": "session-token"}).encode(),
+             "application/json")
+        code, out, err = finish(proxy.proc, timeout=30)
+    finally:
+        server.close()
+    assert code == 0, err
+    records = lines_of(out)
+    assert len(records) == 5
+    assert records[0]["api"]["request"]["deep"] == [{"token": "***"}]
+    assert records[4]["api"]["response"]["accessToken"] == "***"
+    everything = out + proxy.stderr.decode() + err + recording.read_text(encoding="utf-8")
+    for secret in secrets.values():
+        for form in (secret, urllib.parse.quote_plus(secret), urllib.parse.quote(secret, safe="")):
+            assert form not in everything, (form, everything)
 
 
 # ----- upstream failures ------------------------------------------------------------------------

@@ -6,8 +6,8 @@ The relay (``wire.py``) runs on an asyncio loop in the main thread; everything i
 socket's ``SocketWatch`` what the server will make of it (warnings on stderr, per connection).
 The proxy outlives its clients; it ends on Ctrl-C or SIGTERM, ``-n`` or ``--duration``, or when the
 reader of its records goes away. Tokens seen in the traffic are learnt by the run's ``Redactor``,
-so no notice shows one; recorded and written records never hold one (request bodies lose ``i``,
-MiAuth's answer its ``token``).
+so no notice shows one; recorded and written records never hold one (``Tap._body`` says what
+``--bodies`` removes).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
 import select
 import signal
 import threading
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_plus
 
 from misskey_cli.core import jsoncodec
 from misskey_cli.core.notes import notes_in
@@ -62,6 +63,13 @@ class ProxySettings:
     bodies: bool = False
     count: int | None = None
     duration: float | None = None
+
+
+# The fields of a request or answer that hold an access token: ``i`` (any API call), ``token``
+# (MiAuth's check) and ``accessToken`` (auth/session/userkey).
+_SECRET_KEYS = frozenset({"i", "token", "accessToken"})
+_FORM_SECRET = re.compile(r"((?:^|[?&])(?:i|token|accessToken)=)([^&\s]*)")
+_MULTIPART_SECRET = re.compile(r'(name="(?:i|token|accessToken)"[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n)([^\r\n]*)')
 
 
 class Tokens(Redactor):
@@ -332,6 +340,7 @@ class Tap:
         self.connections.add(conn)
         endpoint = call.path.removeprefix("/api/") if call.path.startswith("/api/") else call.path
         api: dict[str, Any] = {"method": call.method, "endpoint": endpoint, "status": call.status, "ms": call.ms}
+        self.tokens.learn(call.token)
         if self.settings.bodies:
             api["request"] = self._body(call.request_body)
             api["response"] = self._body(call.response_body)
@@ -375,6 +384,13 @@ class Tap:
             self.stop(exc)
 
     def _body(self, data: bytes) -> Any:
+        """A request or answer body for a record: JSON as its value, else text; never with a token.
+
+        In JSON, ``i`` is dropped and ``token`` and ``accessToken`` (MiAuth's and
+        ``auth/session/userkey``'s answers) become ``***``, at any depth; in a form
+        (``i=...&...``, multipart fields) those fields' values become ``***``. Every value so
+        removed is learnt first, so the run's redaction hides it wherever else it appears.
+        """
         if not data:
             return None
         try:
@@ -382,13 +398,40 @@ class Tap:
         except ValueError:
             strict = False
         if not strict:
-            return self.tokens(data.decode("utf-8", "replace"))
+            text = data.decode("utf-8", "replace")
+            for pattern in (_FORM_SECRET, _MULTIPART_SECRET):
+                for found in pattern.finditer(text):
+                    self.tokens.learn(found.group(2))
+                    self.tokens.learn(unquote_plus(found.group(2)))
+            text = _MULTIPART_SECRET.sub(r"\1***", _FORM_SECRET.sub(r"\1***", text))
+            return self.tokens(text)
+        self._learn(value)
+        return self._masked(value)
+
+    def _learn(self, value: Any) -> None:
         if type(value) is dict:
-            token = value.pop("i", None)
-            self.tokens.learn(token if isinstance(token, str) else None)
-            if isinstance(value.get("token"), str):
-                self.tokens.learn(value["token"])
-                value["token"] = "***"
+            for key, item in value.items():
+                if key in _SECRET_KEYS and isinstance(item, str):
+                    self.tokens.learn(item)
+                else:
+                    self._learn(item)
+        elif type(value) is list:
+            for item in value:
+                self._learn(item)
+
+    def _masked(self, value: Any) -> Any:
+        if type(value) is dict:
+            masked: dict[str, Any] = {}
+            for key, item in value.items():
+                if key not in _SECRET_KEYS:
+                    masked[key] = self._masked(item)
+                elif key != "i":
+                    masked[key] = "***"
+            return masked
+        if type(value) is list:
+            return [self._masked(item) for item in value]
+        if type(value) is str:
+            return self.tokens(value)
         return value
 
     def _record(self, write: Callable[[Recorder], None]) -> None:

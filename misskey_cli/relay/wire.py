@@ -81,6 +81,7 @@ class ApiCall:
     request_body: bytes = b""
     response_body: bytes = b""
     response_type: str = ""
+    token: str | None = None  # the request's ?i= or Authorization token, for the records to hide
 
 
 @dataclass
@@ -315,7 +316,8 @@ class Relay:
         path = urlsplit(request.target).path
         dialed = await self._dial_or_502(conn, f"{request.method} {path}", writer)
         if dialed is None:
-            self.observer.api(conn, ApiCall(request.method, path, 502, _ms(started), body), time.time())
+            self.observer.api(conn, ApiCall(request.method, path, 502, _ms(started), body, token=request.token),
+                              time.time())
             return
         up_reader, up_writer = dialed
         try:
@@ -326,12 +328,14 @@ class Relay:
             why = describe_network_error(exc) if isinstance(exc, OSError) else "the server's answer is not HTTP"
             self.observer.notice(f"#{conn}: {request.method} {path}: {why}; answered 502")
             writer.write(bad_gateway(why))
-            self.observer.api(conn, ApiCall(request.method, path, 502, _ms(started), body), time.time())
+            self.observer.api(conn, ApiCall(request.method, path, 502, _ms(started), body, token=request.token),
+                              time.time())
             return
         finally:
             up_writer.close()
         # Observed before the answer's last bytes go out: when the client has its answer, the call is a record.
-        self.observer.api(conn, ApiCall(request.method, path, status, _ms(started), body, response_body, response_type),
+        self.observer.api(conn, ApiCall(request.method, path, status, _ms(started), body, response_body, response_type,
+                                          request.token),
                           time.time())
         writer.write(last)
 
