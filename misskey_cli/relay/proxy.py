@@ -149,6 +149,7 @@ class RecordThread:
         self._said: list[str] = []
         self._pending: list[bytes] = []
         self._stop_read, self._stop_write = os.pipe()
+        self._stop_fds: tuple[int, ...] = (self._stop_read, self._stop_write)
         renderer.watch_while_computing([self._stop_read, writer.failed_fd], self._woken, self._write_pending)
         self._thread = threading.Thread(target=self._run, name="mkstream-records", daemon=True)
 
@@ -202,7 +203,12 @@ class RecordThread:
                 self._said.append(f"{len(self._queue)} frame(s) were not shown: the proxy stopped before their records")
                 self._queue.clear()
         self.say()
-        for fd in (self._stop_read, self._stop_write):
+        self.close()
+
+    def close(self) -> None:
+        """Close the stop pipe (once): at the end of ``finish``, or when the run fails before the thread starts."""
+        fds, self._stop_fds = self._stop_fds, ()
+        for fd in fds:
             os.close(fd)
 
     # ----- the thread -------------------------------------------------------------------------
@@ -520,9 +526,14 @@ def _proxy(settings: ProxySettings, env: Environment, notices: Notices, stack: E
     upstream = _upstream(settings, env, notices)
     context = NoteContext()  # no lookups: the proxy makes no request of its own
     renderer, to_terminal = make_renderer(out, env, context, relayed=True)
+    # Whatever fails from here on (the output, the recording), jq's worker and the stop pipe are
+    # closed on the way out, not left to finalizers.
+    stack.callback(renderer.close)
     writer, status = open_writer(out, settings.notices, env, notices, stack, to_terminal)
     if status is not None:
         status.set_state("relaying")
+    output = RecordThread(settings, renderer, writer, notices, context)
+    stack.callback(output.close)
     recorder = stack.enter_context(Recorder.open(out.record)) if out.record else None
     outcome: list[ExitCode | MkstreamError] = []
 
@@ -531,7 +542,6 @@ def _proxy(settings: ProxySettings, env: Environment, notices: Notices, stack: E
             outcome.append(why)
             done.set()
 
-    output = RecordThread(settings, renderer, writer, notices, context)
     tap = Tap(settings, output, writer, recorder, notices, tokens, stop)
     done: asyncio.Event
     if recorder is not None:
