@@ -464,10 +464,7 @@ class Tap:
             self._subscriptions = now
             self._record(lambda recorder: recorder.event("subscriptions", at, **now.to_json()))
 
-    # ----- what drain_and_report asks of a stream --------------------------------------------
-
-    def save_state(self, force: bool = False) -> None:
-        pass
+    # ----- what drain_and_report asks of a run (run.app.Drained) -------------------------------
 
     def finish_state(self) -> None:
         """Nothing to save: the proxy keeps no --state (the drain calls this of every run)."""
