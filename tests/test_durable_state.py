@@ -228,6 +228,42 @@ def test_a_disk_that_fills_during_a_resume_then_a_restart_with_room_logs_each_no
     catch_up(sim, state, out, posted)
 
 
+@pytest.mark.parametrize(("saved", "warning"), [
+    ({"channel": "homeTimeline", "params": {}},
+     "state file {state}: localTimeline was channel homeTimeline, is localTimeline this run: starting it fresh"),
+    ({"channel": "localTimeline", "params": {"withFiles": True}},
+     "state file {state}: localTimeline (localTimeline) was saved with other params: starting it fresh"),
+])
+def test_a_saved_connection_that_differs_is_named_for_what_differs_and_the_others_are_kept(
+        sim, tmp_path, saved, warning):
+    state, out = tmp_path / "s.state", tmp_path / "log.ndjson"
+    posted: list[str] = []
+    first_run(sim, state, out, posted, notes=1)
+    data = json.loads(state.read_text())
+    other = {"channel": "hybridTimeline", "params": {}, "lastId": posted[0]}
+    data["connections"] = {"localTimeline": {**saved, "lastId": posted[0]}, "elsewhere": other}
+    data.pop("next", None)
+    state.write_text(json.dumps(data))
+
+    def feed() -> None:
+        sim.wait_for_subscription("localTimeline")
+        posted.append(sim.post_note(text="live")["id"])
+
+    feeder = in_background(feed)
+    result = run_cli("connect", "localTimeline", *host(sim), "--state", str(state), "-o", str(out), "-n", "1",
+                     *SAFETY)
+    join_ok(feeder)
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "state file" in line]
+    assert warnings == [
+        "mkstream: warning: " + warning.format(state=state),
+        f"mkstream: warning: state file {state} also holds elsewhere (not connected this run): "
+        "kept unchanged for a later run"], result.stderr
+    connections = json.loads(state.read_text())["connections"]
+    assert connections["elsewhere"] == other
+    assert connections["localTimeline"]["lastId"] == posted[-1]
+
+
 # ----- a start while the server refuses ---------------------------------------------------------
 
 
