@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -195,6 +197,71 @@ def test_a_batch_a_kill_cut_in_half_is_cut_off_and_fetched_again(sim, tmp_path):
                 next={"offset": whole + len(lines[1]) + len(lines[2]), "connections": cursor(posted[2])})
     state.write_text(json.dumps(data))
     catch_up(sim, state, out, posted, missing=2)
+
+
+def test_a_disk_that_fills_during_a_resume_then_a_restart_with_room_logs_each_note_once(sim, tmp_path):
+    """The resume's backfill is one write of many notes; the disk fills part-way through it.
+
+    Whole lines of the cut write would fit, but the state cannot name them (the batch's cursor is its
+    last note): with --state the log is cut back to what the state names, and the next run fetches the rest.
+    """
+    state, out = tmp_path / "s.state", tmp_path / "log.ndjson"
+    posted: list[str] = []
+    first_run(sim, state, out, posted, notes=2)
+    line = len(out.read_bytes().splitlines(keepends=True)[0])
+    posted.extend(sim.post_note(text=f"while down {i}")["id"] for i in range(8))
+    limit = os.stat(out).st_size + line * 5 // 2  # room for two and a half notes of the eight
+
+    def small_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    proc = subprocess.Popen([sys.executable, "-m", "misskey_cli", "connect", "localTimeline", *host(sim),
+                             "--state", str(state), "-o", str(out), *FAST, *SAFETY],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=small_disk)
+    code, _, err = finish(proc, timeout=60)
+    assert code == ExitCode.RUNTIME_ERROR, err
+    assert f"cannot write to {out}: File too large" in err
+    assert logged(out) == posted[:2], "the log holds notes the state does not name"
+    sim.wait_for_closed()
+    catch_up(sim, state, out, posted)
+
+
+@pytest.mark.parametrize(("saved", "warning"), [
+    ({"channel": "homeTimeline", "params": {}},
+     "state file {state}: localTimeline was channel homeTimeline, is localTimeline this run: starting it fresh"),
+    ({"channel": "localTimeline", "params": {"withFiles": True}},
+     "state file {state}: localTimeline (localTimeline) was saved with other params: starting it fresh"),
+])
+def test_a_saved_connection_that_differs_is_named_for_what_differs_and_the_others_are_kept(
+        sim, tmp_path, saved, warning):
+    state, out = tmp_path / "s.state", tmp_path / "log.ndjson"
+    posted: list[str] = []
+    first_run(sim, state, out, posted, notes=1)
+    data = json.loads(state.read_text())
+    other = {"channel": "hybridTimeline", "params": {}, "lastId": posted[0]}
+    data["connections"] = {"localTimeline": {**saved, "lastId": posted[0]}, "elsewhere": other}
+    data.pop("next", None)
+    state.write_text(json.dumps(data))
+
+    def feed() -> None:
+        sim.wait_for_subscription("localTimeline")
+        posted.append(sim.post_note(text="live")["id"])
+
+    feeder = in_background(feed)
+    result = run_cli("connect", "localTimeline", *host(sim), "--state", str(state), "-o", str(out), "-n", "1",
+                     *SAFETY)
+    join_ok(feeder)
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "state file" in line]
+    assert warnings == [
+        "mkstream: warning: " + warning.format(state=state),
+        f"mkstream: warning: state file {state} also holds elsewhere (not connected this run): "
+        "kept unchanged for a later run"], result.stderr
+    connections = json.loads(state.read_text())["connections"]
+    assert connections["elsewhere"] == other
+    assert connections["localTimeline"]["lastId"] == posted[-1]
 
 
 # ----- a start while the server refuses ---------------------------------------------------------

@@ -271,3 +271,19 @@ def test_insecure_and_clear_text_tokens_are_warned_about():
 def test_a_bad_proxy_url_never_echoes_its_password():
     result = run_cli("connect", "localTimeline", "--host", "misskey.example", "--proxy", "ftp://me:hunter22@proxy:1")
     assert result.exit_code == ExitCode.USAGE and "hunter22" not in result.stderr and "me:***@" in result.stderr
+
+
+def test_no_server_with_token_file_dash_exits_2_at_once_without_reading_stdin():
+    """The endpoint is checked before the token: a run that cannot start asks for nothing."""
+    proc = subprocess.Popen([sys.executable, "-m", "misskey_cli", "connect", "localTimeline", "--token-file", "-"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        code = proc.wait(timeout=30)  # stdin stays open and empty: a read of it would never end
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("mkstream waited for a token although no server was given")
+    _, err = proc.communicate()
+    assert code == ExitCode.USAGE, err
+    assert err.decode().splitlines() == [
+        "mkstream: error: no server given: use --host misskey.example (or set MISSKEY_HOST), or --demo"]

@@ -8,8 +8,9 @@ time) until every queued record is written, so an error exit loses nothing that 
 Write errors surface on the next ``write``, through ``failed_fd`` (readable once a write failed,
 so an event loop learns of it without waiting for a frame), or at the end. On a regular file a
 failed write (a full disk) is cut back to the last whole record, so the file never ends in half a
-line and keeps every whole record that fit. ``reopen`` (SIGHUP, after logrotate moved the file)
-makes the thread open the path again between two writes.
+line and keeps every whole record that fit; with a journal (``--state``) it is cut back to the end of
+the last batch the journal was told of instead, since the next run fetches what follows again.
+``reopen`` (SIGHUP, after logrotate moved the file) makes the thread open the path again between two writes.
 
 A ``Journal`` (``--state``) hears of every batch that moves a cursor: a ``mark`` queued with the
 records says what they bring the cursors to. On a regular file the journal is told *before* the
@@ -67,6 +68,8 @@ class Writer:
         self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._regular = fd >= 0 and _is_regular(fd)
+        self._settled: int | None = None  # with a journal: the end of -o FILE as the journal last saw it written
+        self._unsettled = 0  # records written past it
         self.failed_fd, self._failed_signal = os.pipe()
 
     # ----- opening --------------------------------------------------------------------------
@@ -176,18 +179,40 @@ class Writer:
             start = os.fstat(self.fd).st_size if self._regular and self.error is None else None
             if journal is not None and start is not None:
                 journal.writing(batch[marks[-1]][2], start, start + size, self._identity())
-            written, kept = self._write([(data, n) for data, n, _ in batch if data], start) if self.error is None \
+            if self.journal is not None and start is not None and self._settled is None:
+                self._settled = start  # where the journal's account of -o FILE ends: nothing of this run yet
+            failed_before = self.error is not None
+            written, kept = self._write([(data, n) for data, n, _ in batch if data], start) if not failed_before \
                 else (0, 0)
             whole = _whole_items(batch, written)
-            if journal is not None:
-                done = [i for i in marks if i < whole]
-                if done:
-                    end = None if start is None else start + sum(len(d) for d, _, _ in batch[:done[-1] + 1])
-                    journal.written(batch[done[-1]][2], end)
+            records = self._account(batch, marks if journal is not None else [], start, whole, kept,
+                                    self.error is not None and not failed_before)
             with self._changed:
                 self.backlog -= size
-                self.records_written += sum(n for _, n, _ in batch[:whole]) + kept
+                self.records_written += records
                 self._changed.notify_all()
+
+    def _account(self, batch: list[Item], marks: list[int], start: int | None, whole: int, kept: int,
+                 failed: bool) -> int:
+        """Tell the journal what of ``batch`` is written; how many records it added to the output."""
+        records = sum(n for _, n, _ in batch[:whole]) + kept
+        done = [i for i in marks if i < whole]
+        if done and self.journal is not None:
+            end = None if start is None else start + sum(len(d) for d, _, _ in batch[:done[-1] + 1])
+            self.journal.written(batch[done[-1]][2], end)
+            if end is not None:
+                self._settled = end
+                self._unsettled = records - sum(n for _, n, _ in batch[:done[-1] + 1])
+        elif self.journal is not None:
+            self._unsettled += records
+        if failed and self._settled is not None:
+            # A torn write with --state: the state names no cursor for the records past its last mark,
+            # so the next run fetches them again; kept here they would be there twice.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self._settled)
+            records -= self._unsettled
+            self._unsettled = 0
+        return records
 
     def output_stat(self) -> os.stat_result | None:
         """``-o FILE``'s identity and size (for the journal's next run), None for other outputs."""
@@ -259,6 +284,7 @@ class Writer:
             return
         old, self.fd = self.fd, fd
         self._regular = _is_regular(fd)
+        self._settled, self._unsettled = None, 0  # the journal's account starts over in the new file
         with contextlib.suppress(OSError):
             os.close(old)
 

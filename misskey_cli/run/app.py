@@ -293,10 +293,10 @@ def _target(settings: StreamSettings, env: Environment, notices: Notices, stack:
         notices.debug(f"demo simulator listening on {sim.url}")
         return Target(Endpoint("ws", sim.host_port, "/streaming"), DEMO_TOKEN,
                       connect_timeout=settings.liveness.connect_timeout)
+    if server.endpoint is None:  # before the token: no prompt, no read of stdin, for a run that cannot start
+        raise UsageError("no server given: use --host misskey.example (or set MISSKEY_HOST), or --demo")
     token = resolve_token(server, env, notices)
     notices.redact = Redactor(token)
-    if server.endpoint is None:
-        raise UsageError("no server given: use --host misskey.example (or set MISSKEY_HOST), or --demo")
     if server.insecure:
         notices.warn("TLS certificates are not verified (--insecure): anyone on the path can read the stream")
     if token and server.endpoint.scheme == "ws" and not server.endpoint.is_loopback:

@@ -130,6 +130,7 @@ class Stream:
         self._end: float | None = None
         self._last_frame = 0.0
         self._resuming: list[Target] = []  # what --state says to fetch once the first connection is up
+        self._idle: list[tuple[str, str, dict[str, Any], str]] = []  # saved cursors of connections not made this run
         self._moves = -1  # the backfill's cursor moves last marked in a write (--state)
         # While jq computes a frame's records, the run still hears its signals and a failed write.
         renderer.watch_while_computing([writer.failed_fd, *self.extra_watch], self._woken, self._write_pending)
@@ -281,15 +282,22 @@ class Stream:
             entry = saved.pop(conn.id, None)
             if entry is None:
                 continue
-            if entry.channel != conn.channel or entry.params != conn.params:
-                self.notices.warn(f"state file {gaps.state.path}: {conn.id} was {entry.channel} with other params; "
-                                  "starting it fresh")
+            if entry.channel != conn.channel:
+                self.notices.warn(f"state file {gaps.state.path}: {conn.id} was channel {entry.channel}, "
+                                  f"is {conn.channel} this run: starting it fresh")
+                continue
+            if entry.params != conn.params:
+                self.notices.warn(f"state file {gaps.state.path}: {conn.id} ({conn.channel}) was saved with other "
+                                  "params: starting it fresh")
                 continue
             gaps.backfill.observe(conn.id, entry.last_id)
             if conn.channel in TIMELINES:
                 self._resuming.append(Target(conn.id, conn.channel, conn.params, entry.last_id, since))
+        # Kept as saved, so a run with fewer channels does not lose the others' cursors.
+        self._idle = [(cid, entry.channel, entry.params, entry.last_id) for cid, entry in saved.items()]
         if saved:
-            self.notices.warn(f"state file {gaps.state.path} also holds {', '.join(saved)}, not connected this run")
+            self.notices.warn(f"state file {gaps.state.path} also holds {', '.join(saved)} (not connected this run): "
+                              "kept unchanged for a later run")
         gaps.state.start(self._rows(), output)
         self._moves = gaps.backfill.moves
 
@@ -337,8 +345,9 @@ class Stream:
         """Each connection's cursor, as the state file keeps it."""
         assert self.gaps is not None and self.control is not None
         cursors = self.gaps.cursors()
-        return [(c.id, c.channel, c.params, cursors[c.id]) for c in self.control.connections.values()
+        rows = [(c.id, c.channel, c.params, cursors[c.id]) for c in self.control.connections.values()
                 if c.id in cursors]
+        return rows + [row for row in self._idle if row[0] not in self.control.connections]
 
     def _mark(self) -> Any:
         """What the records queued now bring the state's cursors to, if they moved (--state)."""
