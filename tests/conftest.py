@@ -18,6 +18,17 @@ from misskey_cli.simulator import Simulator
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the package once, so that the hundreds of mkstream processes the tests spawn load it
+    as a user's install would, instead of each compiling every module again (where
+    PYTHONDONTWRITEBYTECODE is set, as on CI's machines, nothing would ever write the cache)."""
+    import compileall
+
+    import misskey_cli
+
+    compileall.compile_dir(str(Path(misskey_cli.__file__).parent), quiet=2, workers=1)
+
+
 @cache
 def _load_frames() -> tuple[dict[str, Any], ...]:
     with open(FIXTURES / "frames.jsonl", encoding="utf-8") as lines:
