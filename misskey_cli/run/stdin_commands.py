@@ -14,6 +14,7 @@ from typing import Any
 
 from misskey_cli.core.channels import ChannelSpec, SpecError, parse_channel_spec
 from misskey_cli.core.protocol import BadFrame, check_note_id, parse_client_frame
+from misskey_cli.run.settings import SendRequest
 
 
 class CommandError(ValueError):
@@ -40,11 +41,8 @@ class Unsub:
     note_id: str
 
 
-@dataclass(frozen=True)
-class Send:
-    connection_id: str
-    message_type: str
-    body: Any
+# ``send ID TYPE [BODY]``: the same request as ``mkstream send``'s, one type for both.
+Send = SendRequest
 
 
 @dataclass(frozen=True)
