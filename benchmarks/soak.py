@@ -411,9 +411,12 @@ def soak_kill(args: argparse.Namespace, rng: random.Random) -> int:
     poster.join()
     faults.join()
     sim.refuse_next(0)
+    opened = sim.sockets_opened
     last = subprocess.Popen(command(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not set(posted) <= set(logged()) and time.monotonic() < deadline:
+    # The catch-up run is asked to stop only once it has connected: a SIGTERM while the interpreter
+    # itself is still starting (before any Python runs) would end it with -15, whatever mkstream does.
+    while (sim.sockets_opened <= opened or not set(posted) <= set(logged())) and time.monotonic() < deadline:
         time.sleep(0.2)
     last.send_signal(signal.SIGTERM)
     _, err = last.communicate(timeout=30)
