@@ -7,6 +7,7 @@ later); imports under ``if TYPE_CHECKING:`` are annotations and do not.
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "misskey_cli"
@@ -65,9 +66,15 @@ def _type_checking_lines(tree: ast.AST) -> set[int]:
     return lines
 
 
+@cache
+def _tree(path: Path) -> ast.Module:
+    """Each module parsed once for the whole file's tests (the graph is read by several)."""
+    return ast.parse(path.read_text())
+
+
 def imports_of(path: Path, known: set[str]) -> tuple[set[str], set[str]]:
     """(package modules, third-party top-level names) that a module imports, outside TYPE_CHECKING."""
-    tree = ast.parse(path.read_text())
+    tree = _tree(path)
     skip = _type_checking_lines(tree)
     package, third = set(), set()
     for node in ast.walk(tree):
@@ -90,6 +97,7 @@ def imports_of(path: Path, known: set[str]) -> tuple[set[str], set[str]]:
     return package, third
 
 
+@cache
 def graph() -> dict[str, set[str]]:
     found = modules()
     return {name: imports_of(path, set(found))[0] - {name} for name, path in found.items()}
