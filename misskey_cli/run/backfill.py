@@ -21,7 +21,6 @@ import json
 import os
 import queue
 import stat
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -280,6 +279,7 @@ class StateFile:
         self.host = host
         self.warn = warn
         self._tmp_prefix = f".{os.path.basename(self.real)}.tmp-"
+        self._tmp = os.path.join(os.path.dirname(self.real), f"{self._tmp_prefix}{os.getpid()}")
         self._guard = threading.Lock()  # saves come from the writer thread and, at the end, the main thread
         self._committed: list[Row] | None = None  # the rows that hold for what is written
         self._committed_offset: int | None = None
@@ -447,22 +447,32 @@ class StateFile:
         return document
 
     def _write(self, document: dict[str, Any]) -> None:
-        directory = os.path.dirname(self.real)
-        tmp = None
+        """Replace the file with ``document``: four system calls, since the writer thread saves per batch.
+
+        Each call gives up the GIL, and taking it back from a busy stream loop can take a switch
+        interval: a lean save keeps the writer's queue short. The temporary file's name is fixed
+        (this run holds the lock; a killed run's is removed at the next start).
+        """
+        data = jsoncodec.dumps(document) + b"\n"
+        created = False
         try:
-            fd, tmp = tempfile.mkstemp(prefix=self._tmp_prefix, dir=directory)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(document, handle, ensure_ascii=False)
-                handle.write("\n")
-            os.replace(tmp, self.real)
+            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            created = True
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            finally:
+                os.close(fd)
+            os.replace(self._tmp, self.real)
             self._failed = False
         except OSError as exc:
             if not self._failed:
                 self.warn(f"cannot write state file {self.path}: {exc.strerror or exc}")
             self._failed = True
-            if tmp is not None:
+            if created:
                 with contextlib.suppress(OSError):
-                    os.unlink(tmp)
+                    os.unlink(self._tmp)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
