@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import os
 import shutil
 import ssl
 import subprocess
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,12 +25,15 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def pytest_configure(config: pytest.Config) -> None:
     """Compile the package once, so that the hundreds of mkstream processes the tests spawn load it
     as a user's install would, instead of each compiling every module again (where
-    PYTHONDONTWRITEBYTECODE is set, as on CI's machines, nothing would ever write the cache)."""
+    PYTHONDONTWRITEBYTECODE is set, as on CI's machines, nothing would ever write the cache).
+    Clear the machine's settings (``MACHINE_SETTINGS``) for this process and every one it starts."""
     import compileall
 
     import misskey_cli
 
     compileall.compile_dir(str(Path(misskey_cli.__file__).parent), quiet=2, workers=1)
+    for name in MACHINE_SETTINGS:
+        os.environ.pop(name, None)
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         _rewrite_once(config)
 
@@ -41,9 +47,6 @@ def _rewrite_once(config: pytest.Config) -> None:
     collection here, allowed to write, leaves the cache the workers then read. Best effort: if it
     fails or times out, the workers rewrite as before.
     """
-    import os
-    import sys
-
     tests = Path(__file__).parent
     tag = f"{sys.implementation.cache_tag}-pytest-{pytest.__version__}.pyc"
     cached = tests / "__pycache__"
@@ -103,6 +106,28 @@ def shape(value: Any) -> Any:
     return type(value).__name__
 
 
+@pytest.fixture(scope="session")
+def shared_jq() -> Iterator[Callable[..., Any]]:
+    """``shared_jq(renderer, ...)``: the renderers use one libjq worker per program and arguments.
+
+    Each Renderer with a filter starts its own worker process (about 40 ms of CPU); tests that
+    compare many renderers of the same few programs share them instead. A worker that a test
+    stops mid-frame is started again by its next use.
+    """
+    workers: dict[tuple[str, str], Any] = {}
+
+    def share(*renderers: Any) -> Any:
+        for renderer in renderers:
+            own = renderer.program
+            if own is not None:
+                renderer.program = workers.setdefault((own.program, json.dumps(own.args, sort_keys=True)), own)
+        return renderers if len(renderers) > 1 else renderers[0]
+
+    yield share
+    for worker in workers.values():
+        worker.close()
+
+
 @pytest.fixture
 def sim() -> Iterator[Simulator]:
     """A running simulator on a free loopback port: no generated traffic, no ticks."""
@@ -138,11 +163,22 @@ def tls_sim(certificate):
         yield sim
 
 
+# Tests see neither the machine's proxy and terminal settings nor its mkstream config and credentials:
+# these are removed for the whole session (a test that sets one uses monkeypatch, which puts it back
+# to removed), and each test gets a config home of its own, made only if the test writes there.
+MACHINE_SETTINGS = ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "all_proxy",
+                    "ALL_PROXY", "MISSKEY_HOST", "MISSKEY_TOKEN", "MKSTREAM_PROFILE", "NO_COLOR", "FORCE_COLOR",
+                    "COLORTERM", "COLUMNS", "LINES")
+
+
 @pytest.fixture(autouse=True)
-def _no_proxy_or_profile_from_the_machine(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Tests see neither the machine's proxy and terminal settings nor its mkstream config and credentials."""
-    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "all_proxy",
-                 "ALL_PROXY", "MISSKEY_HOST", "MISSKEY_TOKEN", "MKSTREAM_PROFILE", "NO_COLOR", "FORCE_COLOR", "COLORTERM",
-                 "COLUMNS", "LINES"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "no-config"))
+def _no_config_from_the_machine(monkeypatch: pytest.MonkeyPatch, _config_homes: Path) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(_config_homes / f"{next(_HOMES)}-no-config"))
+
+
+_HOMES = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def _config_homes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("config-homes")

@@ -42,11 +42,17 @@ FILTERS = [
 ]
 
 
-def renderers(filters, raw=False, args=None):
-    fast = Renderer(OutputOptions(format="ndjson", filters=filters, raw_output=raw, args=args or {}))
-    slow = Renderer(OutputOptions(format="ndjson", filters=filters, raw_output=raw, args=args or {}))
-    slow.fast = None
-    return fast, slow
+@pytest.fixture
+def renderers(shared_jq):
+    """(fast, slow): the same filters with and without the shortcut, sharing a jq worker per program."""
+
+    def make(filters, raw=False, args=None):
+        fast = Renderer(OutputOptions(format="ndjson", filters=filters, raw_output=raw, args=args or {}))
+        slow = Renderer(OutputOptions(format="ndjson", filters=filters, raw_output=raw, args=args or {}))
+        slow.fast = None
+        return shared_jq(fast, slow)
+
+    return make
 
 
 def outcome(renderer, frame):
@@ -59,7 +65,7 @@ def outcome(renderer, frame):
 
 @pytest.mark.parametrize("raw", [False, True])
 @pytest.mark.parametrize("program", FILTERS)
-def test_fast_filters_answer_as_jq_on_every_frame(program, raw):
+def test_fast_filters_answer_as_jq_on_every_frame(renderers, program, raw):
     args = {"want": "hello"}
     fast, slow = renderers((program,), raw, args)
     assert fast.fast is not None, f"{program} should be in the fast subset"
@@ -76,7 +82,7 @@ def test_programs_outside_the_subset_are_left_to_jq(program):
     assert compile_fast(program, {}) is None
 
 
-def test_chained_filters_are_fast_too():
+def test_chained_filters_are_fast_too(renderers):
     fast, slow = renderers((".body", "select(.type == \"note\")", ".body.text"))
     assert fast.fast is not None
     for frame in FRAMES:
@@ -120,7 +126,7 @@ CASES = [
 
 
 @pytest.mark.parametrize(("program", "args", "frame", "expected"), CASES)
-def test_the_cases_of_the_issue_answer_as_jq(program, args, frame, expected):
+def test_the_cases_of_the_issue_answer_as_jq(renderers, program, args, frame, expected):
     data = (frame if isinstance(frame, str) else json.dumps(frame)).encode()
     decoded = protocol.decode(data)
     fast, slow = renderers((program,), args=args)
@@ -129,7 +135,7 @@ def test_the_cases_of_the_issue_answer_as_jq(program, args, frame, expected):
         assert renderer.render(decoded.value, 0.0, data, decoded.clean) == want, program
 
 
-def test_an_unexpected_exception_in_the_shortcut_sends_the_frame_to_jq():
+def test_an_unexpected_exception_in_the_shortcut_sends_the_frame_to_jq(renderers):
     fast, _ = renderers((".body.id",))
 
     def broken(value):

@@ -163,11 +163,12 @@ PATH_CASES = [
 @pytest.mark.parametrize("filters", [(".body.body.text",), (".body", ".body.text"), (".type",), (".body.body.n",),
                                      (".body.body.f",), (".body.body.b",), (".missing.deeper",)])
 @pytest.mark.parametrize("raw", [False, True])
-def test_path_shortcut_answers_exactly_as_jq(frame, filters, raw):
+def test_path_shortcut_answers_exactly_as_jq(shared_jq, frame, filters, raw):
     fast = Renderer(OutputOptions(format="ndjson", filters=filters, raw_output=raw))
     assert fast.fast is not None
     slow = Renderer(OutputOptions(format="ndjson", filters=filters, raw_output=raw))
     slow.fast = None  # jq itself
+    shared_jq(fast, slow)
     data = json.dumps(frame, ensure_ascii=False).encode()
     try:
         expected = slow.render(frame, 0.0, data)
