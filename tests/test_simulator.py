@@ -45,6 +45,9 @@ def client(sim: Simulator, token: str | None = None, bearer: str | None = None, 
            **options: Any) -> websocket.WebSocket:
     url = sim.url + (f"?i={token}" if token is not None else "") + query
     header = [f"Authorization: Bearer {bearer}"] if bearer is not None else None
+    # As mkstream does: recv() still decodes each text frame as UTF-8 (and fails on a bad one), but
+    # websocket-client's own check is pure Python, about a second per 5 MB.
+    options.setdefault("skip_utf8_validation", True)
     ws = websocket.create_connection(url, header=header, timeout=10, **options)
     _clients.append(ws)
     return ws
