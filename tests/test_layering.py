@@ -24,7 +24,7 @@ LAYERS = [
     "recording",  # the recording format
     "output",  # formats, jq, the line view, notices, the writer
     "net",  # endpoints, transport, the socket, the HTTP API
-    "core",  # pure Misskey knowledge: frames, channels, times, safe text, events
+    "core",  # pure Misskey knowledge (frames, channels, times, safe text, events) and JSON and file writing
     "errors",
     "__init__",
 ]

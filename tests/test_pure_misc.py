@@ -1,4 +1,4 @@
-"""The --stdin command language, durations and protocol helpers (pure, table-driven)."""
+"""The --stdin command language, durations, protocol helpers and file replacement (pure, table-driven)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from misskey_cli.core import protocol
+from misskey_cli.core import files, protocol
 from misskey_cli.core.timefmt import parse_duration
 from misskey_cli.run import stdin_commands as commands
 
@@ -105,3 +105,33 @@ def test_a_live_line_redraws_in_place_cut_to_the_width_and_ends_quietly_when_std
     status.set_state("connected")
     status.clear()
     assert status.line.stream is None
+
+
+# ----- core.files: how mkstream replaces its own files -----------------------------------------
+
+
+@pytest.mark.parametrize("fixed_name", [False, True])
+def test_a_replaced_file_is_whole_private_and_leaves_no_temporary(tmp_path, fixed_name):
+    target = tmp_path / "state"
+    target.write_bytes(b"old")
+    temporary = str(tmp_path / ".state.tmp-1") if fixed_name else None
+    files.replace_atomically(str(target), b"new" * 100_000, temporary=temporary)
+    assert target.read_bytes() == b"new" * 100_000
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state"]
+
+
+def test_a_replace_keeps_the_mode_it_is_given(tmp_path):
+    target = tmp_path / "config.toml"
+    files.replace_atomically(str(target), b"x = 1\n", mode=0o644, sync=True)
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize("fixed_name", [False, True])
+def test_a_replace_that_fails_removes_its_temporary_and_says_why(tmp_path, fixed_name):
+    target = tmp_path / "taken"
+    target.mkdir()  # a rename over a directory fails
+    temporary = str(tmp_path / ".taken.tmp-1") if fixed_name else None
+    with pytest.raises(IsADirectoryError):
+        files.replace_atomically(str(target), b"data", temporary=temporary)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]

@@ -29,6 +29,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO, Protocol, Self
 
+from misskey_cli.core.files import open_private_append
 from misskey_cli.errors import OutputError, UsageError
 
 
@@ -328,7 +329,7 @@ def _whole_items(batch: list[Item], buffers_written: int) -> int:
 def _open_append(path: str) -> int:
     """Append to ``path``; a new file is created 0600 (``main`` events carry sign-in IPs and headers)."""
     try:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        return open_private_append(path)
     except OSError as exc:
         raise UsageError(f"cannot open output file {path}: {exc.strerror or exc}") from None
 

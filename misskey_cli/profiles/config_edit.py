@@ -15,10 +15,8 @@ hold a token. Every failure is a ``UsageError`` naming the file.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-import tempfile
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
@@ -27,6 +25,7 @@ from tomlkit.exceptions import ParseError, TOMLKitError
 from tomlkit.items import Comment, Table, Trivia, Whitespace
 from tomlkit.toml_document import TOMLDocument
 
+from misskey_cli.core.files import replace_atomically
 from misskey_cli.errors import UsageError
 from misskey_cli.profiles.config_file import MAX_CONFIG, too_deep, too_large
 
@@ -226,7 +225,7 @@ def ensure_private_dir(path: str) -> None:
 
 
 def write_atomically(path: str, text: str, mode: int | None = 0o600) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``.
+    """Write ``text`` to ``path`` in one rename (``core.files.replace_atomically``), flushed to the disk.
 
     ``mode`` None keeps the mode of the file being replaced (0600 if there is none). A symlink is
     followed, so a config kept in a dotfiles repository stays a link.
@@ -240,20 +239,9 @@ def write_atomically(path: str, text: str, mode: int | None = 0o600) -> None:
         except OSError:
             mode = 0o600
     try:
-        fd, temporary = tempfile.mkstemp(dir=directory, prefix=".mkstream-", suffix=".tmp")
-    except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+        replace_atomically(target, text.encode("utf-8"), mode=mode, sync=True)
+    except (OSError, UnicodeEncodeError) as exc:
+        raise UsageError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from None
 
 
 def write_secret(path: str, secret: str) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from misskey_cli.core import jsoncodec
+from misskey_cli.core.files import open_private_append, write_all
 from misskey_cli.core.timefmt import rfc3339
 from misskey_cli.errors import OutputError, UsageError
 from misskey_cli.recording.format import FORMAT_NAME, VERSION, Subscriptions, frame_line, relayed_line
@@ -30,7 +31,7 @@ class Recorder:
     def open(cls, path: str) -> Recorder:
         """Open ``path`` for appending; a new file is made 0600 (``main`` frames carry sign-in IPs)."""
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fd = open_private_append(path)
         except OSError as exc:
             raise UsageError(f"cannot open recording file {path}: {exc.strerror or exc}") from None
         return cls(fd, path, path.endswith(".gz"))
@@ -72,10 +73,8 @@ class Recorder:
         self._write_all(data)
 
     def _write_all(self, data: bytes) -> None:
-        view = memoryview(data)
         try:
-            while view:
-                view = view[os.write(self.fd, view):]
+            write_all(self.fd, data)
         except OSError as exc:
             raise OutputError(f"cannot write to recording {self.label}: {exc.strerror or exc}") from None
 

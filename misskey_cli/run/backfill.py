@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from misskey_cli.core import jsoncodec
+from misskey_cli.core.files import replace_atomically
 from misskey_cli.core.timefmt import parse_rfc3339, rfc3339_seconds
 from misskey_cli.errors import ConnectFailed, MkstreamError, UsageError
 from misskey_cli.net.api import ApiError
@@ -453,26 +454,13 @@ class StateFile:
         interval: a lean save keeps the writer's queue short. The temporary file's name is fixed
         (this run holds the lock; a killed run's is removed at the next start).
         """
-        data = jsoncodec.dumps(document) + b"\n"
-        created = False
         try:
-            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            created = True
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-            finally:
-                os.close(fd)
-            os.replace(self._tmp, self.real)
+            replace_atomically(self.real, jsoncodec.dumps(document) + b"\n", temporary=self._tmp)
             self._failed = False
         except OSError as exc:
             if not self._failed:
                 self.warn(f"cannot write state file {self.path}: {exc.strerror or exc}")
             self._failed = True
-            if created:
-                with contextlib.suppress(OSError):
-                    os.unlink(self._tmp)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
