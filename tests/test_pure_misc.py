@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 
 from misskey_cli.core import files, protocol
 from misskey_cli.core.timefmt import parse_duration
+from misskey_cli.output.notices import LiveLine, StatusLine
 from misskey_cli.run import stdin_commands as commands
 
 
@@ -81,9 +83,6 @@ def test_shape_problems(frame, problem):
 
 
 def test_a_live_line_redraws_in_place_cut_to_the_width_and_ends_quietly_when_stderr_fails():
-    import io
-
-    from misskey_cli.output.notices import LiveLine, StatusLine
 
     out = io.StringIO()
     line = LiveLine(out, width=30)
@@ -105,6 +104,20 @@ def test_a_live_line_redraws_in_place_cut_to_the_width_and_ends_quietly_when_std
     status.set_state("connected")
     status.clear()
     assert status.line.stream is None
+
+
+def test_the_status_line_counts_a_wait_down_and_drops_it_once_connected():
+    now = [100.0]
+    out = io.StringIO()
+    status = StatusLine(out, width=200, every=0.0, clock=lambda: now[0])
+    status.set_state("reconnecting", 15.2)
+    assert status.text().startswith("mkstream: reconnecting in 15s |")
+    now[0] += 10
+    assert status.text().startswith("mkstream: reconnecting in 5s |")
+    now[0] += 60
+    assert status.text().startswith("mkstream: reconnecting in 0s |")
+    status.set_state("connected")
+    assert status.text().startswith("mkstream: connected | up 0:01:10 |")
 
 
 # ----- core.files: how mkstream replaces its own files -----------------------------------------

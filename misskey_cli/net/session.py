@@ -108,6 +108,13 @@ def _ignore(message: str) -> None:
     pass
 
 
+StateNotice = Callable[[str, float | None], None]  # (what the session does, seconds until it acts or None)
+
+
+def _ignore_state(state: str, wait: float | None) -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class SessionNotices:
     """Where the session's messages go; each left out is not wanted (the doctor wants none)."""
@@ -115,7 +122,7 @@ class SessionNotices:
     warn: Notice = _ignore
     info: Notice = _ignore  # connection events: lost, retrying
     debug: Notice = _ignore
-    state: Notice = _ignore  # "connecting", "connected", "reconnecting in 2.0 s", for a status line
+    state: StateNotice = _ignore_state  # ("connecting", None), ("reconnecting", 2.0): for a status line
 
 
 # ----- the open socket ------------------------------------------------------------------------
@@ -319,7 +326,7 @@ class Session:
         if self._asked is None:
             self._asked = (time.monotonic(), time.time())
         if self.wire is None and self._attempt is None and self._retry_at is None:
-            self._state("connecting")
+            self._state("connecting", None)
 
     def next(self, deadline: float | None, watch: Sequence[int]) -> Event:
         """Wait for the next event; ``deadline`` is monotonic, ``watch`` extra fds (stdin, wake-ups).
@@ -388,7 +395,7 @@ class Session:
 
     def _start_attempt(self, now: float) -> Attempt[Wire]:
         self._debug(f"connecting to {self.target.display_url()}")
-        self._state("connecting")
+        self._state("connecting", None)
         self._attempt = Attempt(self._dial, now + self.liveness.connect_timeout)
         return self._attempt
 
@@ -635,7 +642,7 @@ class Session:
         self._next_ping = now + self.liveness.ping_interval
         self._retry_at = None
         self._debug(f"{'reconnected' if self.ever_connected else 'connected'} to {self.target.display_url()}")
-        self._state("connected")
+        self._state("connected", None)
         self.ever_connected = True
         for conn in self.connections.values():
             self._send_connect(conn)
@@ -669,7 +676,7 @@ class Session:
             spent = f" after {self.reconnect.max_retries} retries" if self.reconnect.enabled else ""
             raise error(f"could not connect to {where}{spent}: {reason}")
         self._retry_at = time.monotonic() + delay
-        self._state(f"retrying in {delay:.1f}s")
+        self._state("retrying", delay)
         self._info(f"could not connect to {where}: {reason}; retrying in {delay:.1f}s")
 
     def _lost(self, reason: str, clean: bool = False) -> None:
@@ -694,7 +701,7 @@ class Session:
         if self._down is None:
             heard = time.time() - (now - self._last_heard)
             self._down = (now, heard, reason)
-        self._state(f"reconnecting in {delay:.1f}s")
+        self._state("reconnecting", delay)
         self._info(f"connection lost: {reason}; reconnecting in {delay:.1f}s")
 
     # ----- sending ----------------------------------------------------------------------------

@@ -9,7 +9,6 @@ On a terminal, with the records going elsewhere, a ``StatusLine`` redraws itself
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -131,9 +130,6 @@ class LiveLine:
             self.drawn = False
 
 
-_WAIT = re.compile(r"(.+) in (\d+(?:\.\d+)?)s")  # "retrying in 15.2s": counted down on the line
-
-
 class StatusLine:
     """One self-updating stderr line: state, uptime, records, rate, reconnects, backfill, bytes.
 
@@ -148,7 +144,7 @@ class StatusLine:
         self.clock = clock
         self.started = clock()
         self.state = "connecting"
-        self._until: tuple[str, float] | None = None  # a wait's word and when it ends, to count down
+        self._until: float | None = None  # when the wait the state names ends: counted down
         self.progress = Progress()
         self._last = -1e9
         self._rate_mark = (self.started, 0)
@@ -162,11 +158,10 @@ class StatusLine:
             self._last = -1e9
             self.tick()
 
-    def set_state(self, state: str) -> None:
-        """``connected``, or a wait such as ``reconnecting in 15.2s``, which then counts down."""
-        wait = _WAIT.fullmatch(state)
+    def set_state(self, state: str, wait: float | None = None) -> None:
+        """``connected``; with ``wait`` seconds, a wait counted down on the line (``reconnecting in 15s``)."""
         self.state = state
-        self._until = (wait[1], self.clock() + float(wait[2])) if wait else None
+        self._until = self.clock() + wait if wait is not None else None
         self._last = -1e9
         self.tick()
 
@@ -186,8 +181,7 @@ class StatusLine:
         up = int(self.clock() - self.started)
         state = self.state
         if self._until is not None:
-            what, until = self._until
-            state = f"{what} in {max(0.0, until - self.clock()):.0f}s"
+            state = f"{state} in {max(0.0, self._until - self.clock()):.0f}s"
         parts = [state, f"up {up // 3600:d}:{up // 60 % 60:02d}:{up % 60:02d}", f"{p.records} records",
                  f"{self.rate:.1f}/s", f"{p.reconnects} reconnects"]
         if p.backfilled:
