@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import sys
@@ -26,7 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
     """Compile the package once, so that the hundreds of mkstream processes the tests spawn load it
     as a user's install would, instead of each compiling every module again (where
     PYTHONDONTWRITEBYTECODE is set, as on CI's machines, nothing would ever write the cache).
-    Clear the machine's settings (``MACHINE_SETTINGS``) for this process and every one it starts."""
+    Clear the machine's settings (``MACHINE_SETTINGS``) for this process and every one it starts, and
+    let SIGINT through to them."""
     import compileall
 
     import misskey_cli
@@ -34,6 +36,11 @@ def pytest_configure(config: pytest.Config) -> None:
     compileall.compile_dir(str(Path(misskey_cli.__file__).parent), quiet=2, workers=1)
     for name in MACHINE_SETTINGS:
         os.environ.pop(name, None)
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # Started in the background of a script (``.ci/run &``), which ignores SIGINT: every mkstream
+        # the tests start would inherit that and rightly keep ignoring Ctrl-C, and the tests that
+        # press it would fail.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         _rewrite_once(config)
 
