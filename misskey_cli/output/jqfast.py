@@ -26,6 +26,7 @@ checks each shape against jq on real frames.
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -315,7 +316,7 @@ class _Parser:
                 self.take()
                 f = _optional(f)
             elif self.at("["):
-                f = _then(f, self.bracket())
+                f = _then(f, self.bracket())  # a path of keys stays one walk (_then joins them)
             elif self.peek_kind() == "field":
                 f = _then(f, self.key())
             elif self.at(".") and self.pos + 1 < len(self.tokens) and self.tokens[self.pos + 1][0] == "string":
@@ -400,11 +401,10 @@ class _Parser:
         if kind == "field":
             value = value[1:]
         elif kind == "string":
-            if len(value) != 1:
+            if len(value) != 1 or not isinstance(value[0], str):
                 raise Unsupported("an interpolated key")
             value = value[0]
-        name = value
-        return lambda v: [_index(v, name)]
+        return _path((value,))
 
     def bracket(self) -> Filter:
         self.take("[")
@@ -415,10 +415,9 @@ class _Parser:
                 raise Unsupported("a huge index")
             self.take("]")
             return lambda v: [_index(v, index)]
-        if token[0] == "string" and len(token[1]) == 1 and self.at("]"):
-            name = token[1][0]
+        if token[0] == "string" and len(token[1]) == 1 and isinstance(token[1][0], str) and self.at("]"):
             self.take("]")
-            return lambda v: [_index(v, name)]
+            return _path((token[1][0],))
         raise Unsupported("this kind of index")
 
     def object(self) -> Filter:
@@ -501,6 +500,9 @@ def _one(f: Filter, v: Any) -> Any:
 
 
 def _then(f: Filter, g: Filter) -> Filter:
+    keys, more = _KEYS.get(f), _KEYS.get(g)
+    if keys is not None and more is not None:
+        return _path(keys + more)  # `.body.body.user.host`: one loop, not a filter per key
     return lambda v: [out for mid in f(v) for out in g(mid)]
 
 
@@ -565,6 +567,7 @@ def compile_fast(program: str, args: dict[str, Any]) -> Filter | None:
 
 
 def _path(keys: tuple[str, ...]) -> Filter:
+    """``.a.b."c"["d"]``: each key of an object in turn; null stays null; anything else is jq's error."""
     def walk(value: Any) -> list[Any]:
         for key in keys:
             if type(value) is dict:
@@ -573,4 +576,9 @@ def _path(keys: tuple[str, ...]) -> Filter:
                 raise Fallback()  # jq words the error
         return [value]
 
+    _KEYS[walk] = keys
     return walk
+
+
+# The keys of each path filter made by ``_path``, so that ``_then`` can join two into one.
+_KEYS: weakref.WeakKeyDictionary[Filter, tuple[str, ...]] = weakref.WeakKeyDictionary()
