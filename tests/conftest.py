@@ -121,13 +121,20 @@ def shared_jq() -> Iterator[Callable[..., Any]]:
     compare many renderers of the same few programs share them instead. A worker that a test
     stops mid-frame is started again by its next use.
     """
-    workers: dict[tuple[str, str], Any] = {}
+    from misskey_cli.output.jqworker import JqProcess
+
+    workers: dict[tuple[str, str], JqProcess] = {}
 
     def share(*renderers: Any) -> Any:
         for renderer in renderers:
             own = renderer.program
             if own is not None:
-                renderer.program = workers.setdefault((own.program, json.dumps(own.args, sort_keys=True)), own)
+                key = (own.program, json.dumps(own.args, sort_keys=True))
+                if key not in workers:
+                    # The pool's own: a renderer closes its program when it is collected, and a
+                    # collection during another renderer's frame would kill the worker under it.
+                    workers[key] = JqProcess(own.program, own.args)
+                renderer.program = workers[key]
         return renderers if len(renderers) > 1 else renderers[0]
 
     yield share
