@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -60,6 +62,28 @@ def spawn(*args: str, env: dict[str, str] | None = None, stdin: int | None = sub
     full_env.update(env or {})
     return subprocess.Popen([sys.executable, "-m", "misskey_cli", *args], stdin=stdin, stdout=stdout,
                             stderr=subprocess.PIPE, env=full_env)
+
+
+def stderr_until(proc: subprocess.Popen[bytes], marker: str, timeout: float = 30) -> str:
+    """Read a spawned mkstream's stderr up to the end of the line holding ``marker``; what was read.
+
+    For a test that must act only once mkstream has said something. The wait is bounded: no
+    marker within ``timeout`` seconds (or stderr closed first) fails the test.
+    """
+    import pytest
+
+    assert proc.stderr is not None
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker.encode() not in seen or not seen.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([proc.stderr], [], [], left)[0]:
+            pytest.fail(f"no {marker!r} on stderr within {timeout:g}s: {seen.decode(errors='replace')}")
+        chunk = os.read(proc.stderr.fileno(), 65536)
+        if not chunk:
+            pytest.fail(f"stderr ended without {marker!r}: {seen.decode(errors='replace')}")
+        seen += chunk
+    return seen.decode(errors="replace")
 
 
 def finish(proc: subprocess.Popen[bytes], timeout: float = 60) -> tuple[int, str, str]:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import SAFETY, finish, in_background, join_ok, run_cli, spawn
+from helpers import SAFETY, finish, in_background, join_ok, run_cli, spawn, stderr_until
 
 from misskey_cli.errors import ExitCode
 
@@ -60,15 +60,8 @@ def test_serve_replay_of_input_without_newlines_warns_and_serves_on():
     try:
         host_url = re.search(r"--host (http://\S+)\)", server.stderr.readline().decode())[1]
         client = spawn("connect", "localTimeline", "--host", host_url, "--idle-timeout", "1", *SAFETY)
-        seen = b""
-        while b"is longer than" not in seen or not seen.endswith(b"\n"):  # a hang fails, within 30 s
-            import select
-
-            assert select.select([server.stderr], [], [], 30)[0], seen.decode()
-            chunk = os.read(server.stderr.fileno(), 65536)
-            assert chunk, "serve ended without the warning"
-            seen += chunk
-        line = next(line for line in seen.decode().splitlines(keepends=True) if "is longer than" in line)
+        seen = stderr_until(server, "is longer than")
+        line = next(line for line in seen.splitlines(keepends=True) if "is longer than" in line)
         assert line == ("mkstream: warning: /dev/zero: line 1 is longer than 256 MB: not a recording or NDJSON "
                         "frames; the rest is not served\n")
         code, _, err = finish(client, timeout=60)
@@ -107,12 +100,13 @@ def test_stdin_commands_without_newlines_stop_the_commands_not_the_stream(sim):
     with open("/dev/zero", "rb") as zero:
         proc = spawn("connect", "localTimeline", *host(sim), "--stdin", "--jq", ".body.body.text", "-r", "-n", "1",
                      *SAFETY, stdin=zero.fileno())
+    said = stderr_until(proc, "no more live commands")  # the note comes after: -n 1 would end the run first
     sim.wait_for_subscription("localTimeline")
     sim.post_note(text="still streaming")
     code, out, err = finish(proc, timeout=60)
     assert code == 0, err
     assert out == "still streaming\n"
-    assert "stdin: a line longer than 64 KB is no command; no more live commands" in err
+    assert "stdin: a line longer than 64 KB is no command; no more live commands" in said
 
 
 # ----- item 7: a host that is no URL ----------------------------------------------------------
