@@ -1,4 +1,5 @@
-"""Shared test fixtures: a live simulator per test, and the real-server recording."""
+"""Shared test fixtures (a live simulator per test, the real-server recording, shared jq workers) and the
+session's setup: the package compiled and the test modules rewritten once, the machine's settings cleared."""
 
 from __future__ import annotations
 
