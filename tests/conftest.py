@@ -114,6 +114,31 @@ def shape(value: Any) -> Any:
     return type(value).__name__
 
 
+def _children() -> set[int]:
+    """The processes this one started that are still running (Linux; elsewhere none are known)."""
+    pids: set[int] = set()
+    with contextlib.suppress(OSError):
+        for task in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError), open(f"/proc/self/task/{task}/children") as listing:
+                pids.update(int(pid) for pid in listing.read().split())
+    return pids
+
+
+@pytest.fixture(autouse=True)
+def _no_mkstream_outlives_its_test() -> Iterator[None]:
+    """The last guard of "every process a test starts ends": an mkstream a test started and left
+    running (its own bounded wait failed, say) is killed when the test ends. The jq workers a
+    session shares (``shared_jq``) are left alone."""
+    before = _children()
+    yield
+    for pid in _children() - before:
+        with contextlib.suppress(OSError):
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                command = cmdline.read()
+            if b"misskey_cli" in command and b"jqworker" not in command:
+                os.kill(pid, signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def shared_jq() -> Iterator[Callable[..., Any]]:
     """``shared_jq(renderer, ...)``: the renderers use one libjq worker per program and arguments.

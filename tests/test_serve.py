@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import signal
+import subprocess
 import threading
 import time
 import urllib.request
@@ -244,7 +245,13 @@ class Server:
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGINT)
-        assert self.proc.wait(timeout=30) == ExitCode.SIGINT
+        try:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"serve did not end within 30 s of SIGINT: {self.lines}")
+        assert code == ExitCode.SIGINT
         with self.cond:
             assert not [line for line in self.lines if "Traceback" in line], self.lines
 
@@ -259,8 +266,14 @@ def serve():
         return server
 
     yield start
-    for server in servers:
-        server.stop()
+    try:
+        for server in servers:
+            server.stop()
+    finally:
+        for server in servers:
+            if server.proc.poll() is None:
+                server.proc.kill()
+                server.proc.wait()
 
 
 def mkstream(server: Server, *args: str, timeout: float = 60) -> tuple[int, str, str]:
